@@ -1,0 +1,1 @@
+"""Ratifier: Kafka-native M-of-N consensus for AI outputs."""

@@ -1,0 +1,5 @@
+import sys
+
+from ratifier.cli import main
+
+sys.exit(main())

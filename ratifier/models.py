@@ -1,0 +1,179 @@
+"""Domain types shared by every part: plain frozen dataclasses, no I/O.
+
+They mirror the Avro records in ``schemas/*.avsc`` field for field; ``ratifier.schemas.codec``
+converts between the two. Times are integer milliseconds since the Unix epoch (Kafka's own
+unit), named ``*_ms``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Vote(StrEnum):
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    ABSTAIN = "ABSTAIN"
+
+
+class Severity(StrEnum):
+    MINOR = "MINOR"
+    MAJOR = "MAJOR"
+    CRITICAL = "CRITICAL"
+
+
+class FailureReason(StrEnum):
+    """Why an attempt did not pass."""
+
+    THRESHOLD_UNREACHABLE = "THRESHOLD_UNREACHABLE"
+    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"
+    VETO = "VETO"
+    # Before the policy's minimum rounds only a supermajority may pass (debate-protocol rule).
+    SUPERMAJORITY_UNREACHABLE = "SUPERMAJORITY_UNREACHABLE"
+
+
+class OutcomeClass(StrEnum):
+    CONFIRMED = "confirmed"  # passed on attempt 1
+    CORRECTED = "corrected"  # passed after at least one retry
+    UNRESOLVED = "unresolved"  # escalated to a human
+
+
+class EscalationReason(StrEnum):
+    MAX_ATTEMPTS_EXHAUSTED = "MAX_ATTEMPTS_EXHAUSTED"
+    VETO = "VETO"  # a policy may escalate a red-team veto at once instead of retrying
+
+
+class DeadLetterReason(StrEnum):
+    MALFORMED = "MALFORMED"  # not decodable as the topic's record type
+    UNKNOWN_POLICY = "UNKNOWN_POLICY"
+    UNKNOWN_VALIDATOR = "UNKNOWN_VALIDATOR"
+    UNKNOWN_ATTEMPT = "UNKNOWN_ATTEMPT"  # a verdict for an attempt that never arrived
+    WRONG_ATTEMPT = "WRONG_ATTEMPT"  # a candidate whose attempt the case did not ask for
+    WRONG_CANDIDATE = "WRONG_CANDIDATE"  # verdict's candidate id differs from the attempt's
+    CASE_CLOSED = "CASE_CLOSED"  # a candidate for a case that already has a final outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Character offsets [start, end) into the candidate's content."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    case_id: str
+    attempt: int  # 1-based
+    candidate_id: str
+    policy: str
+    category: str
+    query: str
+    content: str
+    producer: str
+    produced_at_ms: int
+    previous_candidate_ids: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What a validator callable returns; the runtime turns it into a :class:`Verdict`."""
+
+    vote: Vote
+    confidence: float = 1.0
+    severity: Severity | None = None
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    case_id: str
+    attempt: int
+    candidate_id: str
+    validator_id: str
+    validator_version: str
+    vote: Vote
+    confidence: float
+    severity: Severity | None
+    reasons: tuple[Reason, ...]
+    latency_ms: int
+    produced_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PassDecision:
+    decision_id: str
+    case_id: str
+    attempt: int
+    candidate: Candidate
+    confidence: float  # accepting weight / total weight
+    votes: tuple[Verdict, ...]
+    policy: str
+    policy_version: str
+    outcome: OutcomeClass
+    decided_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRequest:
+    decision_id: str
+    case_id: str
+    attempt: int  # the attempt that failed
+    next_attempt: int
+    candidate: Candidate  # the failed candidate, with its content, query and metadata
+    reason: FailureReason
+    dissent: tuple[Verdict, ...]  # every REJECT and ABSTAIN verdict, with reasons
+    missing_validators: tuple[str, ...]  # expected validators that never answered
+    votes: tuple[Verdict, ...]  # every vote counted for the failed attempt
+    policy: str
+    policy_version: str
+    decided_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    candidate: Candidate
+    verdicts: tuple[Verdict, ...]
+    failure: FailureReason
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPacket:
+    decision_id: str
+    case_id: str
+    attempts: tuple[AttemptRecord, ...]  # every failed attempt, oldest first
+    reason: EscalationReason
+    policy: str
+    policy_version: str
+    outcome: OutcomeClass  # always UNRESOLVED
+    decided_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    original: bytes
+    source_topic: str
+    partition: int
+    offset: int
+    reason: DeadLetterReason
+    detail: str  # human-readable explanation
+    dead_at_ms: int
+
+
+Decision = PassDecision | RetryRequest | EscalationPacket
+Record = Candidate | Verdict | PassDecision | RetryRequest | EscalationPacket | DeadLetter
