@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Never let the source folder `ratifier/` shadow the installed package (which maps streams/ etc. in).
+export PYTHONSAFEPATH := 1
 
 .PHONY: dev prereqs stack-up stack-down test lint demo bench clean
 
