@@ -19,6 +19,7 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_POLICY_DIR | (built-in policies) | folder of policy ``*.toml`` files the tally loads |
 | RATIFIER_HOLD_MS | 30000 | how long verdicts wait for a candidate that has not arrived |
 | RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
+| RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
 | RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
 """
@@ -57,6 +58,7 @@ class Settings:
     policy_dir: Path | None = None
     hold_ms: int = 30_000
     retention_ms: int = 60_000
+    retry_wait_ms: int = 600_000
     tick_interval_s: float = 0.5
     log_level: str = "info"
 

@@ -1,0 +1,125 @@
+"""Topic administration: create Ratifier's topics idempotently, delete them for test cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import for_code as error_for_code
+
+from ratifier.config import Settings
+from ratifier.errors import StackError
+from ratifier.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+_READY_TIMEOUT_S = 30.0
+
+
+def default_topics(settings: Settings) -> tuple[str, ...]:
+    """Every topic Ratifier needs: the public ones plus the tally's tick topic."""
+    names = TopicNames.from_settings(settings)
+    return (*names.public, names.ticks)
+
+
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id="ratifier-admin"
+    )
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.close()
+        raise StackError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}. "
+            "Is the broker running (`ratifier stack status`)?"
+        ) from exc
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
+    """Create the topics that do not exist yet, then wait until every partition has a leader.
+
+    Existing topics are left as they are (their partition count is not changed).
+    """
+    wanted = list(dict.fromkeys(default_topics(settings) if names is None else names))
+    if not wanted:
+        return
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(name, settings.partitions, settings.replication_factor)
+                    for name in missing
+                ]
+            )
+            failures = [
+                (topic, code, message)
+                for topic, code, message in _topic_errors(response)
+                # Another process may create the same topic between our list and create.
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if failures:
+                details = "; ".join(
+                    f"{topic}: {error_for_code(code).__name__} {message or ''}".strip()
+                    for topic, code, message in failures
+                )
+                raise StackError(f"could not create topics: {details}")
+            log.info("created topics %s", ", ".join(missing))
+        await _wait_for_leaders(admin, wanted)
+
+
+async def delete_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Delete topics; topics that do not exist are ignored."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        present = [name for name in wanted if name in existing]
+        if not present:
+            return
+        response = await admin.delete_topics(present)
+        for topic, code, *_ in response.topic_error_codes:
+            if code not in (0, UnknownTopicOrPartitionError.errno):
+                raise StackError(f"could not delete topic {topic}: {error_for_code(code).__name__}")
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    # CreateTopics v0 answers (topic, code); later versions add a message.
+    return [
+        (entry[0], entry[1], entry[2] if len(entry) > 2 else None)
+        for entry in response.topic_errors
+    ]
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Until metadata shows a leader for every partition, so the first produce does not fail."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    pending = list(names)
+    while True:
+        described = await admin.describe_topics(pending)
+        pending = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] != 0
+            or not topic["partitions"]
+            or any(p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"topics have no leader after {_READY_TIMEOUT_S:.0f} s: {pending}")
+        await asyncio.sleep(0.1)
