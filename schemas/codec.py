@@ -1,0 +1,306 @@
+"""Ratifier's wire codec: Avro single-object encoding of the records in :mod:`ratifier.models`.
+
+Every message value on Ratifier's topics is::
+
+    C3 01 | CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form, 8 bytes little-endian
+          | Avro binary encoding of the record
+
+which is what the Avro Java library's ``BinaryMessageEncoder`` writes (see docs/wire-format.md).
+The fingerprint names the record type, so :func:`decode` needs no topic-to-type table.
+
+The contract is ``schemas/*.avsc``: one named type per file, named ``<full name>.avsc``, types
+referring to each other by full name. At import the loader inlines each top-level record's named
+types (defined at first use, referred to by name after that, as Java's ``Schema.toString`` does),
+parses it once and computes its fingerprint; nothing schema-related happens per message.
+
+Timestamps (``*_ms``) carry the ``timestamp-millis`` logical type in the contract, for other
+languages. fastavro would turn them into ``datetime`` on read; the models want integer
+milliseconds. Logical types change neither the bytes nor the canonical form (hence not the
+fingerprint), so the codec reads and writes with a copy of each schema stripped of them and gets
+plain ints both ways, at no cost. :func:`schema` returns the contract version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Final, NoReturn, TypeVar, cast
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint as _fastavro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from ratifier.errors import UnknownSchema, WireFormatError
+from ratifier.models import (
+    Candidate,
+    DeadLetter,
+    EscalationPacket,
+    PassDecision,
+    Record,
+    RetryRequest,
+    Verdict,
+)
+from ratifier.schemas import mapping
+
+__all__ = [
+    "HEADER_SIZE",
+    "MARKER",
+    "RECORD_TYPES",
+    "canonical_form",
+    "decode",
+    "decode_as",
+    "encode",
+    "fingerprint",
+    "schema",
+    "schema_dir",
+]
+
+MARKER: Final = b"\xc3\x01"
+HEADER_SIZE: Final = 10  # marker + 8-byte fingerprint
+NAMESPACE: Final = "ratifier"
+
+# The top-level records, one per topic.
+RECORD_TYPES: Final[tuple[type[Record], ...]] = (
+    Candidate,
+    Verdict,
+    PassDecision,
+    RetryRequest,
+    EscalationPacket,
+    DeadLetter,
+)
+
+T = TypeVar("T", Candidate, Verdict, PassDecision, RetryRequest, EscalationPacket, DeadLetter)
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+_NAMED = frozenset({"record", "error", "enum", "fixed"})
+
+
+def schema_dir() -> Path:
+    """The folder holding the ``*.avsc`` files (installed as package data beside this module)."""
+    return Path(__file__).parent
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _fullname(name: str, namespace: str) -> str:
+    return name if "." in name else f"{namespace}.{name}"
+
+
+def _load_named_types(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every named type in ``directory``, by full name; each file must be ``<full name>.avsc``."""
+    named: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.avsc")):
+        definition = json.loads(path.read_text(encoding="utf-8"))
+        name = _fullname(definition["name"], definition.get("namespace", NAMESPACE))
+        # The file name is how other tools (fastavro's load_schema, readers) find a type.
+        if path.name != f"{name}.avsc":
+            raise ValueError(f"{path} defines {name}; it must be named {name}.avsc")
+        named[name] = definition
+    return named
+
+
+def _standalone(name: str, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``name``'s schema with each named type it uses defined inline at its first use.
+
+    That is the one form whose canonical form (hence fingerprint) every Avro library agrees on.
+    """
+    defined: set[str] = set()
+
+    def inline(node: Any, namespace: str) -> Any:
+        if isinstance(node, list):
+            return [inline(branch, namespace) for branch in node]
+        if isinstance(node, str):
+            if node in _PRIMITIVES:
+                return node
+            full = _fullname(node, namespace)
+            if full in defined or full not in named:
+                # Already defined above, or unknown: fastavro's parser reports the latter.
+                return full
+            return inline(named[full], namespace)
+        kind = node["type"]
+        if kind in _NAMED:
+            namespace = node.get("namespace", namespace)
+            defined.add(_fullname(node["name"], namespace))
+            if kind in ("record", "error"):
+                fields = [{**f, "type": inline(f["type"], namespace)} for f in node["fields"]]
+                return {**node, "fields": fields}
+            return dict(node)
+        if kind == "array":
+            return {**node, "items": inline(node["items"], namespace)}
+        if kind == "map":
+            return {**node, "values": inline(node["values"], namespace)}
+        if kind in _PRIMITIVES:
+            return dict(node)  # a primitive with attributes, e.g. a logical type
+        return {**node, "type": inline(kind, namespace)}  # {"type": "some.Name"}
+
+    return cast(dict[str, Any], inline(named[name], NAMESPACE))
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_logical_types(n) for n in node]
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    kind: type[Record]
+    name: str  # the record's short name, for messages
+    header: bytes  # marker + fingerprint
+    contract: dict[str, Any]  # parsed, as published (with logical types)
+    wire: dict[str, Any]  # parsed, logical types stripped: what the hot path uses
+    canonical_form: str
+    to_avro: Callable[[Any], mapping.Datum]
+    from_avro: Callable[[mapping.Datum], Any]
+
+
+def _build_codecs(directory: Path) -> Iterator[_Codec]:
+    named = _load_named_types(directory)
+    for kind in RECORD_TYPES:
+        standalone = _standalone(f"{NAMESPACE}.{kind.__name__}", named)
+        contract = parse_schema(standalone, named_schemas={})
+        wire = parse_schema(_without_logical_types(standalone), named_schemas={})
+        canonical = to_parsing_canonical_form(contract)
+        if to_parsing_canonical_form(wire) != canonical:  # would make the fingerprint lie
+            raise ValueError(f"{kind.__name__}: stripping logical types changed the schema")
+        fingerprint_ = bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO"))
+        yield _Codec(
+            kind=kind,
+            name=kind.__name__,
+            header=MARKER + fingerprint_,
+            contract=contract,
+            wire=wire,
+            canonical_form=canonical,
+            to_avro=mapping.TO_AVRO[kind],
+            from_avro=mapping.FROM_AVRO[kind],
+        )
+
+
+_BY_TYPE: Final[dict[type, _Codec]] = {c.kind: c for c in _build_codecs(schema_dir())}
+_BY_FINGERPRINT: Final[dict[bytes, _Codec]] = {c.header[2:]: c for c in _BY_TYPE.values()}
+
+
+def _codec_for(kind: type) -> _Codec:
+    try:
+        return _BY_TYPE[kind]
+    except KeyError:
+        names = ", ".join(k.__name__ for k in RECORD_TYPES)
+        raise TypeError(f"{kind.__name__} is not a Ratifier record type ({names})") from None
+
+
+def fingerprint(kind: type[Record]) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint of ``kind``'s schema, little-endian as on the wire."""
+    return _codec_for(kind).header[2:]
+
+
+def schema(kind: type[Record]) -> dict[str, Any]:
+    """``kind``'s parsed schema as published (fastavro form). Shared: do not modify it."""
+    return _codec_for(kind).contract
+
+
+def canonical_form(kind: type[Record]) -> str:
+    """``kind``'s schema in Avro Parsing Canonical Form, the text the fingerprint is taken of."""
+    return _codec_for(kind).canonical_form
+
+
+# --- the hot path ----------------------------------------------------------------------------
+
+
+def encode(record: Record) -> bytes:
+    """``record`` as a single-object encoded Avro message."""
+    codec = _BY_TYPE.get(type(record))
+    if codec is None:
+        codec = _codec_for(type(record))  # raises the TypeError
+    out = BytesIO()
+    out.write(codec.header)
+    schemaless_writer(out, codec.wire, codec.to_avro(record))
+    return out.getvalue()
+
+
+def decode(data: bytes) -> Record:
+    """The record in ``data``, whatever its type (told by the fingerprint).
+
+    Raises :class:`WireFormatError` if ``data`` is not a well-formed message and
+    :class:`UnknownSchema` if its fingerprint names no schema this version knows.
+    """
+    if type(data) is not bytes:
+        data = _as_bytes(data)
+    codec = _BY_FINGERPRINT.get(data[2:HEADER_SIZE])
+    if codec is None or data[:2] != MARKER:
+        _raise_bad_header(data)
+    return cast(Record, _read_body(data, codec))
+
+
+def decode_as(data: bytes, kind: type[T]) -> T:
+    """Like :func:`decode`, but ``data`` must hold a ``kind``: raises WireFormatError otherwise."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
+    codec = _BY_FINGERPRINT.get(data[2:HEADER_SIZE])
+    if codec is None or data[:2] != MARKER:
+        _raise_bad_header(data)
+    if codec.kind is not kind:
+        expected = _codec_for(kind).name  # a TypeError if kind is no record type at all
+        raise WireFormatError(f"expected {expected}, got {codec.name}")
+    return cast(T, _read_body(data, codec))
+
+
+def _read_body(data: bytes, codec: _Codec) -> Any:
+    body = BytesIO(data)  # shares the bytes' buffer, no copy
+    body.seek(HEADER_SIZE)
+    try:
+        datum = schemaless_reader(body, codec.wire, None)
+    # Bad bytes make fastavro fail in undocumented ways: EOFError, or IndexError when a number
+    # is cut short or an enum or union index is out of range, UnicodeDecodeError, ...; none of
+    # them may escape as anything but bad data.
+    except Exception as exc:
+        size = len(data) - HEADER_SIZE
+        if body.tell() >= len(data):  # it failed for want of bytes
+            message = f"truncated {codec.name}: the body ({size} bytes) ends before the record"
+        else:
+            message = f"garbled {codec.name} body ({size} bytes): {type(exc).__name__}: {exc}"
+        raise WireFormatError(message) from exc
+    left = len(data) - body.tell()
+    if left:
+        raise WireFormatError(f"{left} unexpected bytes after the end of the {codec.name} body")
+    return codec.from_avro(datum)
+
+
+def _as_bytes(data: object) -> bytes:
+    if data is None:
+        raise WireFormatError("no message value (a tombstone?): expected an Avro single-object")
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise WireFormatError(f"expected bytes, got {type(data).__name__}")
+
+
+def _raise_bad_header(data: bytes) -> NoReturn:
+    """Explain why ``data`` does not start with a known single-object header, and raise."""
+    if not data:
+        raise WireFormatError("empty message: expected an Avro single-object encoded record")
+    if len(data) < HEADER_SIZE:
+        raise WireFormatError(
+            f"message too short: {len(data)} bytes ({data.hex(' ')}), but the single-object "
+            f"header alone is {HEADER_SIZE}"
+        )
+    if data[:2] != MARKER:
+        hint = ""
+        if data[0] == 0:
+            hint = " (looks like Confluent Schema Registry framing: magic byte 0 + schema id)"
+        elif data[:1] in (b"{", b"["):
+            hint = " (looks like JSON)"
+        raise WireFormatError(
+            f"not Avro single-object encoding: expected marker c3 01, got {data[:2].hex(' ')}"
+            + hint
+        )
+    found = data[2:HEADER_SIZE]
+    known = ", ".join(f"{c.name}={c.header[2:].hex()}" for c in _BY_TYPE.values())
+    raise UnknownSchema(
+        f"unknown schema fingerprint {found.hex()} (CRC-64-AVRO, little-endian): not a schema "
+        f"this version of Ratifier knows ({known}); is the producer on another schema version?"
+    )

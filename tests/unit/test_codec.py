@@ -1,0 +1,641 @@
+"""The wire contract: schemas/*.avsc and the single-object codec in ratifier.schemas.codec.
+
+Conformance is checked against the official ``avro`` package, which shares no code with fastavro:
+it parses the .avsc files on its own (in dependency order, as a Java or Go producer would), computes
+the fingerprints, and reads and writes the bodies the codec writes and reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+from enum import StrEnum
+from io import BytesIO
+from pathlib import Path
+from typing import Any, get_args
+
+import avro.io
+import avro.name
+import avro.schema
+import pytest
+from fastavro.schema import load_schema, to_parsing_canonical_form
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ratifier import models
+from ratifier.errors import UnknownSchema, WireFormatError
+from ratifier.models import (
+    AttemptRecord,
+    Candidate,
+    DeadLetter,
+    DeadLetterReason,
+    EscalationPacket,
+    EscalationReason,
+    FailureReason,
+    OutcomeClass,
+    PassDecision,
+    Reason,
+    RetryRequest,
+    Severity,
+    Span,
+    Verdict,
+    Vote,
+)
+from ratifier.schemas import codec
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
+
+# Every .avsc file, dependencies first: the order a stock Avro parser needs (docs/wire-format.md).
+PARSE_ORDER = (
+    "Vote",
+    "Severity",
+    "FailureReason",
+    "OutcomeClass",
+    "EscalationReason",
+    "DeadLetterReason",
+    "Span",
+    "Reason",
+    "Candidate",
+    "Verdict",
+    "AttemptRecord",
+    "PassDecision",
+    "RetryRequest",
+    "EscalationPacket",
+    "DeadLetter",
+)
+ENUMS = (Vote, Severity, FailureReason, OutcomeClass, EscalationReason, DeadLetterReason)
+NESTED = (Span, Reason, AttemptRecord)
+
+
+def _avsc(name: str) -> dict[str, Any]:
+    path = codec.schema_dir() / f"ratifier.{name}.avsc"
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_without_logical_types(n) for n in node]
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    return node
+
+
+def _official_schemas(strip: bool = False) -> dict[str, avro.schema.Schema]:
+    names = avro.name.Names()
+    load = (lambda n: _without_logical_types(_avsc(n))) if strip else _avsc
+    return {n: avro.schema.make_avsc_object(load(n), names) for n in PARSE_ORDER}
+
+
+OFFICIAL = _official_schemas()
+# The official Python package writes a logical-type primitive as {"type":"long"} in the canonical
+# form, where Java's SchemaNormalization and fastavro write "long" (the spec's [PRIMITIVES] rule);
+# logical types are not part of the canonical form anyway, so compare on the schemas without them.
+OFFICIAL_PLAIN = _official_schemas(strip=True)
+
+
+def _rabin64(data: bytes) -> bytes:
+    """CRC-64-AVRO as the spec gives it, written here independently of both libraries."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp.to_bytes(8, "little")
+
+
+# --- strategies ------------------------------------------------------------------------------
+
+# The official library turns timestamp-millis into datetime, so conformance data stays within
+# what a datetime holds (years 1 to 9999); the codec itself takes any long (tested separately).
+MIN_MS = -62_135_596_800_000
+MAX_MS = 253_402_300_799_999
+
+texts = st.text(max_size=12)
+int32 = st.integers(-(2**31), 2**31 - 1)
+int64 = st.integers(-(2**63), 2**63 - 1)
+timestamps = st.integers(MIN_MS, MAX_MS)
+doubles = st.floats(allow_nan=False)  # NaN != NaN would fail equality, not the codec
+
+
+def _tuples(elements: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[Any, ...]]:
+    return st.lists(elements, max_size=3).map(tuple)
+
+
+spans = st.builds(Span, start=int32, end=int32)
+reasons = st.builds(Reason, code=texts, message=texts, span=st.none() | spans)
+candidates = st.builds(
+    Candidate,
+    case_id=texts,
+    attempt=int32,
+    candidate_id=texts,
+    policy=texts,
+    category=texts,
+    query=texts,
+    content=st.text(max_size=200),
+    producer=texts,
+    produced_at_ms=timestamps,
+    previous_candidate_ids=_tuples(texts),
+    metadata=st.dictionaries(texts, texts, max_size=3),
+)
+verdicts = st.builds(
+    Verdict,
+    case_id=texts,
+    attempt=int32,
+    candidate_id=texts,
+    validator_id=texts,
+    validator_version=texts,
+    vote=st.sampled_from(Vote),
+    confidence=doubles,
+    severity=st.none() | st.sampled_from(Severity),
+    reasons=_tuples(reasons),
+    latency_ms=int64,
+    produced_at_ms=timestamps,
+)
+pass_decisions = st.builds(
+    PassDecision,
+    decision_id=texts,
+    case_id=texts,
+    attempt=int32,
+    candidate=candidates,
+    confidence=doubles,
+    votes=_tuples(verdicts),
+    policy=texts,
+    policy_version=texts,
+    outcome=st.sampled_from(OutcomeClass),
+    decided_at_ms=timestamps,
+)
+retry_requests = st.builds(
+    RetryRequest,
+    decision_id=texts,
+    case_id=texts,
+    attempt=int32,
+    next_attempt=int32,
+    candidate=candidates,
+    reason=st.sampled_from(FailureReason),
+    dissent=_tuples(verdicts),
+    missing_validators=_tuples(texts),
+    votes=_tuples(verdicts),
+    policy=texts,
+    policy_version=texts,
+    decided_at_ms=timestamps,
+)
+attempt_records = st.builds(
+    AttemptRecord,
+    candidate=candidates,
+    verdicts=_tuples(verdicts),
+    failure=st.sampled_from(FailureReason),
+)
+escalation_packets = st.builds(
+    EscalationPacket,
+    decision_id=texts,
+    case_id=texts,
+    attempts=_tuples(attempt_records),
+    reason=st.sampled_from(EscalationReason),
+    policy=texts,
+    policy_version=texts,
+    outcome=st.sampled_from(OutcomeClass),
+    decided_at_ms=timestamps,
+)
+dead_letters = st.builds(
+    DeadLetter,
+    original=st.binary(max_size=64),
+    source_topic=texts,
+    partition=int32,
+    offset=int64,
+    reason=st.sampled_from(DeadLetterReason),
+    detail=texts,
+    dead_at_ms=timestamps,
+)
+STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
+    Candidate: candidates,
+    Verdict: verdicts,
+    PassDecision: pass_decisions,
+    RetryRequest: retry_requests,
+    EscalationPacket: escalation_packets,
+    DeadLetter: dead_letters,
+}
+by_kind = pytest.mark.parametrize("kind", codec.RECORD_TYPES, ids=lambda k: k.__name__)
+slow = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _verdict(**changes: Any) -> Verdict:
+    base = Verdict(
+        case_id="case-1",
+        attempt=1,
+        candidate_id="cand-1",
+        validator_id="fact-checker",
+        validator_version="1.0",
+        vote=Vote.REJECT,
+        confidence=0.9,
+        severity=Severity.MAJOR,
+        reasons=(Reason("factual-error", "wrong date", Span(3, 10)), Reason("style", "long")),
+        latency_ms=1234,
+        produced_at_ms=1_700_000_000_000,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _sample(kind: type) -> Any:
+    """One fixed record of each type, for tests that need a known message."""
+    candidate = DOC_CANDIDATE
+    samples = {
+        Candidate: candidate,
+        Verdict: _verdict(),
+        PassDecision: PassDecision(
+            "d-1", "case-1", 1, candidate, 1.0, (_verdict(),), "p", "1", OutcomeClass.CONFIRMED, 5
+        ),
+        RetryRequest: RetryRequest(
+            "d-2",
+            "case-1",
+            1,
+            2,
+            candidate,
+            FailureReason.VETO,
+            (_verdict(),),
+            ("v2",),
+            (_verdict(),),
+            "p",
+            "1",
+            5,
+        ),
+        EscalationPacket: EscalationPacket(
+            "d-3",
+            "case-1",
+            (AttemptRecord(candidate, (_verdict(),), FailureReason.VETO),),
+            EscalationReason.VETO,
+            "p",
+            "1",
+            OutcomeClass.UNRESOLVED,
+            5,
+        ),
+        DeadLetter: DeadLetter(b"\x01\x02", "t", 3, 42, DeadLetterReason.MALFORMED, "bad", 5),
+    }
+    return samples[kind]
+
+
+# The example in docs/wire-format.md.
+DOC_CANDIDATE = Candidate(
+    case_id="case-42",
+    attempt=1,
+    candidate_id="c1",
+    policy="default",
+    category="qa",
+    query="2+2?",
+    content="4",
+    producer="gen",
+    produced_at_ms=1_700_000_000_000,
+    metadata={"k": "v"},
+)
+
+
+# --- the official library's view of a datum ---------------------------------------------------
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MS = dt.timedelta(milliseconds=1)
+
+
+def _expected_datum(record: Any) -> Any:
+    """The Avro datum a record stands for, derived from the model alone (not from the codec)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, StrEnum):
+            return value.value
+        return value
+
+    return plain(dataclasses.asdict(record))
+
+
+def _from_official(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return (value - EPOCH) // MS
+    if isinstance(value, list):
+        return [_from_official(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_official(v) for k, v in value.items()}
+    return value
+
+
+def _to_official(schema: avro.schema.Schema, value: Any) -> Any:
+    """``value`` as the official writer wants it: datetimes where the schema says timestamp."""
+    if isinstance(schema, avro.schema.RecordSchema):
+        return {f.name: _to_official(f.type, value[f.name]) for f in schema.fields}
+    if isinstance(schema, avro.schema.ArraySchema):
+        return [_to_official(schema.items, v) for v in value]
+    if isinstance(schema, avro.schema.MapSchema):
+        return {k: _to_official(schema.values, v) for k, v in value.items()}
+    if isinstance(schema, avro.schema.UnionSchema):
+        if value is None:
+            return None
+        (branch,) = [s for s in schema.schemas if s.type != "null"]
+        return _to_official(branch, value)
+    if isinstance(schema, avro.schema.TimestampMillisSchema):
+        return EPOCH + value * MS
+    return value
+
+
+# --- the schemas -----------------------------------------------------------------------------
+
+
+def test_every_schema_file_is_one_named_type_in_the_parse_order() -> None:
+    files = sorted(p.name for p in codec.schema_dir().glob("*.avsc"))
+    assert files == sorted(f"ratifier.{n}.avsc" for n in PARSE_ORDER)
+    for name in PARSE_ORDER:
+        definition = _avsc(name)
+        assert (definition["namespace"], definition["name"]) == ("ratifier", name)
+
+
+@pytest.mark.parametrize("kind", codec.RECORD_TYPES + NESTED, ids=lambda k: k.__name__)
+def test_record_fields_mirror_the_dataclass(kind: type) -> None:
+    definition = _avsc(kind.__name__)
+    assert definition["type"] == "record"
+    assert definition["doc"]
+    assert [f["name"] for f in definition["fields"]] == [f.name for f in dataclasses.fields(kind)]
+    for f in definition["fields"]:
+        assert f.get("doc"), f"{kind.__name__}.{f['name']} has no doc"
+        ftype = f["type"]
+        if isinstance(ftype, list):  # optional: null first, default null
+            assert ftype[0] == "null"
+            assert f["default"] is None
+        is_timestamp = f["name"].endswith("_at_ms")
+        logical = ftype.get("logicalType") if isinstance(ftype, dict) else None
+        assert (logical == "timestamp-millis") == is_timestamp, f["name"]
+
+
+@pytest.mark.parametrize("enum", ENUMS, ids=lambda e: e.__name__)
+def test_enum_symbols_are_the_model_values(enum: type[StrEnum]) -> None:
+    definition = _avsc(enum.__name__)
+    assert definition["type"] == "enum"
+    assert definition["doc"]
+    # Same set; the order in the .avsc is the wire contract (symbols travel as indexes).
+    assert sorted(definition["symbols"]) == sorted(m.value for m in enum)
+
+
+def test_an_unknown_vote_reads_as_abstain() -> None:
+    assert _avsc("Vote")["default"] == Vote.ABSTAIN
+
+
+@by_kind
+def test_fingerprint_and_canonical_form_match_the_official_library(kind: type) -> None:
+    official = OFFICIAL_PLAIN[kind.__name__]
+    assert codec.canonical_form(kind) == official.canonical_form
+    assert codec.fingerprint(kind) == official.fingerprint("CRC-64-AVRO")
+    assert codec.fingerprint(kind) == _rabin64(codec.canonical_form(kind).encode())
+    assert codec.canonical_form(kind).startswith(f'{{"name":"ratifier.{kind.__name__}","type"')
+
+
+@by_kind
+def test_official_python_canonical_form_differs_only_in_logical_types(kind: type) -> None:
+    # Documented in docs/wire-format.md: Python producers using the avro package must not take
+    # fingerprint() of the schemas with logical types. If avro fixes this, both sides are equal.
+    official = OFFICIAL[kind.__name__].canonical_form
+    assert official.replace('{"type":"long"}', '"long"') == codec.canonical_form(kind)
+
+
+@by_kind
+def test_fastavro_load_schema_finds_the_files_by_full_name(kind: type) -> None:
+    # The <full name>.avsc convention lets stock fastavro resolve references across files.
+    loaded = load_schema(str(codec.schema_dir() / f"ratifier.{kind.__name__}.avsc"))
+    assert to_parsing_canonical_form(loaded) == codec.canonical_form(kind)
+
+
+@by_kind
+def test_schema_is_the_published_contract(kind: type) -> None:
+    parsed = codec.schema(kind)
+    assert parsed["name"] == f"ratifier.{kind.__name__}"
+    # The contract keeps its logical types; only the codec's private copy drops them.
+    assert "timestamp-millis" in json.dumps(parsed, default=str)
+
+
+def test_fingerprints_are_distinct() -> None:
+    assert len({codec.fingerprint(k) for k in codec.RECORD_TYPES}) == len(codec.RECORD_TYPES)
+
+
+def test_record_union_is_the_codecs_record_types() -> None:
+    assert set(codec.RECORD_TYPES) == set(get_args(models.Record))
+
+
+# --- round trips -----------------------------------------------------------------------------
+
+
+@by_kind
+@slow
+@given(data=st.data())
+def test_round_trip(kind: type, data: st.DataObject) -> None:
+    record = data.draw(STRATEGIES[kind])
+    encoded = codec.encode(record)
+    assert encoded[:2] == codec.MARKER
+    assert encoded[2:10] == codec.fingerprint(kind)
+    assert codec.decode(encoded) == record
+    assert codec.decode_as(encoded, kind) == record
+
+
+def test_decoded_record_types_are_exact() -> None:
+    decoded = codec.decode_as(codec.encode(_verdict()), Verdict)
+    assert type(decoded.vote) is Vote
+    assert type(decoded.severity) is Severity
+    assert type(decoded.reasons) is tuple
+    assert type(decoded.produced_at_ms) is int  # not a datetime
+    assert type(decoded.reasons[0].span) is Span
+
+
+def test_timestamps_take_the_whole_long_range() -> None:
+    for ms in (-(2**63), -1, 0, 2**63 - 1):
+        verdict = _verdict(produced_at_ms=ms, latency_ms=ms)
+        assert codec.decode(codec.encode(verdict)) == verdict
+
+
+def test_empty_collections_and_defaults_round_trip() -> None:
+    candidate = Candidate("", 1, "", "", "", "", "", "", 0)
+    assert codec.decode(codec.encode(candidate)) == candidate
+    verdict = _verdict(severity=None, reasons=())
+    assert codec.decode(codec.encode(verdict)) == verdict
+
+
+def test_any_mapping_is_accepted_as_metadata() -> None:
+    from types import MappingProxyType
+
+    candidate = Candidate(
+        "c", 1, "x", "p", "k", "q", "a", "g", 0, metadata=MappingProxyType({"a": "b"})
+    )
+    assert codec.decode_as(codec.encode(candidate), Candidate).metadata == {"a": "b"}
+
+
+# --- conformance with the official avro package ------------------------------------------------
+
+
+@by_kind
+@slow
+@given(data=st.data())
+def test_official_reader_reads_what_the_codec_writes(kind: type, data: st.DataObject) -> None:
+    record = data.draw(STRATEGIES[kind])
+    encoded = codec.encode(record)
+    schema = OFFICIAL[kind.__name__]
+    assert encoded[2:10] == OFFICIAL_PLAIN[kind.__name__].fingerprint("CRC-64-AVRO")
+    body = BytesIO(encoded[codec.HEADER_SIZE :])
+    datum = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(body))
+    assert body.read() == b""  # the official reader consumed the body exactly
+    assert _from_official(datum) == _expected_datum(record)
+
+
+@by_kind
+@slow
+@given(data=st.data())
+def test_codec_reads_what_the_official_writer_writes(kind: type, data: st.DataObject) -> None:
+    record = data.draw(STRATEGIES[kind])
+    schema = OFFICIAL[kind.__name__]
+    out = BytesIO()
+    datum = _to_official(schema, _expected_datum(record))
+    avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(out))
+    header = b"\xc3\x01" + OFFICIAL_PLAIN[kind.__name__].fingerprint("CRC-64-AVRO")
+    message = header + out.getvalue()
+    assert codec.decode(message) == record
+    assert codec.encode(record) == message  # Avro binary is canonical: same bytes both ways
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def _message_of(exc_info: pytest.ExceptionInfo[BaseException]) -> str:
+    return str(exc_info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "words"),
+    [
+        (b"", WireFormatError, "empty"),
+        (b"\xc3\x01\x00", WireFormatError, "too short: 3 bytes"),
+        (b"\xc3", WireFormatError, "too short: 1 bytes"),
+        (b'{"case_id": "c-1", "x": 1}', WireFormatError, "looks like JSON"),
+        (b"\x00\x00\x00\x00\x07" + b"\x02" * 20, WireFormatError, "Confluent"),
+        (b"\xc3\x02" + b"\x00" * 20, WireFormatError, "expected marker c3 01, got c3 02"),
+        (b"\xc3\x01" + bytes(range(8)) + b"\x00", UnknownSchema, "0001020304050607"),
+    ],
+    ids=["empty", "short", "one-byte", "json", "confluent", "marker", "fingerprint"],
+)
+def test_bad_header(data: bytes, kind: type[Exception], words: str) -> None:
+    with pytest.raises(WireFormatError) as exc_info:
+        codec.decode(data)
+    assert type(exc_info.value) is kind
+    assert words in _message_of(exc_info)
+    with pytest.raises(kind):
+        codec.decode_as(data, Candidate)
+
+
+def test_unknown_fingerprint_message_names_the_known_schemas() -> None:
+    with pytest.raises(UnknownSchema) as exc_info:
+        codec.decode(b"\xc3\x01" + b"\xff" * 8 + b"\x00")
+    message = _message_of(exc_info)
+    assert "ffffffffffffffff" in message
+    assert f"Candidate={codec.fingerprint(Candidate).hex()}" in message
+
+
+@by_kind
+def test_every_truncation_is_a_wire_format_error(kind: type) -> None:
+    encoded = codec.encode(_sample(kind))
+    for size in range(codec.HEADER_SIZE, len(encoded)):
+        with pytest.raises(WireFormatError, match=f"^truncated {kind.__name__}") as exc_info:
+            codec.decode(encoded[:size])
+        assert type(exc_info.value) is WireFormatError
+
+
+def test_truncation_message() -> None:
+    encoded = codec.encode(_verdict())
+    with pytest.raises(WireFormatError, match=r"truncated Verdict: the body \(90 bytes\) ends"):
+        codec.decode(encoded[:-3])
+
+
+def test_trailing_bytes_are_rejected() -> None:
+    with pytest.raises(WireFormatError, match="2 unexpected bytes after the end of the Verdict"):
+        codec.decode(codec.encode(_verdict()) + b"\x00\x00")
+
+
+def test_invalid_utf8_is_a_wire_format_error() -> None:
+    encoded = bytearray(codec.encode(_verdict()))
+    encoded[11] = 0xFF  # first character of case_id ("c")
+    with pytest.raises(WireFormatError, match=r"garbled Verdict body.*UnicodeDecodeError"):
+        codec.decode(bytes(encoded))
+
+
+def test_enum_index_out_of_range_is_a_wire_format_error() -> None:
+    header = b"\xc3\x01" + codec.fingerprint(DeadLetter)
+    # original=b"", topic="", partition=0, offset=0, reason=index 99 (zigzag 198 = c6 01)
+    body = b"\x00\x00\x00\x00\xc6\x01\x00\x00"
+    with pytest.raises(WireFormatError, match="garbled DeadLetter"):
+        codec.decode(header + body)
+
+
+@settings(max_examples=500)
+@given(kind=st.sampled_from(codec.RECORD_TYPES), body=st.binary(max_size=80))
+def test_garbage_after_a_known_header_never_escapes_as_another_error(
+    kind: type, body: bytes
+) -> None:
+    message = b"\xc3\x01" + codec.fingerprint(kind) + body
+    try:
+        record = codec.decode(message)
+    except WireFormatError as exc:
+        error = str(exc)
+        assert re.match(r"truncated |garbled |\d+ unexpected bytes after the end", error), error
+    else:  # some garbage happens to be a valid record
+        assert type(record) is kind
+
+
+@given(data=st.binary(max_size=40))
+def test_random_bytes_never_escape_as_another_error(data: bytes) -> None:
+    with pytest.raises(WireFormatError):
+        codec.decode(data)
+
+
+def test_decode_as_names_both_types() -> None:
+    encoded = codec.encode(Candidate("c", 1, "x", "p", "k", "q", "a", "g", 0))
+    with pytest.raises(WireFormatError, match=r"^expected Verdict, got Candidate$"):
+        codec.decode_as(encoded, Verdict)
+
+
+def test_tombstones_and_other_byte_types() -> None:
+    with pytest.raises(WireFormatError, match="tombstone"):
+        codec.decode(None)  # type: ignore[arg-type]
+    with pytest.raises(WireFormatError, match="expected bytes, got str"):
+        codec.decode("c3 01")  # type: ignore[arg-type]
+    encoded = codec.encode(_verdict())
+    assert codec.decode(bytearray(encoded)) == _verdict()  # type: ignore[arg-type]
+    assert codec.decode_as(memoryview(encoded), Verdict) == _verdict()  # type: ignore[arg-type]
+
+
+def test_non_records_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="Span is not a Ratifier record type"):
+        codec.encode(Span(1, 2))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Reason is not a Ratifier record type"):
+        codec.fingerprint(Reason)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Span is not a Ratifier record type"):
+        codec.decode_as(codec.encode(_verdict()), Span)  # type: ignore[type-var]
+
+
+# --- the documentation -----------------------------------------------------------------------
+
+
+def test_docs_list_the_current_fingerprints() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for kind in codec.RECORD_TYPES:
+        assert f"| {kind.__name__} | `{codec.fingerprint(kind).hex()}` |" in text, kind.__name__
+
+
+def test_docs_hex_dump_is_what_the_codec_writes() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    block = re.search(r"<!-- example-candidate -->\n```text\n(.*?)```", text, re.S)
+    assert block is not None
+    # "0000  c3 01 8b ...  |ascii|": keep the hex columns only.
+    dumped = bytes.fromhex(
+        "".join(line[6:].split("  |")[0] for line in block.group(1).splitlines())
+    )
+    assert dumped == codec.encode(DOC_CANDIDATE)
