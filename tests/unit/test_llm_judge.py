@@ -1,0 +1,468 @@
+"""LLMJudge against a real local HTTP server that speaks the chat-completions API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ratifier.errors import ConfigError, ValidatorError, ValidatorTimeout
+from ratifier.models import Candidate, Severity, Span, Vote
+from ratifier.validators.builtin import LLMJudge
+from ratifier.validators.builtin.llm_judge import parse_verdict
+
+KEY_ENV = "RATIFIER_TEST_LLM_KEY"
+SECRET = "sk-test-do-not-leak-0123456789"
+
+
+def make_candidate(content: str = "Paris is the capital of France.") -> Candidate:
+    return Candidate(
+        case_id="case-7",
+        attempt=2,
+        candidate_id="cand-7-2",
+        policy="default",
+        category="geography",
+        query="What is the capital of France?",
+        content=content,
+        producer="unit",
+        produced_at_ms=0,
+    )
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeChatServer:
+    """What the server answers next; tests set the fields, then inspect ``received``."""
+
+    url: str = ""
+    status: int = 200
+    answer: str | None = '{"vote": "ACCEPT", "confidence": 0.9, "severity": null, "reasons": []}'
+    finish_reason: str = "stop"
+    raw_body: bytes | None = None  # sent as is instead of a completion
+    stall: bool = False
+    received: list[Received] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.received.append(Received(request.path, dict(request.headers), body))
+        if self.stall:
+            # Held until the test ends, so a client timeout is what ends the request.
+            await asyncio.wait_for(self.release.wait(), 10)
+        if self.raw_body is not None:
+            return web.Response(status=self.status, body=self.raw_body)
+        completion = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.answer},
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+        }
+        return web.json_response(completion, status=self.status)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeChatServer]:
+    fake = FakeChatServer()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    fake.url = f"http://{host}:{port}/v1"
+    try:
+        yield fake
+    finally:
+        fake.release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def make_judge(server: FakeChatServer) -> AsyncIterator[Callable[..., LLMJudge]]:
+    judges: list[LLMJudge] = []
+
+    def factory(**kwargs: Any) -> LLMJudge:
+        kwargs.setdefault("base_url", server.url)
+        kwargs.setdefault("model", "judge-model")
+        kwargs.setdefault("api_key_env", KEY_ENV)
+        judge = LLMJudge(**kwargs)
+        judges.append(judge)
+        return judge
+
+    yield factory
+    for judge in judges:
+        await judge.aclose()
+
+
+# --- the request ----------------------------------------------------------------------------
+
+
+async def test_request_shape_with_api_key(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    judge = make_judge(temperature=0.2, max_tokens=100)
+    await judge(make_candidate())
+    (request,) = server.received
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["Authorization"] == f"Bearer {SECRET}"
+    body = request.body
+    assert body["model"] == "judge-model"
+    assert body["temperature"] == 0.2
+    assert body["max_tokens"] == 100
+    assert body["response_format"] == {"type": "json_object"}
+    system, user = body["messages"]
+    assert system["role"] == "system"
+    assert "judge" in system["content"]
+    assert user["role"] == "user"
+    for text in ("Paris is the capital of France.", "What is the capital of France?", "geography"):
+        assert text in user["content"]
+    assert "JSON" in user["content"]  # OpenAI's JSON mode requires the word in the messages
+
+
+async def test_no_auth_header_without_env_and_no_json_mode(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    await make_judge(json_mode=False)(make_candidate())
+    (request,) = server.received
+    assert "Authorization" not in request.headers
+    assert "response_format" not in request.body
+
+
+async def test_custom_prompt_template(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    template = 'Attempt {attempt} [{category}] Q={query} A={content} -> JSON {{"vote": ...}}'
+    await make_judge(prompt_template=template, system_prompt="Be terse.")(make_candidate("x"))
+    system, user = server.received[0].body["messages"]
+    assert system["content"] == "Be terse."
+    expected = 'Attempt 2 [geography] Q=What is the capital of France? A=x -> JSON {"vote": ...}'
+    assert user["content"] == expected
+
+
+async def test_braces_in_content_are_not_format_fields(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    await make_judge()(make_candidate('{"a": "{content}"}'))
+    assert '{"a": "{content}"}' in server.received[0].body["messages"][1]["content"]
+
+
+@pytest.mark.parametrize("template", ["{unknown}", "{query", "{0}"])
+def test_bad_prompt_template_is_config_error(template: str) -> None:
+    with pytest.raises(ConfigError, match="prompt_template"):
+        LLMJudge(base_url="http://127.0.0.1:1/v1", model="m", prompt_template=template)
+
+
+async def test_full_endpoint_url_is_accepted(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    judge = make_judge(base_url=server.url + "/chat/completions/")
+    await judge(make_candidate())
+    assert server.received[0].path == "/v1/chat/completions"
+
+
+# --- parsing answers through the server -----------------------------------------------------
+
+ANSWERS: list[tuple[str, str, Vote, float, Severity | None, list[str]]] = [
+    (
+        "accept",
+        '{"vote": "ACCEPT", "confidence": 0.8, "severity": null, "reasons": []}',
+        Vote.ACCEPT,
+        0.8,
+        None,
+        [],
+    ),
+    (
+        "reject",
+        '{"vote": "REJECT", "confidence": 0.95, "severity": "CRITICAL", '
+        '"reasons": [{"code": "factual_error", "message": "Lyon is not the capital."}]}',
+        Vote.REJECT,
+        0.95,
+        Severity.CRITICAL,
+        ["llm.factual_error"],
+    ),
+    (
+        "abstain",
+        '{"vote": "abstain", "confidence": 0.1, "severity": null, '
+        '"reasons": [{"code": "llm.unknown_topic", "message": "I do not know."}]}',
+        Vote.ABSTAIN,
+        0.1,
+        None,
+        ["llm.unknown_topic"],
+    ),
+    (
+        "code fence in prose",
+        'Here is my verdict:\n```json\n{"vote": "REJECT", "confidence": 1, '
+        '"severity": "minor", "reasons": [{"code": "Style Issue!", "message": "Terse."}]}\n```\n'
+        "Hope that helps.",
+        Vote.REJECT,
+        1.0,
+        Severity.MINOR,
+        ["llm.style_issue"],
+    ),
+    (
+        "bare object in prose, clamped confidence",
+        'Verdict: {"vote": "ACCEPT", "confidence": 7} (sure)',
+        Vote.ACCEPT,
+        1.0,
+        None,
+        [],
+    ),
+    (
+        "reject without reasons or severity",
+        '{"vote": "REJECT"}',
+        Vote.REJECT,
+        1.0,
+        Severity.MAJOR,
+        ["llm.rejected"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "vote", "confidence", "severity", "want_codes"),
+    [case[1:] for case in ANSWERS],
+    ids=[case[0] for case in ANSWERS],
+)
+async def test_answers_are_parsed(
+    server: FakeChatServer,
+    make_judge: Callable[..., LLMJudge],
+    answer: str,
+    vote: Vote,
+    confidence: float,
+    severity: Severity | None,
+    want_codes: list[str],
+) -> None:
+    server.answer = answer
+    judgement = await make_judge()(make_candidate())
+    assert judgement.vote is vote
+    assert judgement.confidence == confidence
+    assert judgement.severity is severity
+    assert [r.code for r in judgement.reasons] == want_codes
+
+
+async def test_quote_becomes_a_span(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    content = "The capital of France is Lyon."
+    server.answer = json.dumps(
+        {
+            "vote": "REJECT",
+            "confidence": 0.9,
+            "severity": "MAJOR",
+            "reasons": [
+                {"code": "factual_error", "message": "Wrong city.", "quote": "Lyon"},
+                {"code": "other", "message": "Not found.", "quote": "Marseille"},
+            ],
+        }
+    )
+    judgement = await make_judge()(make_candidate(content))
+    assert [r.span for r in judgement.reasons] == [Span(25, 29), None]
+    assert judgement.reasons[0].message == "Wrong city."
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ("I think it's fine!", "no JSON verdict"),
+        ('{"verdict": "ok"}', "no JSON verdict"),
+        ('{"vote": "MAYBE", "confidence": 0.5}', "unknown vote"),
+        ('{"vote": "REJECT", "severity": "apocalyptic"}', "unknown severity"),
+        ('{"vote": "ACCEPT", "confidence": "very"}', "confidence is not a number"),
+        ("", "empty"),
+    ],
+)
+async def test_unusable_answers_raise(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], answer: str, fragment: str
+) -> None:
+    server.answer = answer
+    with pytest.raises(ValidatorError, match=fragment) as info:
+        await make_judge()(make_candidate())
+    assert not isinstance(info.value, ValidatorTimeout)
+
+
+async def test_garbage_error_quotes_the_first_200_chars(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.answer = "no verdict here " + "x" * 1000
+    with pytest.raises(ValidatorError) as info:
+        await make_judge()(make_candidate())
+    assert repr(server.answer[:200]) in str(info.value)
+    assert server.answer[:201] not in str(info.value)
+
+
+async def test_truncated_answer_mentions_max_tokens(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.answer, server.finish_reason = '{"vote": "REJ', "length"
+    with pytest.raises(ValidatorError, match="max_tokens=64"):
+        await make_judge(max_tokens=64)(make_candidate())
+
+
+async def test_non_json_body_raises(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.raw_body = b"<html>gateway</html>"
+    with pytest.raises(ValidatorError, match="not JSON"):
+        await make_judge()(make_candidate())
+
+
+# --- HTTP failures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_server_errors_are_retriable(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], status: int
+) -> None:
+    server.status, server.raw_body = status, b'{"error": {"message": "overloaded, try later"}}'
+    with pytest.raises(ValidatorError) as info:
+        await make_judge()(make_candidate())
+    assert info.value.retriable is True
+    assert f"HTTP {status}" in str(info.value)
+    assert "overloaded, try later" in str(info.value)
+
+
+@pytest.mark.parametrize("key_set", [True, False])
+async def test_unauthorized_names_the_env_var_never_the_key(
+    server: FakeChatServer,
+    make_judge: Callable[..., LLMJudge],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    key_set: bool,
+) -> None:
+    if key_set:
+        monkeypatch.setenv(KEY_ENV, SECRET)
+    else:
+        monkeypatch.delenv(KEY_ENV, raising=False)
+    # A gateway that echoes the credentials it refused.
+    server.status, server.raw_body = 401, f'{{"error": "bad key {SECRET}"}}'.encode()
+    if not key_set:
+        server.raw_body = b'{"error": "missing bearer token"}'
+    caplog.set_level("DEBUG")
+    with pytest.raises(ValidatorError) as info:
+        await make_judge()(make_candidate())
+    message = str(info.value)
+    assert "HTTP 401" in message
+    assert KEY_ENV in message
+    assert SECRET not in message
+    assert SECRET not in caplog.text
+    assert info.value.retriable is False
+
+
+async def test_bad_request_is_not_retriable_and_hints_json_mode(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.status, server.raw_body = 400, b'{"error": "response_format not supported"}'
+    with pytest.raises(ValidatorError, match="json_mode=false") as info:
+        await make_judge()(make_candidate())
+    assert info.value.retriable is False
+
+
+async def test_timeout_raises_validator_timeout(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.stall = True
+    with pytest.raises(ValidatorTimeout, match=r"0\.2s"):
+        await make_judge(timeout_s=0.2)(make_candidate())
+
+
+async def test_unreachable_endpoint_raises() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with LLMJudge(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5) as judge:
+        with pytest.raises(ValidatorError, match="cannot reach") as info:
+            await judge(make_candidate())
+    assert info.value.retriable is True
+
+
+# --- session lifecycle ----------------------------------------------------------------------
+
+
+async def test_one_session_is_reused_and_closed(server: FakeChatServer) -> None:
+    async with LLMJudge(base_url=server.url, model="m", api_key_env="") as judge:
+        await judge(make_candidate())
+        session = judge._session
+        assert session is not None
+        await asyncio.gather(*(judge(make_candidate()) for _ in range(5)))
+        assert judge._session is session
+    assert session.closed
+    assert len(server.received) == 6
+    await judge.aclose()  # idempotent
+
+
+def test_repr_has_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    judge = LLMJudge(base_url="http://127.0.0.1:1/v1", model="m", api_key_env=KEY_ENV)
+    assert SECRET not in repr(judge)
+    assert SECRET not in repr(vars(judge))
+
+
+# --- parse_verdict without HTTP -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "vote", "confidence"),
+    [
+        ('<think>maybe {"vote": "REJECT"}?</think>{"vote": "ACCEPT"}', Vote.ACCEPT, 1.0),
+        ('{"vote": "ACCEPT", "confidence": -3}', Vote.ACCEPT, 0.0),
+        ('{"vote": "ACCEPT", "confidence": "0.75"}', Vote.ACCEPT, 0.75),
+        ('{"vote": "ACCEPT", "confidence": "80%"}', Vote.ACCEPT, 0.8),
+        ('{"reasons": [{"code": "a"}], "vote": " reject "}', Vote.REJECT, 1.0),
+    ],
+)
+def test_parse_verdict(text: str, vote: Vote, confidence: float) -> None:
+    judgement = parse_verdict(text)
+    assert judgement.vote is vote
+    assert judgement.confidence == pytest.approx(confidence)
+
+
+def test_parse_verdict_drops_severity_unless_rejecting() -> None:
+    judgement = parse_verdict('{"vote": "ACCEPT", "severity": "CRITICAL"}')
+    assert judgement.severity is None
+
+
+def test_parse_verdict_takes_reason_strings_and_limits_them() -> None:
+    reasons = [f"reason {i}" for i in range(30)]
+    judgement = parse_verdict(json.dumps({"vote": "REJECT", "reasons": reasons}))
+    assert len(judgement.reasons) == 10
+    assert judgement.reasons[0].code == "llm.rejected"
+    assert judgement.reasons[0].message == "reason 0"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base_url": ""},
+        {"timeout_s": 0},
+        {"timeout_s": "30"},
+        {"temperature": -1},
+        {"max_tokens": 0},
+        {"max_tokens": 1.5},
+        {"json_mode": "yes"},
+    ],
+)
+def test_bad_config(kwargs: dict[str, Any]) -> None:
+    params: dict[str, Any] = {"base_url": "http://127.0.0.1:1/v1", "model": "m", **kwargs}
+    with pytest.raises(ConfigError):
+        LLMJudge(**params)
