@@ -1,0 +1,303 @@
+"""The tally's per-case state and its compact bytes codec.
+
+One :class:`CaseState` per case id (a faust table key). It keeps every attempt, because an
+escalation packet carries them all, plus verdicts that arrived before their candidate. The types
+are immutable: the rules in :mod:`ratifier.streams.tally` return new states instead of changing
+old ones. Mappings inside them (``AttemptState.votes``, ``Candidate.metadata``) are read-only by
+convention.
+
+The codec (:func:`encode_state` / :func:`decode_state`) writes positional JSON arrays with orjson:
+no field names, enum members as small integers, and the fields a counted verdict shares with its
+attempt (case id, attempt, candidate id) left out. The first element is a format version.
+Enum code tables below are append-only: reordering them would misread stored state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from ratifier.errors import WireFormatError
+from ratifier.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
+
+__all__ = [
+    "AttemptState",
+    "CaseState",
+    "CaseStatus",
+    "HeldVerdict",
+    "SourceRef",
+    "decode_state",
+    "encode_state",
+]
+
+FORMAT_VERSION = 1
+
+
+class CaseStatus(StrEnum):
+    PENDING = "pending"  # only held verdicts: no candidate yet
+    VOTING = "voting"  # the latest attempt's window is open
+    AWAITING_RETRY = "awaiting-retry"  # the latest attempt failed and a retry was requested
+    PASSED = "passed"  # final
+    ESCALATED = "escalated"  # final
+
+    @property
+    def is_final(self) -> bool:
+        return self in (CaseStatus.PASSED, CaseStatus.ESCALATED)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a record was read from, so it can be dead-lettered later with its origin."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldVerdict:
+    """A verdict waiting for its attempt's candidate, until ``held_at_ms`` + hold time."""
+
+    verdict: Verdict
+    source: SourceRef
+    held_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptState:
+    """One attempt's voting window. Undecided while ``decided_at_ms`` is None."""
+
+    candidate: Candidate
+    opened_at_ms: int
+    deadline_ms: int
+    votes: Mapping[str, Verdict]  # validator id -> first verdict counted, in arrival order
+    decided_at_ms: int | None = None
+    failure: FailureReason | None = None  # set when the attempt failed
+    late: int = 0  # verdicts that arrived after the decision
+
+    @property
+    def number(self) -> int:
+        return self.candidate.attempt
+
+    @property
+    def is_open(self) -> bool:
+        return self.decided_at_ms is None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    case_id: str
+    status: CaseStatus
+    policy: str | None  # name of the policy the case runs under; None while PENDING
+    policy_version: str | None  # version recorded when the latest window opened
+    attempts: tuple[AttemptState, ...]  # oldest first; attempt n is attempts[n - 1]
+    held: tuple[HeldVerdict, ...] = ()  # in arrival order
+
+    @property
+    def latest(self) -> AttemptState | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+# --- codec -------------------------------------------------------------------------------------
+# Integer codes for enum members (append-only, see module docstring).
+_STATUSES = tuple(CaseStatus)
+_VOTES = (Vote.ACCEPT, Vote.REJECT, Vote.ABSTAIN)
+_SEVERITIES = (Severity.MINOR, Severity.MAJOR, Severity.CRITICAL)
+_FAILURES = (
+    FailureReason.THRESHOLD_UNREACHABLE,
+    FailureReason.WINDOW_TIMEOUT,
+    FailureReason.VETO,
+    FailureReason.SUPERMAJORITY_UNREACHABLE,
+)
+_STATUS_CODES = {member: code for code, member in enumerate(_STATUSES)}
+_VOTE_CODES = {member: code for code, member in enumerate(_VOTES)}
+_SEVERITY_CODES = {member: code for code, member in enumerate(_SEVERITIES)}
+_FAILURE_CODES = {member: code for code, member in enumerate(_FAILURES)}
+
+
+def encode_state(state: CaseState) -> bytes:
+    return orjson.dumps(
+        [
+            FORMAT_VERSION,
+            state.case_id,
+            _STATUS_CODES[state.status],
+            state.policy,
+            state.policy_version,
+            [_encode_attempt(attempt) for attempt in state.attempts],
+            [_encode_held(held) for held in state.held],
+        ]
+    )
+
+
+def decode_state(data: bytes) -> CaseState:
+    try:
+        raw = orjson.loads(data)
+        if not isinstance(raw, list) or not raw or raw[0] != FORMAT_VERSION:
+            version = raw[0] if isinstance(raw, list) and raw else None
+            raise WireFormatError(f"unknown case state format version {version!r}")
+        _, case_id, status, policy, policy_version, attempts, held = raw
+        return CaseState(
+            case_id=case_id,
+            status=_STATUSES[status],
+            policy=policy,
+            policy_version=policy_version,
+            attempts=tuple(_decode_attempt(case_id, item) for item in attempts),
+            held=tuple(_decode_held(case_id, item) for item in held),
+        )
+    except WireFormatError:
+        raise
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise WireFormatError(f"not a valid case state: {exc}") from exc
+
+
+def _encode_attempt(attempt: AttemptState) -> list[Any]:
+    return [
+        _encode_candidate(attempt.candidate),
+        attempt.opened_at_ms,
+        attempt.deadline_ms,
+        attempt.decided_at_ms,
+        None if attempt.failure is None else _FAILURE_CODES[attempt.failure],
+        attempt.late,
+        [_encode_vote(verdict) for verdict in attempt.votes.values()],
+    ]
+
+
+def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
+    candidate_raw, opened_at, deadline, decided_at, failure, late, votes = item
+    candidate = _decode_candidate(case_id, candidate_raw)
+    verdicts = (_decode_vote(candidate, vote) for vote in votes)
+    return AttemptState(
+        candidate=candidate,
+        opened_at_ms=opened_at,
+        deadline_ms=deadline,
+        votes={verdict.validator_id: verdict for verdict in verdicts},
+        decided_at_ms=decided_at,
+        failure=None if failure is None else _FAILURES[failure],
+        late=late,
+    )
+
+
+def _encode_candidate(candidate: Candidate) -> list[Any]:
+    # case_id is the state's own and is not repeated.
+    return [
+        candidate.attempt,
+        candidate.candidate_id,
+        candidate.policy,
+        candidate.category,
+        candidate.query,
+        candidate.content,
+        candidate.producer,
+        candidate.produced_at_ms,
+        list(candidate.previous_candidate_ids),
+        dict(candidate.metadata),
+    ]
+
+
+def _decode_candidate(case_id: str, item: list[Any]) -> Candidate:
+    (
+        attempt,
+        candidate_id,
+        policy,
+        category,
+        query,
+        content,
+        producer,
+        produced_at,
+        previous,
+        meta,
+    ) = item
+    return Candidate(
+        case_id=case_id,
+        attempt=attempt,
+        candidate_id=candidate_id,
+        policy=policy,
+        category=category,
+        query=query,
+        content=content,
+        producer=producer,
+        produced_at_ms=produced_at,
+        previous_candidate_ids=tuple(previous),
+        metadata=meta,
+    )
+
+
+def _encode_vote(verdict: Verdict) -> list[Any]:
+    """A counted verdict without the fields its attempt already holds."""
+    return [
+        verdict.validator_id,
+        verdict.validator_version,
+        _VOTE_CODES[verdict.vote],
+        _encode_float(verdict.confidence),
+        None if verdict.severity is None else _SEVERITY_CODES[verdict.severity],
+        [_encode_reason(reason) for reason in verdict.reasons],
+        verdict.latency_ms,
+        verdict.produced_at_ms,
+    ]
+
+
+def _decode_vote(candidate: Candidate, item: list[Any]) -> Verdict:
+    return _verdict_from(candidate.case_id, candidate.attempt, candidate.candidate_id, item)
+
+
+def _verdict_from(case_id: str, attempt: int, candidate_id: str, item: list[Any]) -> Verdict:
+    validator_id, version, vote, confidence, severity, reasons, latency_ms, produced_at = item
+    # Positional, in Verdict's field order: decoding is on the tally's per-record path and
+    # keywords cost a third more. The round-trip tests catch any change of field order.
+    return Verdict(
+        case_id,
+        attempt,
+        candidate_id,
+        validator_id,
+        version,
+        _VOTES[vote],
+        float(confidence),  # a non-finite value comes back from its repr string
+        None if severity is None else _SEVERITIES[severity],
+        tuple(map(_decode_reason, reasons)) if reasons else (),
+        latency_ms,
+        produced_at,
+    )
+
+
+def _encode_held(held: HeldVerdict) -> list[Any]:
+    # A held verdict has not been checked against any candidate: keep attempt and candidate id.
+    verdict, source = held.verdict, held.source
+    return [
+        verdict.attempt,
+        verdict.candidate_id,
+        _encode_vote(verdict),
+        source.topic,
+        source.partition,
+        source.offset,
+        held.held_at_ms,
+    ]
+
+
+def _decode_held(case_id: str, item: list[Any]) -> HeldVerdict:
+    attempt, candidate_id, vote, topic, partition, offset, held_at = item
+    return HeldVerdict(
+        verdict=_verdict_from(case_id, attempt, candidate_id, vote),
+        source=SourceRef(topic, partition, offset),
+        held_at_ms=held_at,
+    )
+
+
+def _encode_reason(reason: Reason) -> list[Any]:
+    if reason.span is None:
+        return [reason.code, reason.message]
+    return [reason.code, reason.message, reason.span.start, reason.span.end]
+
+
+def _decode_reason(item: list[Any]) -> Reason:
+    span = Span(item[2], item[3]) if len(item) == 4 else None
+    return Reason(code=item[0], message=item[1], span=span)
+
+
+def _encode_float(value: float) -> float | str:
+    # JSON has no NaN or infinity (orjson would write null); keep them as their repr,
+    # which float() reads back.
+    return value if math.isfinite(value) else repr(value)

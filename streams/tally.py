@@ -1,0 +1,647 @@
+"""The decision rules: M-of-N voting windows per (case, attempt), pure and deterministic.
+
+No faust, no I/O, no clock: the caller passes the current time and writes what comes back.
+Three entry points, one per input: :func:`on_candidate`, :func:`on_verdict` and :func:`on_tick`.
+Each takes the case's current :class:`CaseState` (or None) and returns a :class:`Step`: the new
+state (never the input object changed in place), the decisions to publish, the records to
+dead-letter, the verdicts that came too late, and when the case next needs :func:`on_tick`.
+
+The rules in plain words are in ``docs/policy.md``. The hot path is :func:`on_verdict`; it does
+O(number of validators) work and copies only the open attempt's vote map.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from operator import attrgetter
+
+from ratifier.models import (
+    AttemptRecord,
+    Candidate,
+    DeadLetterReason,
+    Decision,
+    EscalationPacket,
+    EscalationReason,
+    FailureReason,
+    OutcomeClass,
+    PassDecision,
+    RetryRequest,
+    Severity,
+    Verdict,
+    Vote,
+)
+from ratifier.policy import Policy, Threshold
+from ratifier.streams.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
+
+__all__ = [
+    "Rejection",
+    "SourceRef",
+    "Step",
+    "TallySettings",
+    "decision_id",
+    "on_candidate",
+    "on_tick",
+    "on_verdict",
+]
+
+# Fixed forever: decision ids must not change between releases (uuid5(URL, urn:ratifier:decision)).
+_DECISION_NAMESPACE = uuid.UUID("309d8e0c-fd66-5a2e-a8e8-6f60c300fc36")
+# Weight shares are floats summed from TOML numbers: 0.1 + 0.2 must still reach a 0.3 threshold.
+_RELATIVE_EPSILON = 1e-9
+_by_validator = attrgetter("validator_id")
+
+
+@dataclass(frozen=True, slots=True)
+class TallySettings:
+    hold_ms: int  # how long a verdict waits for its candidate
+    retention_ms: int  # how long a passed or escalated case is kept (to recognise late verdicts)
+    retry_wait_ms: int  # how long a failed case waits for its next attempt's candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    record: Candidate | Verdict
+    reason: DeadLetterReason
+    detail: str
+    source: SourceRef | None  # None: the input being handled now
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: CaseState | None  # None: the case has no state (delete its key)
+    changed: bool  # False: the state is the input's, nothing to write
+    decisions: tuple[Decision, ...]
+    rejected: tuple[Rejection, ...]
+    late: tuple[Verdict, ...]
+    due_ms: int | None  # when the case next needs on_tick; None: never
+
+
+def decision_id(case_id: str, attempt: int) -> str:
+    """The id of the one decision for (case, attempt): the same on every replay."""
+    return str(uuid.uuid5(_DECISION_NAMESPACE, f"{case_id}/{attempt}"))
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def on_candidate(
+    state: CaseState | None,
+    candidate: Candidate,
+    policy: Policy,
+    now_ms: int,
+    settings: TallySettings,
+) -> Step:
+    """A candidate arrived: open its attempt's window, or say why it cannot be opened."""
+    _check_case(state, candidate.case_id)
+    if candidate.policy != policy.name:
+        raise ValueError(f"candidate names policy {candidate.policy!r}, got {policy.name!r}")
+    if _is_redelivery(state, candidate):
+        return _unchanged(state, settings)
+    problem = _candidate_problem(state, candidate, policy)
+    if problem is not None:
+        reason, detail = problem
+        return _unchanged(state, settings, rejected=(Rejection(candidate, reason, detail, None),))
+    effects = _Effects()
+    opened = _open_window(state, candidate, policy, now_ms)
+    return effects.step(_apply_held(opened, policy, now_ms, effects), True, settings)
+
+
+def on_verdict(
+    state: CaseState | None,
+    verdict: Verdict,
+    source: SourceRef,
+    policies: Mapping[str, Policy],
+    now_ms: int,
+    settings: TallySettings,
+) -> Step:
+    """A verdict arrived: count it, hold it, or say why it cannot count."""
+    _check_case(state, verdict.case_id)
+    if verdict.attempt < 1:
+        return _reject(
+            state, verdict, DeadLetterReason.UNKNOWN_ATTEMPT, "attempt must be >= 1", settings
+        )
+    if state is None or state.status is CaseStatus.PENDING:
+        # No candidate yet, so no policy to check the validator against: hold it.
+        return _hold(state, verdict, source, now_ms, settings)
+    policy = policies.get(state.policy or "")
+    if policy is None:
+        detail = f"case runs under policy {state.policy!r}, which is not loaded"
+        return _reject(state, verdict, DeadLetterReason.UNKNOWN_POLICY, detail, settings)
+    problem = _verdict_problem(state, verdict, policy)
+    if problem is not None:
+        return _reject(state, verdict, *problem, settings)
+    if verdict.attempt > len(state.attempts):
+        return _hold(state, verdict, source, now_ms, settings)
+    effects = _Effects()
+    new_state = _count(state, policy, verdict, None, now_ms, effects)
+    return effects.step(new_state, new_state is not state, settings)
+
+
+def on_tick(
+    state: CaseState | None,
+    policies: Mapping[str, Policy],
+    now_ms: int,
+    settings: TallySettings,
+) -> Step:
+    """Time passed: expire held verdicts, close a window at its deadline, prune finished cases."""
+    if state is None:
+        return _unchanged(None, settings)
+    effects = _Effects()
+    new_state: CaseState | None = _expire_held(state, now_ms, settings, effects)
+    if new_state is not None:
+        new_state = _close_at_deadline(new_state, policies, now_ms, effects)
+        new_state = _prune(new_state, now_ms, settings, effects)
+    return effects.step(new_state, new_state is not state, settings)
+
+
+# --- candidates --------------------------------------------------------------------------------
+
+
+def _is_redelivery(state: CaseState | None, candidate: Candidate) -> bool:
+    if state is None or not 1 <= candidate.attempt <= len(state.attempts):
+        return False
+    return state.attempts[candidate.attempt - 1].candidate.candidate_id == candidate.candidate_id
+
+
+def _candidate_problem(
+    state: CaseState | None, candidate: Candidate, policy: Policy
+) -> tuple[DeadLetterReason, str] | None:
+    if state is not None and state.status.is_final:
+        return DeadLetterReason.CASE_CLOSED, f"case already {state.status.value}"
+    if state is not None and state.policy not in (None, policy.name):
+        detail = f"case runs under policy {state.policy!r}, candidate names {policy.name!r}"
+        return DeadLetterReason.UNKNOWN_POLICY, detail
+    attempts = state.attempts if state is not None else ()
+    if 1 <= candidate.attempt <= len(attempts):
+        other = attempts[candidate.attempt - 1].candidate.candidate_id
+        detail = f"attempt {candidate.attempt} already has candidate {other}"
+        return DeadLetterReason.WRONG_ATTEMPT, detail
+    expected = _expected_attempt(state)
+    if expected is None:
+        latest = attempts[-1]
+        detail = (
+            f"attempt {latest.number} (candidate {latest.candidate.candidate_id}) is still "
+            f"voting; no new attempt expected, got attempt {candidate.attempt}"
+        )
+        return DeadLetterReason.WRONG_ATTEMPT, detail
+    if candidate.attempt != expected:
+        detail = f"expected attempt {expected}, got attempt {candidate.attempt}"
+        return DeadLetterReason.WRONG_ATTEMPT, detail
+    if candidate.attempt > policy.max_attempts:
+        detail = f"policy {policy.name!r} allows at most {policy.max_attempts} attempts"
+        return DeadLetterReason.WRONG_ATTEMPT, detail
+    return None
+
+
+def _expected_attempt(state: CaseState | None) -> int | None:
+    """The attempt number a new candidate must carry; None while a window is open."""
+    if state is None or state.status is CaseStatus.PENDING:
+        return 1
+    if state.status is CaseStatus.AWAITING_RETRY:
+        return len(state.attempts) + 1
+    return None
+
+
+def _open_window(
+    state: CaseState | None, candidate: Candidate, policy: Policy, now_ms: int
+) -> CaseState:
+    window = AttemptState(
+        candidate=candidate,
+        opened_at_ms=now_ms,
+        deadline_ms=now_ms + policy.window_ms,
+        votes={},
+    )
+    return CaseState(
+        case_id=candidate.case_id,
+        status=CaseStatus.VOTING,
+        policy=policy.name,
+        policy_version=policy.version,
+        attempts=(*(state.attempts if state else ()), window),
+        held=state.held if state else (),
+    )
+
+
+def _apply_held(state: CaseState, policy: Policy, now_ms: int, effects: _Effects) -> CaseState:
+    """Count held verdicts for the attempt just opened, in arrival order; drop impossible ones."""
+    if not state.held:
+        return state
+    opened = len(state.attempts)
+    keep: list[HeldVerdict] = []
+    apply: list[HeldVerdict] = []
+    for held in state.held:
+        problem = _verdict_problem(state, held.verdict, policy)
+        if problem is not None:
+            effects.reject(held.verdict, *problem, held.source)
+        elif held.verdict.attempt == opened:
+            apply.append(held)
+        elif held.verdict.attempt > opened:
+            keep.append(held)
+        else:  # cannot happen: verdicts are held only for attempts not opened yet
+            detail = f"attempt {held.verdict.attempt} was never opened"
+            effects.reject(held.verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, held.source)
+    state = _with(state, held=tuple(keep))
+    for held in apply:
+        state = _count(state, policy, held.verdict, held.source, now_ms, effects)
+    return state
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+
+
+def _verdict_problem(
+    state: CaseState, verdict: Verdict, policy: Policy
+) -> tuple[DeadLetterReason, str] | None:
+    if policy.validator(verdict.validator_id) is None:
+        detail = f"validator {verdict.validator_id!r} is not in policy {policy.name!r}"
+        return DeadLetterReason.UNKNOWN_VALIDATOR, detail
+    if verdict.attempt > policy.max_attempts:
+        detail = f"policy {policy.name!r} allows at most {policy.max_attempts} attempts"
+        return DeadLetterReason.UNKNOWN_ATTEMPT, detail
+    if verdict.attempt > len(state.attempts) and state.status.is_final:
+        detail = f"case already {state.status.value} at attempt {len(state.attempts)}"
+        return DeadLetterReason.UNKNOWN_ATTEMPT, detail
+    return None
+
+
+def _hold(
+    state: CaseState | None,
+    verdict: Verdict,
+    source: SourceRef,
+    now_ms: int,
+    settings: TallySettings,
+) -> Step:
+    if state is None:
+        state = CaseState(verdict.case_id, CaseStatus.PENDING, None, None, ())
+    elif any(_same_vote(held.verdict, verdict) for held in state.held):
+        # A redelivery, or a second opinion that would lose to the first anyway: the first
+        # verdict from a validator on a candidate wins, so holding it too only costs memory.
+        return _unchanged(state, settings)
+    held = _with(state, held=(*state.held, HeldVerdict(verdict, source, now_ms)))
+    return Step(held, True, (), (), (), _due(held, settings))
+
+
+def _same_vote(held: Verdict, verdict: Verdict) -> bool:
+    return (
+        held.validator_id == verdict.validator_id
+        and held.attempt == verdict.attempt
+        and held.candidate_id == verdict.candidate_id
+    )
+
+
+def _count(
+    state: CaseState,
+    policy: Policy,
+    verdict: Verdict,
+    source: SourceRef | None,
+    now_ms: int,
+    effects: _Effects,
+) -> CaseState:
+    """Count a verdict for an attempt that exists (open or decided)."""
+    attempt = state.attempts[verdict.attempt - 1]
+    if verdict.candidate_id != attempt.candidate.candidate_id:
+        detail = (
+            f"attempt {attempt.number} is candidate {attempt.candidate.candidate_id}, "
+            f"verdict is for {verdict.candidate_id}"
+        )
+        effects.reject(verdict, DeadLetterReason.WRONG_CANDIDATE, detail, source)
+        return state
+    if verdict.validator_id in attempt.votes:
+        return state  # counts once: the first verdict wins, redeliveries change nothing
+    if not attempt.is_open:
+        effects.late.append(verdict)
+        late = AttemptState(
+            attempt.candidate,
+            attempt.opened_at_ms,
+            attempt.deadline_ms,
+            attempt.votes,
+            attempt.decided_at_ms,
+            attempt.failure,
+            attempt.late + 1,
+        )
+        return _with_attempt(state, late)
+    votes = dict(attempt.votes)
+    votes[verdict.validator_id] = verdict
+    counted = AttemptState(attempt.candidate, attempt.opened_at_ms, attempt.deadline_ms, votes)
+    outcome = _evaluate(policy, counted)
+    if outcome is None:
+        return _with_attempt(state, counted)
+    return _decide(state, counted, outcome, policy, now_ms, effects)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    failure: FailureReason | None  # None: pass
+    confidence: float  # accepting voter weight / total voter weight
+
+
+def _evaluate(policy: Policy, attempt: AttemptState) -> _Outcome | None:
+    """Pass, fail, or None (keep waiting), from the votes counted so far."""
+    votes = attempt.votes
+    table = policy.voter_weights(attempt.candidate.category)
+    accepting = pending = 0.0
+    n_accepting = n_pending = 0
+    # Policy order, not arrival order: the same votes always give the same float sums.
+    for validator_id, weight in table.weights:
+        verdict = votes.get(validator_id)
+        if verdict is None:
+            pending += weight
+            n_pending += 1
+        elif verdict.vote is Vote.ACCEPT:
+            accepting += weight
+            n_accepting += 1
+    total = table.total
+    red_team_pending = False
+    for validator_id in policy.red_team_ids:
+        verdict = votes.get(validator_id)
+        if verdict is None:
+            red_team_pending = True
+        elif verdict.vote is Vote.REJECT and verdict.severity is Severity.CRITICAL:
+            return _Outcome(FailureReason.VETO, accepting / total)
+    threshold = policy.threshold
+    met = _threshold_met(threshold, n_accepting, accepting, total)
+    reachable = _threshold_met(threshold, n_accepting + n_pending, accepting + pending, total)
+    ordinary_reachable = reachable
+    rule = policy.supermajority
+    if rule is not None and attempt.number < rule.min_rounds:
+        met = met and _share_at_least(accepting, total, rule.ratio)
+        reachable = reachable and _share_at_least(accepting + pending, total, rule.ratio)
+    if met:
+        # A red-team validator still to answer could veto: wait for it (or the deadline).
+        return None if red_team_pending else _Outcome(None, accepting / total)
+    if not reachable:
+        failure = (
+            FailureReason.SUPERMAJORITY_UNREACHABLE
+            if ordinary_reachable
+            else FailureReason.THRESHOLD_UNREACHABLE
+        )
+        return _Outcome(failure, accepting / total)
+    return None
+
+
+def _threshold_met(threshold: Threshold, count: int, weight: float, total: float) -> bool:
+    if threshold.accepts is not None:
+        return count >= threshold.accepts
+    assert threshold.ratio is not None  # a policy has exactly one of the two
+    return _share_at_least(weight, total, threshold.ratio)
+
+
+def _share_at_least(weight: float, total: float, ratio: float) -> bool:
+    return weight >= ratio * total - _RELATIVE_EPSILON * total
+
+
+# --- decisions ---------------------------------------------------------------------------------
+
+
+def _decide(
+    state: CaseState,
+    attempt: AttemptState,
+    outcome: _Outcome,
+    policy: Policy | None,
+    now_ms: int,
+    effects: _Effects,
+) -> CaseState:
+    """Close ``attempt`` with ``outcome``: record it and emit the attempt's one decision."""
+    decided = AttemptState(
+        attempt.candidate,
+        attempt.opened_at_ms,
+        attempt.deadline_ms,
+        attempt.votes,
+        decided_at_ms=now_ms,
+        failure=outcome.failure,
+        late=attempt.late,
+    )
+    case_id, number = state.case_id, attempt.number
+    policy_name, policy_version = state.policy or "", state.policy_version or ""
+    votes = _sorted(attempt.votes.values())
+    decision: Decision
+    if outcome.failure is None:
+        status = CaseStatus.PASSED
+        decision = PassDecision(
+            decision_id=decision_id(case_id, number),
+            case_id=case_id,
+            attempt=number,
+            candidate=attempt.candidate,
+            confidence=outcome.confidence,
+            votes=votes,
+            policy=policy_name,
+            policy_version=policy_version,
+            outcome=OutcomeClass.CONFIRMED if number == 1 else OutcomeClass.CORRECTED,
+            decided_at_ms=now_ms,
+        )
+    elif (escalation := _escalation_reason(outcome.failure, number, policy)) is not None:
+        status = CaseStatus.ESCALATED
+        decision = EscalationPacket(
+            decision_id=decision_id(case_id, number),
+            case_id=case_id,
+            attempts=tuple(_attempt_record(a) for a in (*state.attempts[:-1], decided)),
+            reason=escalation,
+            policy=policy_name,
+            policy_version=policy_version,
+            outcome=OutcomeClass.UNRESOLVED,
+            decided_at_ms=now_ms,
+        )
+    else:
+        assert policy is not None  # _escalation_reason escalates when the policy is unknown
+        status = CaseStatus.AWAITING_RETRY
+        decision = RetryRequest(
+            decision_id=decision_id(case_id, number),
+            case_id=case_id,
+            attempt=number,
+            next_attempt=number + 1,
+            candidate=attempt.candidate,
+            reason=outcome.failure,
+            dissent=tuple(v for v in votes if v.vote is not Vote.ACCEPT),
+            missing_validators=tuple(
+                sorted(v.id for v in policy.validators if v.id not in attempt.votes)
+            ),
+            votes=votes,
+            policy=policy_name,
+            policy_version=policy_version,
+            decided_at_ms=now_ms,
+        )
+    effects.decisions.append(decision)
+    return _with(_with_attempt(state, decided), status=status)
+
+
+def _escalation_reason(
+    failure: FailureReason, number: int, policy: Policy | None
+) -> EscalationReason | None:
+    """Why a failed attempt goes to a human instead of being retried; None: retry."""
+    if policy is None:
+        # The case's policy is no longer loaded, so its attempt limit is unknown: stop here.
+        return EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+    if failure is FailureReason.VETO and policy.veto_escalates:
+        return EscalationReason.VETO
+    if number >= policy.max_attempts:
+        return EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+    return None
+
+
+def _attempt_record(attempt: AttemptState) -> AttemptRecord:
+    if attempt.failure is None:
+        raise AssertionError(f"attempt {attempt.number} of an escalated case did not fail")
+    return AttemptRecord(attempt.candidate, _sorted(attempt.votes.values()), attempt.failure)
+
+
+def _sorted(verdicts: Iterable[Verdict]) -> tuple[Verdict, ...]:
+    return tuple(sorted(verdicts, key=_by_validator))
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+def _expire_held(
+    state: CaseState, now_ms: int, settings: TallySettings, effects: _Effects
+) -> CaseState | None:
+    if not state.held:
+        return state
+    keep: list[HeldVerdict] = []
+    for held in state.held:
+        if held.held_at_ms + settings.hold_ms <= now_ms:
+            detail = (
+                f"no candidate for attempt {held.verdict.attempt} arrived within "
+                f"{settings.hold_ms} ms"
+            )
+            effects.reject(held.verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, held.source)
+        else:
+            keep.append(held)
+    if len(keep) == len(state.held):
+        return state
+    if not keep and state.status is CaseStatus.PENDING:
+        return None  # nothing but expired verdicts: forget the case
+    return _with(state, held=tuple(keep))
+
+
+def _close_at_deadline(
+    state: CaseState, policies: Mapping[str, Policy], now_ms: int, effects: _Effects
+) -> CaseState:
+    latest = state.latest
+    if state.status is not CaseStatus.VOTING or latest is None or now_ms < latest.deadline_ms:
+        return state
+    policy = policies.get(state.policy or "")
+    outcome = _Outcome(FailureReason.WINDOW_TIMEOUT, 0.0)
+    return _decide(state, latest, outcome, policy, now_ms, effects)
+
+
+def _prune(
+    state: CaseState, now_ms: int, settings: TallySettings, effects: _Effects
+) -> CaseState | None:
+    expires = _expiry(state, settings)
+    if expires is None or now_ms < expires:
+        return state
+    for held in state.held:  # their attempt can no longer open
+        detail = f"case {state.case_id} was closed before attempt {held.verdict.attempt} arrived"
+        effects.reject(held.verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, held.source)
+    return None
+
+
+def _expiry(state: CaseState, settings: TallySettings) -> int | None:
+    """When a decided case is forgotten: after retention if final, after retry wait if not."""
+    latest = state.latest
+    if latest is None or latest.decided_at_ms is None:
+        return None
+    if state.status.is_final:
+        return latest.decided_at_ms + settings.retention_ms
+    return latest.decided_at_ms + settings.retry_wait_ms
+
+
+def _due(state: CaseState | None, settings: TallySettings) -> int | None:
+    if state is None:
+        return None
+    latest = state.latest
+    open_window = latest is not None and latest.is_open
+    due = latest.deadline_ms if latest is not None and open_window else _expiry(state, settings)
+    for held in state.held:
+        expires = held.held_at_ms + settings.hold_ms
+        if due is None or expires < due:
+            due = expires
+    return due
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+class _Effects:
+    """What one input produced besides the new state, collected while the rules run."""
+
+    __slots__ = ("decisions", "late", "rejected")
+
+    def __init__(self) -> None:
+        self.decisions: list[Decision] = []
+        self.rejected: list[Rejection] = []
+        self.late: list[Verdict] = []
+
+    def reject(
+        self,
+        record: Verdict,
+        reason: DeadLetterReason,
+        detail: str,
+        source: SourceRef | None,
+    ) -> None:
+        self.rejected.append(Rejection(record, reason, detail, source))
+
+    def step(self, state: CaseState | None, changed: bool, settings: TallySettings) -> Step:
+        return Step(
+            state,
+            changed,
+            tuple(self.decisions),
+            tuple(self.rejected),
+            tuple(self.late),
+            _due(state, settings),
+        )
+
+
+def _check_case(state: CaseState | None, case_id: str) -> None:
+    if state is not None and state.case_id != case_id:
+        raise ValueError(f"record for case {case_id!r} given the state of {state.case_id!r}")
+
+
+def _unchanged(
+    state: CaseState | None, settings: TallySettings, rejected: tuple[Rejection, ...] = ()
+) -> Step:
+    return Step(state, False, (), rejected, (), _due(state, settings))
+
+
+def _reject(
+    state: CaseState | None,
+    verdict: Verdict,
+    reason: DeadLetterReason,
+    detail: str,
+    settings: TallySettings,
+) -> Step:
+    return _unchanged(state, settings, rejected=(Rejection(verdict, reason, detail, None),))
+
+
+def _with(
+    state: CaseState,
+    *,
+    status: CaseStatus | None = None,
+    held: tuple[HeldVerdict, ...] | None = None,
+) -> CaseState:
+    return CaseState(
+        state.case_id,
+        state.status if status is None else status,
+        state.policy,
+        state.policy_version,
+        state.attempts,
+        state.held if held is None else held,
+    )
+
+
+def _with_attempt(state: CaseState, attempt: AttemptState) -> CaseState:
+    """Replace the attempt with the same number (a shallow tuple copy: a few references)."""
+    attempts = list(state.attempts)
+    attempts[attempt.number - 1] = attempt
+    return CaseState(
+        state.case_id,
+        state.status,
+        state.policy,
+        state.policy_version,
+        tuple(attempts),
+        state.held,
+    )

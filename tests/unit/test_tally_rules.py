@@ -1,0 +1,757 @@
+"""The tally's decision rules, table by table.
+
+Most tables drive the rules with a small script, one token per input, applied in order:
+
+    C1            candidate for attempt 1 (id cand-1); C2/other: attempt 2 with id "other";
+                  C1[medical]: category "medical" (default "general")
+    A:v1          ACCEPT from validator v1 for the latest candidate's attempt
+    R:v1 X:v1     REJECT (severity MAJOR), ABSTAIN
+    V:rt          REJECT with severity CRITICAL (a veto when rt is red-team)
+    A:v1@2        ... for attempt 2;  A:v1/other: naming candidate id "other"
+    T+30000       a tick 30 s after the start (later inputs happen at that time too)
+
+Decisions are summarised as "@<token number> <kind> #<attempt> <reason or outcome> [conf=...]".
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from ratifier.models import (
+    Candidate,
+    DeadLetterReason,
+    Decision,
+    EscalationPacket,
+    EscalationReason,
+    FailureReason,
+    OutcomeClass,
+    PassDecision,
+    Reason,
+    RetryRequest,
+    Severity,
+    Verdict,
+    Vote,
+)
+from ratifier.policy import Policy
+from ratifier.streams.state import CaseState, CaseStatus, encode_state
+from ratifier.streams.tally import (
+    Rejection,
+    SourceRef,
+    Step,
+    TallySettings,
+    decision_id,
+    on_candidate,
+    on_tick,
+    on_verdict,
+)
+
+T0 = 1_700_000_000_000
+CASE = "case-1"
+SETTINGS = TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=120_000)
+FIVE = ("v1", "v2", "v3", "v4", "v5")
+
+
+# --- factories ---------------------------------------------------------------------------------
+
+
+def make_policy(
+    *,
+    accepts: int | None = 3,
+    ratio: float | None = None,
+    voters: tuple[str, ...] = FIVE,
+    weights: dict[str, float] | None = None,
+    category_weights: dict[str, dict[str, float]] | None = None,
+    red_team: tuple[str, ...] = (),
+    supermajority: tuple[float, int] | None = None,
+    veto: str = "retry",
+    max_attempts: int = 3,
+    name: str = "p",
+) -> Policy:
+    validators: list[dict[str, Any]] = []
+    for validator_id in voters:
+        entry: dict[str, Any] = {"id": validator_id, "weight": (weights or {}).get(validator_id, 1)}
+        if category_weights and validator_id in category_weights:
+            entry["category_weights"] = category_weights[validator_id]
+        validators.append(entry)
+    validators += [{"id": validator_id, "role": "red-team"} for validator_id in red_team]
+    data: dict[str, Any] = {
+        "name": name,
+        "version": "v7",
+        "max_attempts": max_attempts,
+        "window_seconds": 30,
+        "threshold": {"ratio": ratio} if ratio is not None else {"accepts": accepts},
+        "veto": {"action": veto},
+        "validators": validators,
+    }
+    if supermajority is not None:
+        data["supermajority"] = {"ratio": supermajority[0], "min_rounds": supermajority[1]}
+    return Policy.from_mapping(data, "test")
+
+
+def make_candidate(
+    attempt: int = 1, candidate_id: str | None = None, category: str = "general"
+) -> Candidate:
+    return Candidate(
+        case_id=CASE,
+        attempt=attempt,
+        candidate_id=candidate_id or f"cand-{attempt}",
+        policy="p",
+        category=category,
+        query="What is the boiling point of water at sea level?",
+        content=f"Answer number {attempt}.",
+        producer="gen-1",
+        produced_at_ms=T0,
+    )
+
+
+def make_verdict(
+    validator_id: str,
+    vote: Vote = Vote.ACCEPT,
+    attempt: int = 1,
+    candidate_id: str | None = None,
+    severity: Severity | None = None,
+) -> Verdict:
+    reasons = () if vote is Vote.ACCEPT else (Reason("R1", f"{validator_id} objects"),)
+    return Verdict(
+        case_id=CASE,
+        attempt=attempt,
+        candidate_id=candidate_id or f"cand-{attempt}",
+        validator_id=validator_id,
+        validator_version="1.0",
+        vote=vote,
+        confidence=0.9,
+        severity=severity,
+        reasons=reasons,
+        latency_ms=12,
+        produced_at_ms=T0,
+    )
+
+
+# --- the script runner -------------------------------------------------------------------------
+
+_CANDIDATE = re.compile(r"C(\d+)(?:/([\w-]+))?(?:\[(\w+)\])?$")
+_VERDICT = re.compile(r"([ARXV]):([\w.-]+)(?:@(\d+))?(?:/([\w-]+))?$")
+_VOTES = {
+    "A": (Vote.ACCEPT, None),
+    "R": (Vote.REJECT, Severity.MAJOR),
+    "X": (Vote.ABSTAIN, None),
+    "V": (Vote.REJECT, Severity.CRITICAL),
+}
+
+
+@dataclass
+class Trace:
+    state: CaseState | None = None
+    steps: list[Step] = field(default_factory=list)
+    decisions: list[tuple[int, Decision]] = field(default_factory=list)
+    rejected: list[tuple[int, Rejection]] = field(default_factory=list)
+    late: list[tuple[int, Verdict]] = field(default_factory=list)
+
+    @property
+    def only_decisions(self) -> list[Decision]:
+        return [decision for _, decision in self.decisions]
+
+
+def run(
+    policy: Policy,
+    script: str,
+    *,
+    state: CaseState | None = None,
+    policies: dict[str, Policy] | None = None,
+    settings: TallySettings = SETTINGS,
+) -> Trace:
+    trace = Trace(state=state)
+    policies = {policy.name: policy} if policies is None else policies
+    now, attempt = T0, 1
+    for index, token in enumerate(script.split(), start=1):
+        before = trace.state
+        if token.startswith("T+"):
+            now = T0 + int(token[2:])
+            step = on_tick(before, policies, now, settings)
+        elif match := _CANDIDATE.match(token):
+            attempt = int(match[1])
+            candidate = make_candidate(attempt, match[2], match[3] or "general")
+            step = on_candidate(before, candidate, policy, now, settings)
+        elif match := _VERDICT.match(token):
+            vote, severity = _VOTES[match[1]]
+            verdict = make_verdict(match[2], vote, int(match[3] or attempt), match[4], severity)
+            source = SourceRef("ratifier.verdicts", 0, index)
+            step = on_verdict(before, verdict, source, policies, now, settings)
+        else:
+            raise ValueError(f"bad script token {token!r}")
+        if not step.changed:
+            assert step.state is before, f"{token}: unchanged step must return the input state"
+        trace.steps.append(step)
+        trace.state = step.state
+        trace.decisions += [(index, decision) for decision in step.decisions]
+        trace.rejected += [(index, rejection) for rejection in step.rejected]
+        trace.late += [(index, verdict) for verdict in step.late]
+    ids = [decision.decision_id for decision in trace.only_decisions]
+    assert len(ids) == len(set(ids)), "more than one decision for a (case, attempt)"
+    return trace
+
+
+def summary(index: int, decision: Decision) -> str:
+    if isinstance(decision, PassDecision):
+        conf = round(decision.confidence, 4)
+        return f"@{index} pass #{decision.attempt} {decision.outcome} conf={conf}"
+    if isinstance(decision, RetryRequest):
+        return f"@{index} retry #{decision.attempt} {decision.reason}"
+    return f"@{index} escalate #{len(decision.attempts)} {decision.reason}"
+
+
+def rejection_summary(index: int, rejection: Rejection) -> str:
+    record = rejection.record
+    label = record.validator_id if isinstance(record, Verdict) else record.candidate_id
+    held = " (held)" if rejection.source is not None else ""
+    return f"@{index} {rejection.reason} {label}{held}"
+
+
+# --- decisions, table-driven -------------------------------------------------------------------
+
+P3_OF_5 = make_policy()
+WEIGHTED = make_policy(accepts=None, ratio=0.5, weights={"v1": 3})  # W = 7
+BY_CATEGORY = make_policy(accepts=None, ratio=0.5, category_weights={"v1": {"medical": 4}})
+RATIO_60 = make_policy(accepts=None, ratio=0.6)
+ODD_WEIGHTS = make_policy(accepts=None, ratio=0.6, weights=dict.fromkeys(FIVE, 0.7))
+SUPER = make_policy(supermajority=(0.75, 3))
+RED = make_policy(red_team=("rt",))
+RED_ESCALATES = make_policy(red_team=("rt",), veto="escalate")
+RED_ONE_ATTEMPT = make_policy(red_team=("rt",), max_attempts=1)
+
+DECISIONS = [
+    # M-of-N
+    pytest.param(P3_OF_5, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="3of5-pass"),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 X:v2 A:v3 A:v4 A:v5",
+        ["@6 pass #1 confirmed conf=0.6"],
+        id="3of5-pass-after-dissent",
+    ),
+    pytest.param(
+        P3_OF_5, "C1 A:v1 A:v2 A:v3 A:v4", ["@4 pass #1 confirmed conf=0.6"], id="3of5-no-double"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE"],
+        id="unreachable-early-before-all-votes",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 X:v1 X:v2 R:v3",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE"],
+        id="abstain-counts-as-not-accept",
+    ),
+    pytest.param(P3_OF_5, "C1 A:v1 A:v2 R:v3 R:v4", [], id="still-reachable-no-decision-yet"),
+    # weights
+    pytest.param(WEIGHTED, "C1 A:v1 A:v2", ["@3 pass #1 confirmed conf=0.5714"], id="heavy-voter"),
+    pytest.param(
+        WEIGHTED,
+        "C1 R:v1 A:v2 A:v3 A:v4 R:v5",
+        ["@6 retry #1 THRESHOLD_UNREACHABLE"],
+        id="heavy-reject-needs-all-others",
+    ),
+    pytest.param(
+        BY_CATEGORY, "C1[medical] A:v1", ["@2 pass #1 confirmed conf=0.5"], id="category-weight"
+    ),
+    pytest.param(BY_CATEGORY, "C1 A:v1 A:v2", [], id="category-weight-not-for-others"),
+    pytest.param(
+        BY_CATEGORY, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="default-weight"
+    ),
+    # ratio threshold
+    pytest.param(RATIO_60, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="ratio-met"),
+    pytest.param(
+        ODD_WEIGHTS,
+        "C1 A:v1 A:v2 A:v3",
+        ["@4 pass #1 confirmed conf=0.6"],
+        id="ratio-met-despite-float-rounding",
+    ),
+    pytest.param(
+        RATIO_60, "C1 R:v1 X:v2 R:v3", ["@4 retry #1 THRESHOLD_UNREACHABLE"], id="ratio-unreach"
+    ),
+    # supermajority with minimum rounds
+    pytest.param(
+        SUPER, "C1 A:v1 A:v2 A:v3 A:v4", ["@5 pass #1 confirmed conf=0.8"], id="super-early-pass"
+    ),
+    pytest.param(
+        SUPER,
+        "C1 A:v1 A:v2 A:v3 R:v4 R:v5",
+        ["@6 retry #1 SUPERMAJORITY_UNREACHABLE"],
+        id="super-3of5-on-attempt-1-retries",
+    ),
+    pytest.param(
+        SUPER,
+        "C1 R:v1 R:v2 C2 R:v1 R:v2 C3 A:v1 A:v2 A:v3",
+        [
+            "@3 retry #1 SUPERMAJORITY_UNREACHABLE",
+            "@6 retry #2 SUPERMAJORITY_UNREACHABLE",
+            "@10 pass #3 corrected conf=0.6",
+        ],
+        id="super-3of5-on-attempt-3-passes",
+    ),
+    pytest.param(
+        SUPER,
+        "C1 R:v1 R:v2 R:v3",
+        ["@3 retry #1 SUPERMAJORITY_UNREACHABLE"],
+        id="super-fails-when-super-unreachable-first",
+    ),
+    pytest.param(
+        SUPER,
+        "C1 R:v1 R:v2 C2 A:v1 A:v2 A:v3 A:v4",
+        ["@3 retry #1 SUPERMAJORITY_UNREACHABLE", "@8 pass #2 corrected conf=0.8"],
+        id="super-pass-on-attempt-2",
+    ),
+    # red team
+    pytest.param(RED, "C1 A:v1 V:rt", ["@3 retry #1 VETO"], id="veto-retries"),
+    pytest.param(RED_ESCALATES, "C1 V:rt", ["@2 escalate #1 VETO"], id="veto-escalates"),
+    pytest.param(
+        RED_ONE_ATTEMPT,
+        "C1 V:rt",
+        ["@2 escalate #1 MAX_ATTEMPTS_EXHAUSTED"],
+        id="veto-on-last-attempt-escalates",
+    ),
+    pytest.param(
+        RED,
+        "C1 A:v1 A:v2 A:v3 A:v4 X:rt",
+        ["@6 pass #1 confirmed conf=0.8"],
+        id="red-team-pending-delays-pass",
+    ),
+    pytest.param(RED, "C1 A:v1 A:v2 A:v3 V:rt", ["@5 retry #1 VETO"], id="veto-after-threshold"),
+    pytest.param(
+        RED, "C1 A:v1 A:v2 A:v3 R:rt", ["@5 pass #1 confirmed conf=0.6"], id="major-is-no-veto"
+    ),
+    pytest.param(
+        RED,
+        "C1 A:v1 A:v2 A:v3 T+30000",
+        ["@5 retry #1 WINDOW_TIMEOUT"],
+        id="silent-red-team-times-out",
+    ),
+    pytest.param(
+        RED,
+        "C1 R:v1 R:v2 R:v3",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE"],
+        id="unreachable-does-not-wait-for-red-team",
+    ),
+    # timeouts
+    pytest.param(
+        P3_OF_5,
+        "C1 A:v1 R:v2 T+29999 T+30000",
+        ["@5 retry #1 WINDOW_TIMEOUT"],
+        id="timeout-at-deadline",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 T+30000 C2 T+60000 C3 T+90000",
+        [
+            "@2 retry #1 WINDOW_TIMEOUT",
+            "@4 retry #2 WINDOW_TIMEOUT",
+            "@6 escalate #3 MAX_ATTEMPTS_EXHAUSTED",
+        ],
+        id="timeouts-until-exhausted",
+    ),
+    # duplicates, held verdicts
+    pytest.param(
+        P3_OF_5,
+        "C1 A:v1 A:v1 A:v1 A:v2 R:v3 R:v4 R:v5",
+        ["@8 retry #1 THRESHOLD_UNREACHABLE"],
+        id="duplicates-count-once",
+    ),
+    pytest.param(
+        P3_OF_5, "A:v1 A:v2 A:v3 C1", ["@4 pass #1 confirmed conf=0.6"], id="held-then-applied"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "A:v1 A:v1 R:v2 C1 A:v3 A:v4",
+        ["@6 pass #1 confirmed conf=0.6"],
+        id="held-duplicate-counts-once",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 A:v1@2 A:v2@2 A:v3@2 R:v2 R:v3 C2",
+        ["@7 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected conf=0.6"],
+        id="next-attempt-held-while-voting",
+    ),
+    # attempts
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 C2 R:v1 R:v2 R:v3 C3 R:v1 R:v2 R:v3",
+        [
+            "@4 retry #1 THRESHOLD_UNREACHABLE",
+            "@8 retry #2 THRESHOLD_UNREACHABLE",
+            "@12 escalate #3 MAX_ATTEMPTS_EXHAUSTED",
+        ],
+        id="exhausted-escalates",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 C2 A:v1 A:v2 A:v3",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected conf=0.6"],
+        id="corrected-on-retry",
+    ),
+]
+
+
+@pytest.mark.parametrize(("policy", "script", "expected"), DECISIONS)
+def test_decisions(policy: Policy, script: str, expected: list[str]) -> None:
+    trace = run(policy, script)
+    assert [summary(index, decision) for index, decision in trace.decisions] == expected
+
+
+# --- rejections, table-driven ------------------------------------------------------------------
+
+UNKNOWN_VALIDATOR = DeadLetterReason.UNKNOWN_VALIDATOR
+REJECTIONS = [
+    pytest.param(P3_OF_5, "C1 A:zz", ["@2 UNKNOWN_VALIDATOR zz"], id="unknown-validator"),
+    pytest.param(
+        P3_OF_5, "A:zz C1", ["@2 UNKNOWN_VALIDATOR zz (held)"], id="unknown-validator-held"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "A:zz@2 C1",
+        ["@2 UNKNOWN_VALIDATOR zz (held)"],
+        id="unknown-validator-held-for-later-attempt",
+    ),
+    pytest.param(P3_OF_5, "C1 A:v1@0", ["@2 UNKNOWN_ATTEMPT v1"], id="attempt-0"),
+    pytest.param(P3_OF_5, "A:v1@0", ["@1 UNKNOWN_ATTEMPT v1"], id="attempt-0-no-state"),
+    pytest.param(P3_OF_5, "C1 A:v1@4", ["@2 UNKNOWN_ATTEMPT v1"], id="attempt-above-max"),
+    pytest.param(
+        P3_OF_5, "A:v1@4 C1", ["@2 UNKNOWN_ATTEMPT v1 (held)"], id="held-attempt-above-max"
+    ),
+    pytest.param(
+        P3_OF_5, "A:v1 T+4999 T+5000", ["@3 UNKNOWN_ATTEMPT v1 (held)"], id="held-then-expired"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 A:v1@2 T+5000",
+        ["@3 UNKNOWN_ATTEMPT v1 (held)"],
+        id="held-for-next-attempt-expired",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 A:v1 A:v2 A:v3 A:v1@2",
+        ["@5 UNKNOWN_ATTEMPT v1"],
+        id="attempt-after-case-closed",
+    ),
+    pytest.param(P3_OF_5, "C1 A:v1/other", ["@2 WRONG_CANDIDATE v1"], id="wrong-candidate"),
+    pytest.param(
+        P3_OF_5, "A:v1/other C1", ["@2 WRONG_CANDIDATE v1 (held)"], id="wrong-candidate-held"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 R:v4/other",
+        ["@5 WRONG_CANDIDATE v4"],
+        id="wrong-candidate-after-decision",
+    ),
+    pytest.param(P3_OF_5, "C2", ["@1 WRONG_ATTEMPT cand-2"], id="new-case-not-attempt-1"),
+    pytest.param(P3_OF_5, "C1 C2", ["@2 WRONG_ATTEMPT cand-2"], id="attempt-while-voting"),
+    pytest.param(
+        P3_OF_5, "C1 C1/other", ["@2 WRONG_ATTEMPT other"], id="other-candidate-same-attempt"
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 C3",
+        ["@5 WRONG_ATTEMPT cand-3"],
+        id="attempt-not-the-one-asked-for",
+    ),
+    pytest.param(
+        P3_OF_5, "C1 A:v1 A:v2 A:v3 C2", ["@5 CASE_CLOSED cand-2"], id="case-closed-passed"
+    ),
+    pytest.param(
+        RED_ESCALATES, "C1 V:rt C2", ["@3 CASE_CLOSED cand-2"], id="case-closed-escalated"
+    ),
+    pytest.param(P3_OF_5, "C1 A:v1 A:v2 A:v3 C1", [], id="candidate-redelivered-after-close"),
+]
+
+
+@pytest.mark.parametrize(("policy", "script", "expected"), REJECTIONS)
+def test_rejections(policy: Policy, script: str, expected: list[str]) -> None:
+    trace = run(policy, script)
+    assert [rejection_summary(index, r) for index, r in trace.rejected] == expected
+
+
+def test_rejection_details_name_what_was_expected() -> None:
+    details = {
+        script: run(P3_OF_5, script).rejected[0][1].detail
+        for script in ("C2", "C1 C2", "C1 C1/other", "C1 R:v1 R:v2 R:v3 C3", "C1 A:zz")
+    }
+    assert details["C2"] == "expected attempt 1, got attempt 2"
+    assert "attempt 1 (candidate cand-1) is still voting" in details["C1 C2"]
+    assert "attempt 1 already has candidate cand-1" in details["C1 C1/other"]
+    assert details["C1 R:v1 R:v2 R:v3 C3"] == "expected attempt 2, got attempt 3"
+    assert details["C1 A:zz"] == "validator 'zz' is not in policy 'p'"
+
+
+def test_held_rejection_keeps_its_source() -> None:
+    trace = run(P3_OF_5, "A:zz C1")
+    assert trace.rejected[0][1].source == SourceRef("ratifier.verdicts", 0, 1)
+
+
+def test_attempt_above_policy_limit_after_policy_reload() -> None:
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3")
+    stricter = make_policy(max_attempts=1)
+    step = on_candidate(trace.state, make_candidate(2), stricter, T0, SETTINGS)
+    assert step.rejected[0].reason is DeadLetterReason.WRONG_ATTEMPT
+    assert step.rejected[0].detail == "policy 'p' allows at most 1 attempts"
+
+
+def test_candidate_under_another_policy_is_rejected() -> None:
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3")
+    other = make_policy(name="q")
+    candidate = replace(make_candidate(2), policy="q")
+    step = on_candidate(trace.state, candidate, other, T0, SETTINGS)
+    assert step.rejected[0].reason is DeadLetterReason.UNKNOWN_POLICY
+    assert not step.changed
+
+
+# --- decision contents -------------------------------------------------------------------------
+
+
+def test_pass_decision_carries_sorted_votes_policy_and_time() -> None:
+    trace = run(RED, "C1 A:v3 X:rt A:v1 R:v5 A:v2")
+    [(_, decision)] = trace.decisions
+    assert isinstance(decision, PassDecision)
+    assert [v.validator_id for v in decision.votes] == ["rt", "v1", "v2", "v3", "v5"]
+    assert decision.candidate == make_candidate(1)
+    assert (decision.policy, decision.policy_version) == ("p", "v7")
+    assert decision.decided_at_ms == T0
+    assert decision.decision_id == decision_id(CASE, 1)
+    assert decision.outcome is OutcomeClass.CONFIRMED
+
+
+def test_timeout_retry_lists_dissent_and_missing_validators() -> None:
+    trace = run(RED, "C1 X:v4 A:v1 R:v2 R:rt T+30000")
+    [(_, retry)] = trace.decisions
+    assert isinstance(retry, RetryRequest)
+    assert retry.reason is FailureReason.WINDOW_TIMEOUT
+    assert (retry.attempt, retry.next_attempt) == (1, 2)
+    assert retry.candidate == make_candidate(1)
+    assert [v.validator_id for v in retry.dissent] == ["rt", "v2", "v4"]
+    assert all(v.reasons for v in retry.dissent)
+    assert retry.missing_validators == ("v3", "v5")
+    assert [v.validator_id for v in retry.votes] == ["rt", "v1", "v2", "v4"]
+    assert retry.decided_at_ms == T0 + 30_000
+    assert retry.decision_id == decision_id(CASE, 1)
+    assert (retry.policy, retry.policy_version) == ("p", "v7")
+
+
+def test_escalation_packet_holds_every_attempt_with_verdicts_and_reasons() -> None:
+    trace = run(RED, "C1 R:v1 R:v2 R:v3 C2 V:rt C3 A:v1 T+30000")
+    decision = trace.only_decisions[-1]
+    assert isinstance(decision, EscalationPacket)
+    assert decision.reason is EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+    assert decision.outcome is OutcomeClass.UNRESOLVED
+    assert decision.decision_id == decision_id(CASE, 3)
+    assert [a.candidate.candidate_id for a in decision.attempts] == ["cand-1", "cand-2", "cand-3"]
+    assert [a.failure for a in decision.attempts] == [
+        FailureReason.THRESHOLD_UNREACHABLE,
+        FailureReason.VETO,
+        FailureReason.WINDOW_TIMEOUT,
+    ]
+    assert [[v.validator_id for v in a.verdicts] for a in decision.attempts] == [
+        ["v1", "v2", "v3"],
+        ["rt"],
+        ["v1"],
+    ]
+    assert decision.attempts[1].verdicts[0].severity is Severity.CRITICAL
+    assert trace.state is not None
+    assert trace.state.status is CaseStatus.ESCALATED
+
+
+def test_veto_escalation_packet() -> None:
+    trace = run(RED_ESCALATES, "C1 A:v1 A:v2 V:rt")
+    [(_, decision)] = trace.decisions
+    assert isinstance(decision, EscalationPacket)
+    assert decision.reason is EscalationReason.VETO
+    assert [a.failure for a in decision.attempts] == [FailureReason.VETO]
+
+
+def test_outcome_classes() -> None:
+    confirmed = run(P3_OF_5, "C1 A:v1 A:v2 A:v3").only_decisions[0]
+    corrected = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 C2 A:v1 A:v2 A:v3").only_decisions[1]
+    unresolved = run(RED_ESCALATES, "C1 V:rt").only_decisions[0]
+    assert isinstance(confirmed, PassDecision)
+    assert isinstance(corrected, PassDecision)
+    assert isinstance(unresolved, EscalationPacket)
+    assert confirmed.outcome is OutcomeClass.CONFIRMED
+    assert corrected.outcome is OutcomeClass.CORRECTED
+    assert unresolved.outcome is OutcomeClass.UNRESOLVED
+
+
+def test_decision_ids_are_deterministic_and_distinct() -> None:
+    assert decision_id("case-1", 1) == decision_id("case-1", 1)
+    assert uuid.UUID(decision_id("case-1", 1)).version == 5
+    ids = {decision_id(case, attempt) for case in ("case-1", "case-2") for attempt in (1, 2, 3)}
+    assert len(ids) == 6
+    first = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 C2 A:v1 A:v2 A:v3").only_decisions
+    second = run(P3_OF_5, "C1 R:v3 R:v1 R:v2 C2 A:v2 A:v3 A:v1").only_decisions
+    assert [d.decision_id for d in first] == [d.decision_id for d in second]
+    assert [d.decision_id for d in first] == [decision_id(CASE, 1), decision_id(CASE, 2)]
+
+
+# --- late verdicts, redelivery, one decision per attempt ---------------------------------------
+
+
+def test_late_verdicts_are_recorded_and_change_nothing_else() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 A:v2 A:v3 R:v4 X:v5 T+30000")
+    assert len(trace.decisions) == 1
+    assert [(index, v.validator_id) for index, v in trace.late] == [(5, "v4"), (6, "v5")]
+    assert trace.state is not None
+    assert trace.state.attempts[0].late == 2
+    assert sorted(trace.state.attempts[0].votes) == ["v1", "v2", "v3"]
+    assert trace.steps[4].changed  # the late count is state
+
+
+def test_late_verdict_for_an_earlier_attempt() -> None:
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 C2 A:v4@1")
+    assert [v.validator_id for _, v in trace.late] == ["v4"]
+    assert trace.state is not None
+    assert trace.state.status is CaseStatus.VOTING
+
+
+def test_redelivered_counted_verdict_after_decision_is_not_late() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 A:v2 A:v3 A:v3")
+    assert trace.late == []
+    assert not trace.steps[-1].changed
+
+
+def test_exact_redelivery_changes_nothing() -> None:
+    for script in ("C1 A:v1 A:v1", "C1 C1", "A:v1 A:v1", "C1 A:v1@2 A:v1@2"):
+        last = run(P3_OF_5, script).steps[-1]
+        assert not last.changed, script
+        assert (last.decisions, last.rejected, last.late) == ((), (), ()), script
+
+
+def test_second_opinion_from_same_validator_is_ignored() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 R:v1 A:v2 A:v3")
+    [(_, decision)] = trace.decisions
+    assert isinstance(decision, PassDecision)
+    assert [v.vote for v in decision.votes] == [Vote.ACCEPT] * 3
+    assert not trace.steps[2].changed
+
+
+def test_at_most_one_decision_per_attempt_whatever_follows() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 A:v2 A:v3 R:v4 R:v5 T+30000 T+40000 A:v1 C1")
+    assert len(trace.decisions) == 1
+
+
+# --- time: due, ticks, pruning -----------------------------------------------------------------
+
+
+def test_due_is_the_deadline_or_an_earlier_held_expiry() -> None:
+    trace = run(P3_OF_5, "A:v1@2 C1 A:v1")
+    assert trace.steps[0].due_ms == T0 + SETTINGS.hold_ms
+    assert trace.steps[1].due_ms == T0 + SETTINGS.hold_ms
+    assert run(P3_OF_5, "C1 A:v1").steps[-1].due_ms == T0 + 30_000
+
+
+def test_tick_before_anything_is_due_changes_nothing() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 T+29999")
+    last = trace.steps[-1]
+    assert not last.changed
+    assert last.decisions == ()
+    assert last.due_ms == T0 + 30_000
+
+
+def test_tick_without_state() -> None:
+    assert on_tick(None, {}, T0, SETTINGS) == Step(None, False, (), (), (), None)
+
+
+def test_finished_case_is_pruned_after_retention() -> None:
+    trace = run(P3_OF_5, "C1 A:v1 A:v2 A:v3")
+    assert trace.steps[-1].due_ms == T0 + SETTINGS.retention_ms
+    early = on_tick(trace.state, {"p": P3_OF_5}, T0 + SETTINGS.retention_ms - 1, SETTINGS)
+    assert not early.changed
+    assert early.state is trace.state
+    pruned = on_tick(trace.state, {"p": P3_OF_5}, T0 + SETTINGS.retention_ms, SETTINGS)
+    assert pruned.state is None
+    assert pruned.changed
+    assert pruned.due_ms is None
+
+
+def test_case_waiting_for_a_retry_is_pruned_after_retry_wait() -> None:
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 A:v1@2")
+    assert trace.steps[-1].due_ms == T0 + SETTINGS.hold_ms  # the held verdict expires first
+    state = trace.state
+    after_hold = on_tick(state, {"p": P3_OF_5}, T0 + SETTINGS.hold_ms, SETTINGS)
+    assert [r.reason for r in after_hold.rejected] == [DeadLetterReason.UNKNOWN_ATTEMPT]
+    assert after_hold.due_ms == T0 + SETTINGS.retry_wait_ms
+    pruned = on_tick(after_hold.state, {"p": P3_OF_5}, T0 + SETTINGS.retry_wait_ms, SETTINGS)
+    assert pruned.state is None
+    assert pruned.changed
+
+
+def test_pruning_rejects_verdicts_still_held() -> None:
+    settings = TallySettings(hold_ms=500_000, retention_ms=60_000, retry_wait_ms=1_000)
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 A:v1@2 T+1000", settings=settings)
+    assert trace.state is None
+    [(_, rejection)] = trace.rejected
+    assert rejection.reason is DeadLetterReason.UNKNOWN_ATTEMPT
+    assert rejection.source == SourceRef("ratifier.verdicts", 0, 5)
+
+
+def test_case_with_only_expired_held_verdicts_is_deleted() -> None:
+    trace = run(P3_OF_5, "A:v1 T+5000")
+    assert trace.state is None
+    assert trace.steps[-1].changed
+
+
+# --- purity and contracts ----------------------------------------------------------------------
+
+
+def test_inputs_are_never_mutated() -> None:
+    scripts = ["A:v1 A:v2@2", "C1", "C1 A:v1 A:v2", "C1 R:v1 R:v2 R:v3", "C1 A:v1 A:v2 A:v3"]
+    follow_ups = [
+        "A:v3",
+        "R:v4",
+        "V:rt",
+        "X:v5",
+        "A:zz",
+        "A:v1@2",
+        "C1",
+        "C2",
+        "T+5000",
+        "T+30000",
+        "T+200000",
+    ]
+    for script in scripts:
+        state = run(RED, script).state
+        for token in follow_ups:
+            snapshot = copy.deepcopy(state)
+            encoded = encode_state(state) if state is not None else None
+            run(RED, token, state=state)
+            assert state == snapshot, (script, token)
+            assert (encode_state(state) if state is not None else None) == encoded
+
+
+def test_state_of_another_case_is_a_caller_error() -> None:
+    state = run(P3_OF_5, "C1").state
+    other = replace(make_verdict("v1"), case_id="case-2")
+    with pytest.raises(ValueError, match="case-2"):
+        on_verdict(state, other, SourceRef("t", 0, 0), {"p": P3_OF_5}, T0, SETTINGS)
+
+
+def test_verdict_for_a_case_whose_policy_is_gone() -> None:
+    state = run(P3_OF_5, "C1").state
+    step = on_verdict(state, make_verdict("v1"), SourceRef("t", 0, 0), {}, T0, SETTINGS)
+    assert step.rejected[0].reason is DeadLetterReason.UNKNOWN_POLICY
+    timeout = on_tick(state, {}, T0 + 30_000, SETTINGS)
+    [decision] = timeout.decisions
+    assert isinstance(decision, EscalationPacket)
+    assert decision.attempts[0].failure is FailureReason.WINDOW_TIMEOUT
+
+
+def test_held_second_opinion_is_not_held_twice() -> None:
+    trace = run(P3_OF_5, "A:v1 R:v1 A:v1/other")
+    assert trace.state is not None
+    assert [(h.verdict.vote, h.verdict.candidate_id) for h in trace.state.held] == [
+        (Vote.ACCEPT, "cand-1"),
+        (Vote.ACCEPT, "other"),
+    ]
+    assert not trace.steps[1].changed
