@@ -58,6 +58,7 @@ class DeadLetterReason(StrEnum):
     WRONG_ATTEMPT = "WRONG_ATTEMPT"  # a candidate whose attempt the case did not ask for
     WRONG_CANDIDATE = "WRONG_CANDIDATE"  # verdict's candidate id differs from the attempt's
     CASE_CLOSED = "CASE_CLOSED"  # a candidate for a case that already has a final outcome
+    PROCESSING_ERROR = "PROCESSING_ERROR"  # the tally failed on this record (a bug): kept, not lost
 
 
 @dataclass(frozen=True, slots=True)

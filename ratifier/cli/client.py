@@ -1,0 +1,68 @@
+"""``ratifier submit`` and ``ratifier watch``: the client SDK on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+from ratifier.client import Client
+from ratifier.config import Settings
+from ratifier.jsonview import to_json
+from ratifier.loading import parse_params
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    submit = subparsers.add_parser("submit", help="submit a candidate for a new case")
+    submit.add_argument("content", help="the candidate answer")
+    submit.add_argument("--query", default="", help="the question or context it answers")
+    submit.add_argument("--policy", default="default")
+    submit.add_argument("--category", default="general")
+    submit.add_argument("--case-id", default=None)
+    submit.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--wait", action="store_true", help="wait for the final outcome")
+    submit.add_argument("--timeout", type=float, default=300.0)
+    submit.set_defaults(handler=_submit)
+
+    watch = subparsers.add_parser("watch", help="print decisions live, one JSON object a line")
+    watch.add_argument("--from-beginning", action="store_true")
+    watch.add_argument("--limit", type=int, default=None, help="stop after this many decisions")
+    watch.set_defaults(handler=_watch)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    fields = {
+        "query": args.query,
+        "policy": args.policy,
+        "category": args.category,
+        "case_id": args.case_id,
+        "metadata": {k: str(v) for k, v in parse_params(args.meta).items()},
+    }
+
+    async def main() -> None:
+        async with Client(Settings.from_env(), producer="cli") as client:
+            if args.wait:
+                outcome = await client.decide(args.content, timeout_s=args.timeout, **fields)
+                print(to_json(outcome))
+            else:
+                print(to_json(await client.submit(args.content, **fields)))
+
+    asyncio.run(main())
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    async def main() -> None:
+        async with Client(Settings.from_env(), producer="cli") as client:
+            count = 0
+            async for decision in client.decisions(from_beginning=args.from_beginning):
+                sys.stdout.write(to_json(decision) + "\n")
+                sys.stdout.flush()
+                count += 1
+                if args.limit is not None and count >= args.limit:
+                    return
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

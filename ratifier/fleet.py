@@ -1,0 +1,136 @@
+"""Start and stop a set of Ratifier processes (tally, validators, generator) as subprocesses.
+
+Used by the demo and the end-to-end tests, so both run the very commands users run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import orjson
+
+from ratifier.config import Settings
+
+logger = logging.getLogger(__name__)
+
+SIMULATED = "ratifier.validators.builtin.simulated:SimulatedValidator"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    name: str
+    args: tuple[str, ...]  # arguments after `ratifier`
+
+    @classmethod
+    def tally(cls, name: str = "tally") -> ProcessSpec:
+        return cls(name, ("tally", "run"))
+
+    @classmethod
+    def validator(
+        cls,
+        validator_id: str,
+        target: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        instance: int = 0,
+    ) -> ProcessSpec:
+        args = ["validator", "run", target, "--id", validator_id]
+        for key, value in (params or {}).items():
+            # The CLI parses values as JSON (strings that are not JSON stay strings).
+            rendered = value if isinstance(value, str) else orjson.dumps(value).decode()
+            args += ["--param", f"{key}={rendered}"]
+        return cls(f"validator-{validator_id}-{instance}", tuple(args))
+
+    @classmethod
+    def generator(cls, target: str, generator_id: str = "default") -> ProcessSpec:
+        return cls(f"generator-{generator_id}", ("generator", "run", target, "--id", generator_id))
+
+
+@dataclass
+class Fleet:
+    """Runs processes with the settings' environment; logs go to ``<log_dir>/<name>.log``."""
+
+    settings_env: Mapping[str, str]
+    log_dir: Path
+    specs: Sequence[ProcessSpec] = ()
+    _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @staticmethod
+    def env_for(settings: Settings) -> dict[str, str]:
+        return {
+            "RATIFIER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "RATIFIER_REDIS_URL": settings.redis_url,
+            "RATIFIER_TOPIC_PREFIX": settings.topic_prefix,
+            "RATIFIER_PARTITIONS": str(settings.partitions),
+            "RATIFIER_REPLICATION_FACTOR": str(settings.replication_factor),
+            "RATIFIER_STATE_DIR": str(settings.state_dir),
+            "RATIFIER_HOLD_MS": str(settings.hold_ms),
+            "RATIFIER_RETENTION_MS": str(settings.retention_ms),
+            "RATIFIER_RETRY_WAIT_MS": str(settings.retry_wait_ms),
+            "RATIFIER_TICK_INTERVAL_S": str(settings.tick_interval_s),
+            "RATIFIER_LOG_LEVEL": settings.log_level,
+            **({"RATIFIER_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
+        }
+
+    async def start(self, *specs: ProcessSpec) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings_env, "PYTHONSAFEPATH": "1"}
+        for spec in specs or self.specs:
+            log = (self.log_dir / f"{spec.name}.log").open("ab")  # closed in stop()
+            self._logs.append(log)
+            self._procs[spec.name] = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ratifier",
+                *spec.args,
+                env=env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+            logger.info("started %s (pid %d)", spec.name, self._procs[spec.name].pid)
+
+    def exited(self) -> dict[str, int]:
+        """Processes that ended on their own, with their exit codes."""
+        return {n: p.returncode for n, p in self._procs.items() if p.returncode is not None}
+
+    async def stop_process(self, name: str, timeout_s: float = 15.0) -> None:
+        proc = self._procs.pop(name)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                logger.warning("%s did not stop in %.0fs; killing it", name, timeout_s)
+                proc.kill()
+                await proc.wait()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(self.stop_process(n) for n in list(self._procs)))
+        for log in self._logs:
+            with contextlib.suppress(OSError):
+                log.close()
+        self._logs.clear()
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,29 @@
+"""The one faust App of the tally, built by a factory so importing never connects anywhere."""
+
+from __future__ import annotations
+
+import faust
+
+from ratifier.config import Settings
+from ratifier.topics import TopicNames
+
+
+def create_app(settings: Settings) -> faust.App:
+    names = TopicNames.from_settings(settings)
+    return faust.App(
+        names.tally_app_id,
+        broker=settings.kafka_url,
+        store="memory://",
+        datadir=str(settings.state_dir / "tally" / names.tally_app_id),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        autodiscover=False,
+        # Decisions wait for the offset commit's producer flush at most this long.
+        broker_commit_interval=1.0,
+        producer_linger_ms=1,
+        # A changelog the tally writes as bytes; faust must not try to (de)serialize it.
+        value_serializer="raw",
+        key_serializer="raw",
+    )

@@ -1,0 +1,228 @@
+"""The whole pipeline through the real broker, as separate processes, the way users run it.
+
+One fleet (a tally, five validator groups with one scaled to two instances, a rogue validator
+the policy does not name, and the demo generator) serves a few hundred cases plus bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from ratifier.admin import ensure_topics
+from ratifier.client import Client, assign_all
+from ratifier.config import Settings
+from ratifier.demo.generator import chance
+from ratifier.demo.runner import DEMO_VALIDATORS, demo_content, demo_processes
+from ratifier.demo.summary import summarize
+from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
+from ratifier.kafka import make_consumer
+from ratifier.models import (
+    Candidate,
+    DeadLetter,
+    DeadLetterReason,
+    Decision,
+    EscalationPacket,
+    FailureReason,
+    PassDecision,
+    RetryRequest,
+    Verdict,
+    Vote,
+)
+from ratifier.policy import load_policies
+from ratifier.schemas import codec
+from ratifier.topics import TopicNames
+
+pytestmark = pytest.mark.integration
+
+NORMAL_CASES = 200
+DOOMED_CASES = 20  # every attempt is bad: must escalate with all attempts in the packet
+
+
+async def group_members(settings: Settings, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        _error, _group_id, state, *_rest, members = response.groups[0][:6]
+        return len(members) if state == "Stable" else 0
+    finally:
+        await admin.close()
+
+
+async def wait_for(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[bytes]:
+    """Every record on ``topic`` from the beginning, until nothing new arrives for idle_s."""
+    consumer = make_consumer(settings, group_id=None, client_id="e2e-reader")
+    await consumer.start()
+    try:
+        await assign_all(consumer, [topic], from_beginning=True)
+        values: list[bytes] = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                return values
+            values += [r.value or b"" for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def fleet(stack: object, settings: Settings) -> AsyncIterator[tuple[Fleet, Settings]]:
+    tuned = settings.with_overrides(hold_ms=4_000, tick_interval_s=0.2)
+    await ensure_topics(tuned)
+    fleet = Fleet(Fleet.env_for(tuned), tuned.state_dir / "e2e" / tuned.topic_prefix)
+    rogue = ProcessSpec.validator("rogue", SIMULATED, {"error_rate": 0.5, "seed": 99})
+    await fleet.start(*demo_processes(), rogue)
+    try:
+        names = TopicNames.from_settings(tuned)
+        for v in DEMO_VALIDATORS:
+            group = names.validator_group(v.validator_id)
+
+            async def joined(group: str = group, want: int = v.instances) -> bool:
+                assert not fleet.exited(), f"processes died: {fleet.exited()} ({fleet.log_dir})"
+                return await group_members(tuned, group) == want
+
+            await wait_for(joined, 60, f"{group} with {v.instances} member(s)")
+        yield fleet, tuned
+    finally:
+        await fleet.stop()
+
+
+async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettered(
+    fleet: tuple[Fleet, Settings],
+) -> None:
+    procs, settings = fleet
+    names = TopicNames.from_settings(settings)
+    policy = load_policies(settings.policy_dir)["default"]
+    decisions: list[Decision] = []
+    finals: set[str] = set()
+    case_ids: list[str] = []
+    doomed: list[str] = []
+
+    async with Client(settings, producer="e2e") as client:
+
+        async def collect() -> None:
+            async for decision in client.decisions(from_beginning=True):
+                decisions.append(decision)
+                if isinstance(decision, PassDecision | EscalationPacket):
+                    finals.add(decision.case_id)
+
+        watcher = asyncio.create_task(collect())
+        for i in range(NORMAL_CASES + DOOMED_CASES):
+            is_doomed = i >= NORMAL_CASES
+            good = not is_doomed and chance("first", settings.topic_prefix, i) < 0.6
+            query, content = demo_content(i, good)
+            metadata = {"truth": "accept" if good else "reject"}
+            if is_doomed:
+                metadata["next_truth"] = "reject"
+            candidate = client.candidate(content, query=query, metadata=metadata)
+            (doomed if is_doomed else case_ids).append(candidate.case_id)
+            await client.send(candidate)
+        # Bad input on both input topics; the rest must flow on.
+        producer = client._producer
+        await producer.send_and_wait(names.candidates, b"\x00garbage", key=b"junk-1")
+        await producer.send_and_wait(names.verdicts, b"\xc3\x01" + b"\x00" * 12, key=b"junk-2")
+        unknown_policy = client.candidate("orphan", policy="no-such-policy")
+        await client.send(unknown_policy)
+
+        async def all_final() -> bool:
+            assert not procs.exited(), f"processes died: {procs.exited()} ({procs.log_dir})"
+            return finals >= set(case_ids + doomed)
+
+        await wait_for(all_final, 150, "every case's final outcome")
+        await asyncio.sleep(2.0)  # let any (wrong) second outcome show up before judging
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    summary = summarize(case_ids + doomed, decisions)
+    assert summary.no_final_outcome == 0
+    assert summary.more_than_one_final_outcome == 0
+    assert summary.passed + summary.escalated == NORMAL_CASES + DOOMED_CASES
+
+    by_case: dict[str, list[Decision]] = defaultdict(list)
+    for d in decisions:
+        by_case[d.case_id].append(d)
+    # Exactly one decision per (case, attempt), attempts consecutive from 1.
+    for case_id in case_ids + doomed:
+        attempts = sorted(
+            d.attempt for d in by_case[case_id] if not isinstance(d, EscalationPacket)
+        )
+        escalations = [d for d in by_case[case_id] if isinstance(d, EscalationPacket)]
+        if escalations:
+            attempts.append(len(escalations[0].attempts))
+        assert attempts == list(range(1, len(attempts) + 1)), (case_id, by_case[case_id])
+
+    retries = [d for d in decisions if isinstance(d, RetryRequest)]
+    assert retries, "a 60% first-attempt good rate must produce retries"
+    for retry in retries:
+        assert retry.next_attempt == retry.attempt + 1
+        if retry.reason is not FailureReason.WINDOW_TIMEOUT:
+            assert retry.dissent, retry
+            assert all(v.vote is not Vote.ACCEPT for v in retry.dissent)
+            assert all(v.reasons for v in retry.dissent if v.vote is Vote.REJECT)
+        # The generator answered: a later decision exists for the next attempt.
+        later = [d for d in by_case[retry.case_id] if d.attempt == retry.next_attempt]
+        later += [
+            d
+            for d in by_case[retry.case_id]
+            if isinstance(d, EscalationPacket) and len(d.attempts) == retry.next_attempt
+        ]
+        assert later, f"no decision for attempt {retry.next_attempt} of {retry.case_id}"
+
+    for case_id in doomed:
+        (packet,) = [d for d in by_case[case_id] if isinstance(d, EscalationPacket)]
+        assert len(packet.attempts) == policy.max_attempts
+        assert [a.candidate.attempt for a in packet.attempts] == [1, 2, 3]
+        assert len({a.candidate.candidate_id for a in packet.attempts}) == 3
+        for record in packet.attempts:
+            assert record.verdicts, record
+            assert all(v.candidate_id == record.candidate.candidate_id for v in record.verdicts)
+        assert packet.policy == policy.name
+        assert packet.policy_version == policy.version
+
+    for d in decisions:
+        if isinstance(d, PassDecision):
+            assert d.policy_version == policy.version
+            assert 0 < d.confidence <= 1
+            assert {v.validator_id for v in d.votes} <= {s.id for s in policy.validators}
+
+    # Each candidate judged once per validator group, including the group of two instances.
+    verdicts = [
+        codec.decode_as(v, Verdict)
+        for v in await read_topic(settings, names.verdicts)
+        if v.startswith(b"\xc3\x01") and len(v) > 12
+    ]
+    per_group = Counter((v.validator_id, v.candidate_id) for v in verdicts)
+    assert per_group, "no verdicts read back"
+    assert max(per_group.values()) == 1, per_group.most_common(3)
+
+    letters = [codec.decode_as(v, DeadLetter) for v in await read_topic(settings, names.deadletter)]
+    reasons = Counter(letter.reason for letter in letters)
+    malformed = [x for x in letters if x.reason is DeadLetterReason.MALFORMED]
+    assert {x.source_topic for x in malformed} == {names.candidates, names.verdicts}
+    assert {x.original for x in malformed} == {b"\x00garbage", b"\xc3\x01" + b"\x00" * 12}
+    assert all(x.detail for x in letters)
+    unknown_policy_letters = [x for x in letters if x.reason is DeadLetterReason.UNKNOWN_POLICY]
+    assert len(unknown_policy_letters) == 1
+    orphan = codec.decode_as(unknown_policy_letters[0].original, Candidate)
+    assert orphan.candidate_id == unknown_policy.candidate_id
+    # The rogue group judged every candidate; the tally refused each of its verdicts.
+    rogue = [x for x in letters if x.reason is DeadLetterReason.UNKNOWN_VALIDATOR]
+    assert {codec.decode_as(x.original, Verdict).validator_id for x in rogue} == {"rogue"}
+    assert reasons[DeadLetterReason.PROCESSING_ERROR] == 0

@@ -1,0 +1,178 @@
+"""Runs a validator callable as a Kafka consumer group: candidates in, verdicts out.
+
+Every process started with the same validator id joins group ``<prefix>.validator.<id>``, so
+Kafka spreads the candidate partitions over them and each candidate is judged once per group.
+Offsets are committed only after the batch's verdicts are acknowledged (at-least-once); the
+tally counts a validator's repeated verdict for an attempt once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from ratifier.config import Settings
+from ratifier.errors import ValidatorTimeout, WireFormatError
+from ratifier.kafka import make_consumer, make_producer
+from ratifier.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
+from ratifier.schemas import codec
+from ratifier.topics import TopicNames
+
+logger = logging.getLogger(__name__)
+
+Judge = Callable[[Candidate], Awaitable[Judgement]]
+
+
+async def judge_safely(judge: Judge, candidate: Candidate, timeout_s: float) -> Judgement:
+    """Call the validator; a failure or timeout becomes an ABSTAIN with the error as its reason."""
+    try:
+        return await asyncio.wait_for(judge(candidate), timeout_s)
+    except TimeoutError:
+        error: Exception = ValidatorTimeout(f"no answer within {timeout_s:g}s")
+        code = "validator.timeout"
+    except ValidatorTimeout as exc:  # the validator's own, more specific time limit
+        error, code = exc, "validator.timeout"
+    except Exception as exc:  # any failure of user code is reported, never dropped
+        error, code = exc, "validator.error"
+        logger.warning("validator failed on %s: %r", candidate.candidate_id, exc)
+    message = f"{type(error).__name__}: {error}"[:1000]
+    return Judgement(vote=Vote.ABSTAIN, confidence=0.0, reasons=(Reason(code, message),))
+
+
+def to_verdict(
+    candidate: Candidate,
+    judgement: Judgement,
+    *,
+    validator_id: str,
+    validator_version: str,
+    latency_ms: int,
+) -> Verdict:
+    return Verdict(
+        case_id=candidate.case_id,
+        attempt=candidate.attempt,
+        candidate_id=candidate.candidate_id,
+        validator_id=validator_id,
+        validator_version=validator_version,
+        vote=judgement.vote,
+        confidence=min(1.0, max(0.0, judgement.confidence)),
+        severity=judgement.severity,
+        reasons=judgement.reasons,
+        latency_ms=latency_ms,
+        produced_at_ms=now_ms(),
+    )
+
+
+class ValidatorWorker:
+    """One instance of a validator group. Use ``async with`` or ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        validator_id: str,
+        judge: Judge,
+        *,
+        version: str | None = None,
+        timeout_s: float = 30.0,
+        concurrency: int = 16,
+        max_batch: int = 256,
+    ) -> None:
+        self.settings = settings
+        self.validator_id = validator_id
+        self.judge = judge
+        self.version = version or str(getattr(judge, "version", "0"))
+        self.timeout_s = timeout_s
+        self.max_batch = max_batch
+        self._limit = asyncio.Semaphore(concurrency)
+        names = TopicNames.from_settings(settings)
+        self._verdicts_topic = names.verdicts
+        client_id = f"validator-{validator_id}"
+        self._consumer = make_consumer(
+            settings,
+            names.candidates,
+            group_id=names.validator_group(validator_id),
+            client_id=client_id,
+            max_poll_records=max_batch,
+        )
+        self._producer = make_producer(settings, client_id=client_id)
+        self.judged = 0
+        self.skipped = 0
+
+    async def start(self) -> None:
+        await self._producer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+            aclose = getattr(self.judge, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def __aenter__(self) -> ValidatorWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Judge candidates until ``stop`` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if batches:
+                await self._process(batches)
+
+    async def _process(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+        pending = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    candidate = codec.decode_as(record.value or b"", Candidate)
+                except WireFormatError as exc:
+                    # The tally dead-letters malformed candidates; N validators must not repeat it.
+                    self.skipped += 1
+                    logger.warning(
+                        "skipping undecodable candidate at offset %d: %s", record.offset, exc
+                    )
+                    continue
+                pending.append(self._judge_one(candidate))
+        deliveries = await asyncio.gather(*pending)
+        await asyncio.gather(*deliveries)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        await self._consumer.commit(offsets)
+        self.judged += len(pending)
+
+    async def _judge_one(self, candidate: Candidate) -> asyncio.Future:  # type: ignore[type-arg]
+        async with self._limit:
+            started = time.perf_counter()
+            judgement = await judge_safely(self.judge, candidate, self.timeout_s)
+            latency_ms = int((time.perf_counter() - started) * 1000)
+        verdict = to_verdict(
+            candidate,
+            judgement,
+            validator_id=self.validator_id,
+            validator_version=self.version,
+            latency_ms=latency_ms,
+        )
+        delivery: asyncio.Future[Any] = await self._producer.send(
+            self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
+        )
+        return delivery
