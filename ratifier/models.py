@@ -164,6 +164,11 @@ class EscalationPacket:
     outcome: OutcomeClass  # always UNRESOLVED
     decided_at_ms: int
 
+    @property
+    def attempt(self) -> int:
+        """The attempt whose failure escalated the case (every decision names one)."""
+        return self.attempts[-1].candidate.attempt
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -66,8 +66,6 @@ def install_tally(app: faust.App, settings: Settings, policies: dict[str, Policy
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         help="Voting windows and attempt history per case (header + encoded CaseState).",
     )
     processor = TallyProcessor(

@@ -10,11 +10,13 @@ from ratifier.topics import TopicNames
 
 def create_app(settings: Settings) -> faust.App:
     names = TopicNames.from_settings(settings)
+    datadir = settings.state_dir / "tally" / names.tally_app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # faust writes here but does not create it
     return faust.App(
         names.tally_app_id,
         broker=settings.kafka_url,
         store="memory://",
-        datadir=str(settings.state_dir / "tally" / names.tally_app_id),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",

@@ -21,6 +21,7 @@ from ratifier.config import Settings
 from ratifier.demo.generator import chance
 from ratifier.demo.runner import DEMO_VALIDATORS, demo_content, demo_processes
 from ratifier.demo.summary import summarize
+from ratifier.errors import WireFormatError
 from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.kafka import make_consumer
 from ratifier.models import (
@@ -160,12 +161,7 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
         by_case[d.case_id].append(d)
     # Exactly one decision per (case, attempt), attempts consecutive from 1.
     for case_id in case_ids + doomed:
-        attempts = sorted(
-            d.attempt for d in by_case[case_id] if not isinstance(d, EscalationPacket)
-        )
-        escalations = [d for d in by_case[case_id] if isinstance(d, EscalationPacket)]
-        if escalations:
-            attempts.append(len(escalations[0].attempts))
+        attempts = sorted(d.attempt for d in by_case[case_id])
         assert attempts == list(range(1, len(attempts) + 1)), (case_id, by_case[case_id])
 
     retries = [d for d in decisions if isinstance(d, RetryRequest)]
@@ -178,11 +174,6 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
             assert all(v.reasons for v in retry.dissent if v.vote is Vote.REJECT)
         # The generator answered: a later decision exists for the next attempt.
         later = [d for d in by_case[retry.case_id] if d.attempt == retry.next_attempt]
-        later += [
-            d
-            for d in by_case[retry.case_id]
-            if isinstance(d, EscalationPacket) and len(d.attempts) == retry.next_attempt
-        ]
         assert later, f"no decision for attempt {retry.next_attempt} of {retry.case_id}"
 
     for case_id in doomed:
@@ -203,11 +194,10 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
             assert {v.validator_id for v in d.votes} <= {s.id for s in policy.validators}
 
     # Each candidate judged once per validator group, including the group of two instances.
-    verdicts = [
-        codec.decode_as(v, Verdict)
-        for v in await read_topic(settings, names.verdicts)
-        if v.startswith(b"\xc3\x01") and len(v) > 12
-    ]
+    verdicts = []
+    for raw in await read_topic(settings, names.verdicts):
+        with contextlib.suppress(WireFormatError):  # skip the garbage this test injected
+            verdicts.append(codec.decode_as(raw, Verdict))
     per_group = Counter((v.validator_id, v.candidate_id) for v in verdicts)
     assert per_group, "no verdicts read back"
     assert max(per_group.values()) == 1, per_group.most_common(3)
