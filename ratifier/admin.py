@@ -25,7 +25,7 @@ _READY_TIMEOUT_S = 30.0
 def default_topics(settings: Settings) -> tuple[str, ...]:
     """Every topic Ratifier needs: the public ones plus the tally's tick topic."""
     names = TopicNames.from_settings(settings)
-    return (*names.public, names.ticks)
+    return names.public
 
 
 @asynccontextmanager

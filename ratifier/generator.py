@@ -19,7 +19,7 @@ from typing import Any
 
 from ratifier.config import Settings
 from ratifier.errors import WireFormatError
-from ratifier.kafka import make_consumer, make_producer
+from ratifier.kafka import commit_processed, make_consumer, make_producer
 from ratifier.models import Candidate, RetryRequest, now_ms
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
@@ -113,7 +113,7 @@ class GeneratorWorker:
             records = [r for rs in batches.values() for r in rs]
             deliveries = await asyncio.gather(*(self._regenerate(r.value or b"") for r in records))
             await asyncio.gather(*(d for d in deliveries if d is not None))
-            await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+            await commit_processed(self._consumer, batches)
 
     async def _regenerate(self, raw: bytes) -> asyncio.Future | None:  # type: ignore[type-arg]
         try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from ratifier.config import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
@@ -34,3 +39,22 @@ def make_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def commit_processed(
+    consumer: AIOKafkaConsumer,
+    batches: Mapping[TopicPartition, Sequence[ConsumerRecord]],
+) -> bool:
+    """Commit past a processed batch; a rebalance in between is not an error.
+
+    When the group rebalanced while the batch was being processed, the partitions' new owner
+    starts from the last committed offset and handles those records again. That is the
+    at-least-once contract, and the tally counts a repeated verdict once.
+    """
+    offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError) as exc:
+        logger.warning("commit skipped after a rebalance (records will be redelivered): %s", exc)
+        return False
+    return True

@@ -40,11 +40,6 @@ class TopicNames:
         return f"{self.prefix}.deadletter"
 
     @property
-    def ticks(self) -> str:
-        """Internal: deadline ticks the tally sends itself (co-partitioned with candidates)."""
-        return f"{self.prefix}.tally.ticks"
-
-    @property
     def decisions(self) -> tuple[str, str, str]:
         return (self.passed, self.retry, self.escalate)
 

@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 
 from ratifier.config import Settings
 from ratifier.errors import ValidatorTimeout, WireFormatError
-from ratifier.kafka import make_consumer, make_producer
+from ratifier.kafka import commit_processed, make_consumer, make_producer
 from ratifier.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
@@ -156,8 +156,7 @@ class ValidatorWorker:
                 pending.append(self._judge_one(candidate))
         deliveries = await asyncio.gather(*pending)
         await asyncio.gather(*deliveries)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-        await self._consumer.commit(offsets)
+        await commit_processed(self._consumer, batches)
         self.judged += len(pending)
 
     async def _judge_one(self, candidate: Candidate) -> asyncio.Future:  # type: ignore[type-arg]

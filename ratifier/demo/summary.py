@@ -56,7 +56,7 @@ def summarize(case_ids: Iterable[str], decisions: Iterable[Decision]) -> DemoSum
     escalations = [
         d for fs in finals.values() for d in fs.values() if isinstance(d, EscalationPacket)
     ]
-    attempts = [d.attempt for d in (*passes, *escalations)]
+    attempts = [d.attempt for d in passes] + [d.attempt for d in escalations]
     wrong = sum(1 for d in passes if d.candidate.metadata.get("truth") != "accept")
     total = len(cases) or 1
     return DemoSummary(

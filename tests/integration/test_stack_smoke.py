@@ -71,7 +71,7 @@ def test_stack_reports_both_services_up(stack: StackStatus, base_settings: Setti
 
 
 async def test_ensure_topics_is_idempotent(settings: Settings) -> None:
-    wanted = [*TopicNames.from_settings(settings).public, TopicNames.from_settings(settings).ticks]
+    wanted = list(TopicNames.from_settings(settings).public)
     await ensure_topics(settings)  # the fixture already created them once
     async with admin_client(settings) as admin:
         described = {t["topic"]: t for t in await admin.describe_topics(wanted)}
