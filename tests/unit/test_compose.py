@@ -136,3 +136,22 @@ def test_dockerfile_installs_every_mapped_folder() -> None:
     dockerfile = (COMPOSE.parent / "Dockerfile").read_text()
     for folder in ("ratifier", "streams", "schemas", "validators"):
         assert re.search(rf"^COPY {folder} {folder}$", dockerfile, re.M), folder
+
+
+def test_validators_match_the_demo_topology(services: dict[str, Any]) -> None:
+    """Compose runs the very processes `ratifier demo` starts: same ids, params and replicas."""
+    from ratifier.demo.runner import demo_processes
+
+    demo: dict[str, list[str]] = {}
+    replicas: dict[str, int] = {}
+    for spec in demo_processes():
+        if spec.args[0] != "validator":
+            continue
+        validator_id = spec.args[spec.args.index("--id") + 1]
+        demo[validator_id] = ["ratifier", *spec.args]
+        replicas[validator_id] = replicas.get(validator_id, 0) + 1
+    for validator_id, command in demo.items():
+        assert services[validator_id]["command"] == command
+        assert services[validator_id].get("deploy", {}).get("replicas", 1) == replicas[validator_id]
+    generator = next(s for s in demo_processes() if s.args[0] == "generator")
+    assert services["generator"]["command"][:4] == ["ratifier", *generator.args[:3]]
