@@ -215,8 +215,15 @@ class SyncClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._client = Client(settings, producer=producer)
-        self._run(self._client.start())
+        self._client = self._run(self._started_client(settings, producer))
+
+    @staticmethod
+    async def _started_client(settings: Settings | None, producer: str) -> Client:
+        # Built inside the loop thread: aiokafka clients bind to the running loop when created,
+        # and the caller's thread usually has none (or another one).
+        client = Client(settings, producer=producer)
+        await client.start()
+        return client
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
