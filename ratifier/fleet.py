@@ -116,6 +116,17 @@ class Fleet:
                 proc.kill()
                 await proc.wait()
 
+    async def kill_process(self, name: str) -> int:
+        """SIGKILL ``name``, as a crash would end it: no clean shutdown, no final commit.
+
+        Returns its exit code (``-SIGKILL``). A process started again under the same name gets a
+        fresh entry; its log is appended to the same file.
+        """
+        proc = self._procs.pop(name)
+        if proc.returncode is None:
+            proc.kill()
+        return await proc.wait()
+
     async def stop(self) -> None:
         await asyncio.gather(*(self.stop_process(n) for n in list(self._procs)))
         for log in self._logs:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from ratifier.admin import ensure_topics
 from ratifier.client import Client, assign_all
@@ -51,6 +52,9 @@ async def group_members(settings: Settings, group: str) -> int:
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([group])
+    except GroupCoordinatorNotAvailableError:
+        return 0  # a fresh broker creates __consumer_offsets on the first group: not yet
+    else:
         _error, _group_id, state, *_rest, members = response.groups[0][:6]
         return len(members) if state == "Stable" else 0
     finally:
