@@ -26,6 +26,17 @@ logger = logging.getLogger(__name__)
 SIMULATED = "ratifier.validators.builtin.simulated:SimulatedValidator"
 
 
+def _render_param(value: object) -> str:
+    """A ``--param`` value the CLI parses back to ``value``: it reads values as JSON and keeps
+    text that is not JSON as a string, so only strings that would parse as JSON are quoted."""
+    if isinstance(value, str):
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return orjson.dumps(value).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessSpec:
     name: str
@@ -46,9 +57,7 @@ class ProcessSpec:
     ) -> ProcessSpec:
         args = ["validator", "run", target, "--id", validator_id]
         for key, value in (params or {}).items():
-            # The CLI parses values as JSON (strings that are not JSON stay strings).
-            rendered = value if isinstance(value, str) else orjson.dumps(value).decode()
-            args += ["--param", f"{key}={rendered}"]
+            args += ["--param", f"{key}={_render_param(value)}"]
         return cls(f"validator-{validator_id}-{instance}", tuple(args))
 
     @classmethod

@@ -11,6 +11,17 @@ import orjson
 from ratifier.errors import ConfigError
 
 
+def parse_metadata(pairs: Iterable[str]) -> dict[str, str]:
+    """``key=value`` pairs kept as text: metadata values are strings on the wire."""
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        metadata[key] = value
+    return metadata
+
+
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     """``key=value`` pairs; values that parse as JSON become numbers, booleans, lists..."""
     params: dict[str, Any] = {}
@@ -41,7 +52,10 @@ def load_target(spec: str, params: dict[str, Any] | None = None) -> Any:
         except AttributeError:
             raise ConfigError(f"{module_name!r} has no attribute {attribute!r}") from None
     if params:
-        target = target(**params)
+        try:
+            target = target(**params)
+        except TypeError as exc:  # e.g. a misspelt --param name
+            raise ConfigError(f"cannot build {spec} with {sorted(params)}: {exc}") from exc
     elif isinstance(target, type):
         target = target()  # a class without parameters: its defaults
     if not callable(target):

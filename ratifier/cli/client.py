@@ -10,7 +10,7 @@ import sys
 from ratifier.client import Client
 from ratifier.config import Settings
 from ratifier.jsonview import to_json
-from ratifier.loading import parse_params
+from ratifier.loading import parse_metadata
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,7 +37,7 @@ def _submit(args: argparse.Namespace) -> int:
         "policy": args.policy,
         "category": args.category,
         "case_id": args.case_id,
-        "metadata": {k: str(v) for k, v in parse_params(args.meta).items()},
+        "metadata": parse_metadata(args.meta),
     }
 
     async def main() -> None:

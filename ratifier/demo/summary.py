@@ -64,7 +64,7 @@ def summarize(case_ids: Iterable[str], decisions: Iterable[Decision]) -> DemoSum
         passed=len({d.case_id for d in passes}),
         retried=len(retried),
         escalated=len({d.case_id for d in escalations}),
-        first_attempt_consensus_rate=sum(1 for d in passes if d.attempt == 1) / total,
+        first_attempt_consensus_rate=len({d.case_id for d in passes if d.attempt == 1}) / total,
         mean_attempts=sum(attempts) / len(attempts) if attempts else 0.0,
         escalation_rate=len({d.case_id for d in escalations}) / total,
         published_error_rate=wrong / len(passes) if passes else 0.0,

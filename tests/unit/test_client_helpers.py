@@ -1,0 +1,224 @@
+"""Client-side helpers that need no broker: JSON view, decision dedup, candidates, fleet args."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from ratifier.client import Client, _SeenIds
+from ratifier.config import Settings
+from ratifier.fleet import SIMULATED, ProcessSpec
+from ratifier.jsonview import to_json
+from ratifier.loading import parse_params
+from ratifier.models import (
+    Candidate,
+    DeadLetter,
+    DeadLetterReason,
+    OutcomeClass,
+    PassDecision,
+    Reason,
+    Severity,
+    Span,
+    Verdict,
+    Vote,
+    now_ms,
+)
+
+CANDIDATE = Candidate(
+    case_id="case-1",
+    attempt=1,
+    candidate_id="cand-1",
+    policy="default",
+    category="general",
+    query="q",
+    content="c",
+    producer="me",
+    produced_at_ms=5,
+    previous_candidate_ids=("a", "b"),
+    metadata={"truth": "accept"},
+)
+VERDICT = Verdict(
+    "case-1", 1, "cand-1", "v1", "1", Vote.REJECT, 0.5, Severity.MAJOR,
+    (Reason("R1", "msg", Span(1, 4)),), 3, 9,
+)  # fmt: skip
+
+
+# --- jsonview ----------------------------------------------------------------------------------
+
+
+def test_to_json_names_the_type_and_keeps_fields() -> None:
+    body = orjson.loads(to_json(CANDIDATE))
+    assert body == {
+        "type": "Candidate",
+        "case_id": "case-1",
+        "attempt": 1,
+        "candidate_id": "cand-1",
+        "policy": "default",
+        "category": "general",
+        "query": "q",
+        "content": "c",
+        "producer": "me",
+        "produced_at_ms": 5,
+        "previous_candidate_ids": ["a", "b"],
+        "metadata": {"truth": "accept"},
+    }
+    assert next(iter(body)) == "type"
+    assert "\n" not in to_json(CANDIDATE)
+
+
+def test_to_json_nested_records_enums_and_spans() -> None:
+    decision = PassDecision(
+        "d", "case-1", 1, CANDIDATE, 0.75, (VERDICT,), "default", "v", OutcomeClass.CONFIRMED, 7
+    )
+    body = orjson.loads(to_json(decision))
+    assert body["type"] == "PassDecision"
+    assert body["outcome"] == "confirmed"
+    assert body["candidate"]["metadata"] == {"truth": "accept"}
+    assert body["votes"] == [
+        {
+            "case_id": "case-1",
+            "attempt": 1,
+            "candidate_id": "cand-1",
+            "validator_id": "v1",
+            "validator_version": "1",
+            "vote": "REJECT",
+            "confidence": 0.5,
+            "severity": "MAJOR",
+            "reasons": [{"code": "R1", "message": "msg", "span": {"start": 1, "end": 4}}],
+            "latency_ms": 3,
+            "produced_at_ms": 9,
+        }
+    ]
+
+
+def test_to_json_encodes_bytes_as_base64() -> None:
+    original = b"\x00\xffraw bytes"
+    letter = DeadLetter(original, "t", 1, 2, DeadLetterReason.MALFORMED, "bad", 3)
+    body = orjson.loads(to_json(letter))
+    assert body["type"] == "DeadLetter"
+    assert base64.b64decode(body["original"]) == original
+    assert body["reason"] == "MALFORMED"
+
+
+def test_to_json_rejects_unknown_values() -> None:
+    with pytest.raises(TypeError):
+        to_json(replace(CANDIDATE, metadata={"x": object()}))
+
+
+# --- _SeenIds ----------------------------------------------------------------------------------
+
+
+def test_seen_ids_reports_each_id_once() -> None:
+    seen = _SeenIds()
+    assert [seen.add(i) for i in ("a", "b", "a", "c", "b")] == [True, True, False, True, False]
+
+
+def test_seen_ids_forgets_the_oldest_beyond_capacity() -> None:
+    seen = _SeenIds(capacity=3)
+    for i in ("a", "b", "c", "d"):
+        assert seen.add(i)
+    assert [seen.add(i) for i in ("b", "c", "d")] == [False, False, False]
+    assert seen.add("a")  # evicted: seen again as new
+
+
+# --- Client.candidate --------------------------------------------------------------------------
+
+
+async def test_client_candidate_builds_a_first_attempt_without_sending() -> None:
+    client = Client(Settings(bootstrap_servers="127.0.0.1:1"), producer="unit")
+    try:
+        before = now_ms()
+        first = client.candidate("text", query="q?", metadata={"k": "v"})
+        second = client.candidate("text", case_id="mine", policy="strict", category="medical")
+        after = now_ms()
+    finally:
+        await client.stop()
+    assert first.attempt == second.attempt == 1
+    assert (first.content, first.query, first.producer) == ("text", "q?", "unit")
+    assert (first.policy, first.category) == ("default", "general")
+    assert dict(first.metadata) == {"k": "v"}
+    assert first.previous_candidate_ids == ()
+    assert before <= first.produced_at_ms <= after
+    assert uuid.UUID(first.case_id) != uuid.UUID(first.candidate_id)
+    assert (second.case_id, second.policy, second.category) == ("mine", "strict", "medical")
+    assert dict(second.metadata) == {}
+    assert second.candidate_id != first.candidate_id
+
+
+async def test_client_candidate_copies_metadata() -> None:
+    client = Client(Settings(bootstrap_servers="127.0.0.1:1"))
+    metadata = {"k": "v"}
+    try:
+        made = client.candidate("x", metadata=metadata)
+    finally:
+        await client.stop()
+    metadata["k"] = "changed"
+    assert dict(made.metadata) == {"k": "v"}
+
+
+# --- fleet -------------------------------------------------------------------------------------
+
+
+def param_values(spec: ProcessSpec) -> list[str]:
+    args = list(spec.args)
+    return [args[i + 1] for i, arg in enumerate(args) if arg == "--param"]
+
+
+def test_validator_spec_arguments() -> None:
+    spec = ProcessSpec.validator("sim-a", SIMULATED, instance=2)
+    assert spec.name == "validator-sim-a-2"
+    assert spec.args == ("validator", "run", SIMULATED, "--id", "sim-a")
+
+
+@pytest.mark.parametrize(
+    ("value", "rendered"),
+    [
+        pytest.param(["a", "b"], 'k=["a","b"]', id="list"),
+        pytest.param(True, "k=true", id="true"),
+        pytest.param(False, "k=false", id="false"),
+        pytest.param(None, "k=null", id="none"),
+        pytest.param(3, "k=3", id="int"),
+        pytest.param(0.05, "k=0.05", id="float"),
+        pytest.param({"x": 1}, 'k={"x":1}', id="dict"),
+        pytest.param("plain text", "k=plain text", id="string"),
+        pytest.param("007", "k=007", id="string-not-json"),
+        pytest.param("true", 'k="true"', id="string-that-is-json"),
+    ],
+)
+def test_validator_param_rendering(value: object, rendered: str) -> None:
+    assert param_values(ProcessSpec.validator("v", SIMULATED, {"k": value})) == [rendered]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("text", id="text"),
+        pytest.param("", id="empty-string"),
+        pytest.param("true", id="string-true"),
+        pytest.param("42", id="string-number"),
+        pytest.param("null", id="string-null"),
+        pytest.param('"quoted"', id="string-with-quotes"),
+        pytest.param("[1]", id="string-list"),
+        pytest.param(["a", 1, None], id="list"),
+        pytest.param(False, id="bool"),
+        pytest.param(0.25, id="float"),
+    ],
+)
+def test_validator_params_round_trip_through_the_cli_parser(value: object) -> None:
+    spec = ProcessSpec.validator("v", SIMULATED, {"k": value})
+    assert parse_params(param_values(spec)) == {"k": value}
+
+
+def test_validator_params_keep_order() -> None:
+    spec = ProcessSpec.validator("v", SIMULATED, {"error_rate": 0.1, "seed": 3, "red_team": True})
+    assert param_values(spec) == ["error_rate=0.1", "seed=3", "red_team=true"]
+
+
+def test_tally_and_generator_specs() -> None:
+    assert ProcessSpec.tally() == ProcessSpec("tally", ("tally", "run"))
+    generator = ProcessSpec.generator("mod:gen", "g2")
+    assert generator == ProcessSpec("generator-g2", ("generator", "run", "mod:gen", "--id", "g2"))
