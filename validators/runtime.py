@@ -31,10 +31,15 @@ Judge = Callable[[Candidate], Awaitable[Judgement]]
 
 async def judge_safely(judge: Judge, candidate: Candidate, timeout_s: float) -> Judgement:
     """Call the validator; a failure or timeout becomes an ABSTAIN with the error as its reason."""
+    limit = asyncio.timeout(timeout_s)
+    error: Exception
     try:
-        return await asyncio.wait_for(judge(candidate), timeout_s)
-    except TimeoutError:
-        error: Exception = ValidatorTimeout(f"no answer within {timeout_s:g}s")
+        async with limit:
+            return await judge(candidate)
+    except TimeoutError as exc:
+        # Not expired: raised by the validator's own code (e.g. an HTTP client's timeout).
+        ours = limit.expired()
+        error = ValidatorTimeout(f"no answer within {timeout_s:g}s") if ours else exc
         code = "validator.timeout"
     except ValidatorTimeout as exc:  # the validator's own, more specific time limit
         error, code = exc, "validator.timeout"

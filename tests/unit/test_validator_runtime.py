@@ -154,3 +154,28 @@ def test_to_verdict_clamps_confidence(confidence: float, expected: float) -> Non
 @pytest.mark.parametrize("latency_ms", [0, 1, 29_999])
 def test_to_verdict_keeps_latency(latency_ms: int) -> None:
     assert verdict_for(Judgement(Vote.ABSTAIN), latency_ms).latency_ms == latency_ms
+
+
+async def test_a_timeout_raised_inside_the_validator_keeps_its_own_message() -> None:
+    async def judge(candidate: Candidate) -> Judgement:
+        raise TimeoutError("upstream read timed out after 2s")
+
+    judgement = await judge_safely(judge, _candidate_for_timeout_test(), timeout_s=30)
+    (reason,) = judgement.reasons
+    assert judgement.vote is Vote.ABSTAIN
+    assert reason.code == "validator.timeout"
+    assert "upstream read timed out after 2s" in reason.message
+
+
+def _candidate_for_timeout_test() -> Candidate:
+    return Candidate(
+        case_id="c",
+        attempt=1,
+        candidate_id="k",
+        policy="default",
+        category="general",
+        query="q",
+        content="x",
+        producer="t",
+        produced_at_ms=0,
+    )
