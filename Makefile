@@ -39,7 +39,7 @@ demo: stack-up
 	$(BIN)/ratifier demo
 
 bench: stack-up
-	$(BIN)/python -m bench
+	$(BIN)/python bench/run.py
 
 clean:
 	-$(BIN)/ratifier stack down

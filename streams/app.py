@@ -24,7 +24,14 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         # Decisions wait for the offset commit's producer flush at most this long.
         broker_commit_interval=1.0,
+        # faust's 60 s default leaves a crashed worker's partitions (and their open voting
+        # windows) unowned for a minute; 10 s is aiokafka's own default.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_linger_ms=1,
+        # Changelog records (~0.5-1 KB) and decisions go out in bursts: larger batches mean
+        # fewer produce requests per burst (faust's default is 16 KB).
+        producer_max_batch_size=256 * 1024,
         # A changelog the tally writes as bytes; faust must not try to (de)serialize it.
         value_serializer="raw",
         key_serializer="raw",

@@ -1,0 +1,1 @@
+"""Ratifier benchmarks against the real local broker; run with ``make bench`` (bench/run.py)."""

@@ -1,0 +1,103 @@
+"""Benchmark 3: tally resident memory (psutil RSS of the worker process).
+
+* open windows: RSS idle, then with N candidates whose windows stay open (a bench policy with
+  a 10-hour window, no verdicts); bytes per open window = the difference / N.
+* decided and pruned: a fresh tally with a short retention decides and prunes two waves of M
+  cases; RSS after each wave is compared with its own idle figure (and the peak on the way).
+  The first wave sets the allocator's high-water mark (freed memory stays mapped); the second
+  wave's growth is what a leak would show.
+
+"Consumed" means the tally's group has committed every input offset (faust commits once a
+second), then the process is left a moment to settle before RSS is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+from bench import harness
+from ratifier.topics import TopicNames
+
+SETTLE_S = 2.0
+WAVES = 2
+
+
+async def open_windows(count: int, timeout_s: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="ratifier-bench-policy-") as tmp:
+        policy_dir = harness.write_policy(Path(tmp), window_seconds=36_000)
+        settings = harness.base_settings(
+            topic_prefix=harness.unique_prefix("mo"), policy_dir=policy_dir
+        )
+        names = TopicNames.from_settings(settings)
+        async with harness.topics_for(settings), harness.Tallies(settings) as tallies:
+            await tallies.start()
+            await harness.wait_assigned(settings, tallies.group, 1, timeout_s)
+            await asyncio.sleep(SETTLE_S)
+            idle = tallies.rss()
+            await harness.preload(settings, count, verdicts=False)
+            await harness.wait_committed(
+                settings, tallies.group, names.candidates, count, timeout_s
+            )
+            await asyncio.sleep(SETTLE_S)
+            loaded = tallies.rss()
+    return {
+        "open_windows": count,
+        "rss_idle_mb": idle / 2**20,
+        "rss_open_mb": loaded / 2**20,
+        "bytes_per_window": (loaded - idle) / count,
+    }
+
+
+async def pruned(count: int, timeout_s: float) -> dict[str, float]:
+    settings = harness.base_settings(
+        topic_prefix=harness.unique_prefix("mp"),
+        retention_ms=500,
+        tick_interval_s=0.2,
+    )
+    names = TopicNames.from_settings(settings)
+    async with harness.topics_for(settings), harness.Tallies(settings) as tallies:
+        await tallies.start()
+        await harness.wait_assigned(settings, tallies.group, 1, timeout_s)
+        await asyncio.sleep(SETTLE_S)
+        idle = peak = tallies.rss()
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, tallies.rss())
+                await asyncio.sleep(0.2)
+
+        sampler = asyncio.create_task(sample())
+        after: list[int] = []
+        try:
+            began = time.perf_counter()
+            # Two waves of `count` cases: RSS after the first shows the allocator's high-water
+            # mark; the second must not add to it, or something is kept per case (a leak).
+            for wave in range(WAVES):
+                counter = asyncio.create_task(
+                    harness.count_records(settings, names.decisions, count * (wave + 1), timeout_s)
+                )
+                await harness.preload(settings, count, tag=f"p{wave}-")
+                await counter
+                # Retention (0.5 s) plus a few ticks: every case is pruned by then.
+                await asyncio.sleep(SETTLE_S)
+                after.append(tallies.rss())
+            seconds = time.perf_counter() - began - WAVES * SETTLE_S
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+    return {
+        "cases": count * WAVES,
+        "cases_per_s": count * WAVES / seconds,
+        "rss_idle_mb": idle / 2**20,
+        "rss_peak_mb": peak / 2**20,
+        "rss_after_first_wave_mb": after[0] / 2**20,
+        "rss_after_prune_mb": after[-1] / 2**20,
+        "after_minus_idle_mb": (after[-1] - idle) / 2**20,
+        "second_wave_growth_mb": (after[-1] - after[0]) / 2**20,
+    }

@@ -1,0 +1,60 @@
+"""``make bench``: run the benchmarks against the local broker, print a table, write JSON.
+
+    .venv/bin/python bench/run.py [--quick] [--only throughput,latency,memory,scaling]
+                                  [--cases K] [--open-windows N] [--prune-cases N]
+
+Run as a script (PYTHONSAFEPATH keeps the project root off sys.path, and putting it there would
+let the source folder ``ratifier/`` shadow the installed package), so the ``bench`` package is
+loaded from this file's folder explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+
+
+def _load_bench_package() -> None:
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location(
+        "bench", here / "__init__.py", submodule_search_locations=[str(here)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module
+    spec.loader.exec_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_bench_package()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["relay"]:  # the baseline relay's own process (see bench/relay.py)
+        from bench import relay
+
+        parser = argparse.ArgumentParser(prog="bench/run.py relay")
+        parser.add_argument("--group", required=True)
+        parser.add_argument("--out", required=True)
+        ns = parser.parse_args(args[1:])
+        return relay.main(ns.group, ns.out)
+
+    if args[:1] == ["profile"]:
+        from bench import profile
+
+        parser = argparse.ArgumentParser(prog="bench/run.py profile")
+        parser.add_argument("--cases", type=int, default=5000)
+        parser.add_argument("--out", type=Path, default=Path("tally-profile.txt"))
+        ns = parser.parse_args(args[1:])
+        asyncio.run(profile.profile(ns.cases, ns.out))
+        return 0
+
+    from bench import suite
+
+    return asyncio.run(suite.main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
