@@ -78,7 +78,8 @@ class AttemptState:
     votes: Mapping[str, Verdict]  # validator id -> first verdict counted, in arrival order
     decided_at_ms: int | None = None
     failure: FailureReason | None = None  # set when the attempt failed
-    late: int = 0  # verdicts that arrived after the decision
+    # Validators heard only after the decision (each once: a redelivery is not another one).
+    late: tuple[str, ...] = ()
 
     @property
     def number(self) -> int:
@@ -178,7 +179,7 @@ def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
         votes={verdict.validator_id: verdict for verdict in verdicts},
         decided_at_ms=decided_at,
         failure=None if failure is None else _FAILURES[failure],
-        late=late,
+        late=tuple(late),
     )
 
 

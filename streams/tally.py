@@ -307,7 +307,7 @@ def _count(
         )
         effects.reject(verdict, DeadLetterReason.WRONG_CANDIDATE, detail, source)
         return state
-    if verdict.validator_id in attempt.votes:
+    if verdict.validator_id in attempt.votes or verdict.validator_id in attempt.late:
         return state  # counts once: the first verdict wins, redeliveries change nothing
     if not attempt.is_open:
         effects.late.append(verdict)
@@ -318,7 +318,7 @@ def _count(
             attempt.votes,
             attempt.decided_at_ms,
             attempt.failure,
-            attempt.late + 1,
+            (*attempt.late, verdict.validator_id),
         )
         return _with_attempt(state, late)
     votes = dict(attempt.votes)

@@ -105,7 +105,7 @@ def test_every_status_and_field_round_trips() -> None:
         votes={v.validator_id: v for v in FIVE_VOTES},
         decided_at_ms=T0 + 500,
         failure=FailureReason.VETO,
-        late=2,
+        late=("v4", "v5"),
     )
     second = AttemptState(
         candidate=make_candidate(2, previous_candidate_ids=(first.candidate.candidate_id,)),
@@ -235,7 +235,7 @@ def case_states(draw: st.DrawFn) -> CaseState:
                 failure=None
                 if decided is None
                 else draw(st.none() | st.sampled_from(FailureReason)),
-                late=draw(st.integers(0, 1000)),
+                late=tuple(draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True))),
             )
         )
     held = []

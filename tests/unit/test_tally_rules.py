@@ -603,7 +603,7 @@ def test_late_verdicts_are_recorded_and_change_nothing_else() -> None:
     assert len(trace.decisions) == 1
     assert [(index, v.validator_id) for index, v in trace.late] == [(5, "v4"), (6, "v5")]
     assert trace.state is not None
-    assert trace.state.attempts[0].late == 2
+    assert trace.state.attempts[0].late == ("v4", "v5")
     assert sorted(trace.state.attempts[0].votes) == ["v1", "v2", "v3"]
     assert trace.steps[4].changed  # the late count is state
 
