@@ -10,7 +10,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 from aiokafka.errors import for_code as error_for_code
 
 from ratifier.config import Settings
@@ -79,6 +84,17 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                 raise StackError(f"could not create topics: {details}")
             log.info("created topics %s", ", ".join(missing))
         await _wait_for_leaders(admin, wanted)
+
+
+async def group_member_count(settings: Settings, group: str) -> int:
+    """Members of consumer group ``group`` once it is Stable; 0 while it is forming or absent."""
+    async with admin_client(settings) as admin:
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+        except GroupCoordinatorNotAvailableError:
+            return 0  # a fresh broker creates __consumer_offsets on the first group
+    _error, _group_id, state, *_rest, members = response.groups[0][:6]
+    return len(members) if state == "Stable" else 0
 
 
 async def delete_topics(settings: Settings, names: Iterable[str]) -> None:

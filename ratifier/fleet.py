@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,10 @@ from typing import IO
 
 import orjson
 
+from ratifier.admin import group_member_count
 from ratifier.config import Settings
+from ratifier.testing import wait_until
+from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,14 @@ def _render_param(value: object) -> str:
 class ProcessSpec:
     name: str
     args: tuple[str, ...]  # arguments after `ratifier`
+
+    def group(self, names: TopicNames) -> str:
+        """The consumer group this process joins."""
+        kind = self.args[0]
+        if kind == "tally":
+            return names.tally_app_id  # faust's group id is its app id
+        ident = self.args[self.args.index("--id") + 1]
+        return names.validator_group(ident) if kind == "validator" else names.generator_group(ident)
 
     @classmethod
     def tally(cls, name: str = "tally") -> ProcessSpec:
@@ -74,6 +86,11 @@ class Fleet:
     specs: Sequence[ProcessSpec] = ()
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _started_specs: dict[str, ProcessSpec] = field(default_factory=dict)
+
+    @property
+    def _started(self) -> list[ProcessSpec]:
+        return [self._started_specs[name] for name in self._procs]
 
     @staticmethod
     def env_for(settings: Settings) -> dict[str, str]:
@@ -98,6 +115,7 @@ class Fleet:
         for spec in specs or self.specs:
             log = (self.log_dir / f"{spec.name}.log").open("ab")  # closed in stop()
             self._logs.append(log)
+            self._started_specs[spec.name] = spec
             self._procs[spec.name] = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -109,6 +127,23 @@ class Fleet:
                 stdin=asyncio.subprocess.DEVNULL,
             )
             logger.info("started %s (pid %d)", spec.name, self._procs[spec.name].pid)
+
+    async def wait_ready(self, settings: Settings, timeout_s: float = 60.0) -> None:
+        """Wait until every started process's consumer group is stable with all its members.
+
+        Until then a group may still rebalance: work would move between instances (and be
+        redelivered), and a short voting window could close before a validator is listening.
+        """
+        names = TopicNames.from_settings(settings)
+        expected = Counter(spec.group(names) for spec in self._started)
+        for group, members in expected.items():
+
+            async def joined(group: str = group, members: int = members) -> bool:
+                if exited := self.exited():
+                    raise RuntimeError(f"processes exited: {exited}; see {self.log_dir}")
+                return await group_member_count(settings, group) == members
+
+            await wait_until(joined, timeout_s, f"consumer group {group} with {members} member(s)")
 
     def exited(self) -> dict[str, int]:
         """Processes that ended on their own, with their exit codes."""

@@ -77,6 +77,7 @@ async def run_demo(
         watcher = asyncio.create_task(_collect(client, decisions, finals))
         await fleet.start(*demo_processes())
         progress(f"started {len(demo_processes())} processes; logs in {fleet.log_dir}")
+        await fleet.wait_ready(settings)
         started = time.monotonic()
         try:
             for i in range(cases):

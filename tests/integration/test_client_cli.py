@@ -12,23 +12,20 @@ import contextlib
 import json
 import os
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiokafka.admin import AIOKafkaAdminClient
 
 from ratifier.admin import admin_client, delete_topics, ensure_topics
-from ratifier.client import Client, SyncClient, assign_all
+from ratifier.client import Client, SyncClient
 from ratifier.config import Settings
 from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.kafka import make_consumer
 from ratifier.models import (
     Candidate,
     Decision,
@@ -42,6 +39,7 @@ from ratifier.models import (
 )
 from ratifier.schemas import codec
 from ratifier.stack import StackStatus
+from ratifier.testing import read_topics, wait_until
 from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
@@ -54,15 +52,6 @@ DECIDE_TIMEOUT_S = 45.0
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def write_policy(
@@ -88,40 +77,12 @@ def write_policy(
     (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")
 
 
-async def group_members(settings: Settings, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-        _error, _group_id, state, *_rest, members = response.groups[0][:6]
-        return len(members) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
 async def start_fleet(settings: Settings, *specs: ProcessSpec) -> Fleet:
-    """Start ``specs`` and wait until each one's consumer group is stable with one member."""
-    names = TopicNames.from_settings(settings)
+    """Start ``specs`` and wait until each one's consumer group is stable with all members."""
     fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "it-client" / settings.topic_prefix)
     await fleet.start(*specs)
     try:
-        for spec in specs:
-            kind = spec.args[0]
-            if kind == "tally":
-                group = names.tally_app_id  # faust's group id is the app id
-            else:
-                ident = spec.args[spec.args.index("--id") + 1]
-                group = (
-                    names.validator_group(ident)
-                    if kind == "validator"
-                    else names.generator_group(ident)
-                )
-
-            async def joined(group: str = group) -> bool:
-                assert not fleet.exited(), f"processes died: {fleet.exited()} ({fleet.log_dir})"
-                return await group_members(settings, group) == 1
-
-            await wait_for(joined, 60, f"consumer group {group}")
+        await fleet.wait_ready(settings)
     except BaseException:
         await fleet.stop()
         raise
@@ -130,18 +91,7 @@ async def start_fleet(settings: Settings, *specs: ProcessSpec) -> Fleet:
 
 async def read_decisions(settings: Settings, idle_s: float = 1.5) -> list[bytes]:
     """Every raw record on the decision topics, until nothing new arrives for idle_s."""
-    consumer = make_consumer(settings, group_id=None, client_id="it-read-decisions")
-    await consumer.start()
-    try:
-        await assign_all(
-            consumer, TopicNames.from_settings(settings).decisions, from_beginning=True
-        )
-        values: list[bytes] = []
-        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
-            values += [r.value or b"" for rs in batch.values() for r in rs]
-        return values
-    finally:
-        await consumer.stop()
+    return await read_topics(settings, TopicNames.from_settings(settings).decisions, idle_s)
 
 
 async def run_cli(settings: Settings, *args: str, timeout_s: float = 60.0) -> tuple[int, str, str]:
@@ -277,7 +227,7 @@ async def test_decisions_yields_each_decision_id_once(served: Settings) -> None:
                 finals = {d.case_id for d in seen if isinstance(d, PassDecision | EscalationPacket)}
                 return mine <= finals
 
-            await wait_for(both_final, DECIDE_TIMEOUT_S, "both watched cases' final outcomes")
+            await wait_until(both_final, DECIDE_TIMEOUT_S, "both watched cases' final outcomes")
             # A tally that crashes after publishing re-publishes the same decision (same id).
             # Do that by hand with every decision on the topics: none may be yielded again.
             raw = await read_decisions(served)
@@ -298,7 +248,7 @@ async def test_decisions_yields_each_decision_id_once(served: Settings) -> None:
             async def marker_seen() -> bool:
                 return any(d.case_id == marker.case_id for d in seen)
 
-            await wait_for(marker_seen, DECIDE_TIMEOUT_S, "the marker case's pass")
+            await wait_until(marker_seen, DECIDE_TIMEOUT_S, "the marker case's pass")
             await asyncio.sleep(1.0)  # and let any repeat still in flight arrive
         finally:
             watcher.cancel()

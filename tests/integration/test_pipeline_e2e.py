@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from ratifier.admin import ensure_topics
-from ratifier.client import Client, assign_all
+from ratifier.client import Client
 from ratifier.config import Settings
 from ratifier.demo.generator import chance
-from ratifier.demo.runner import DEMO_VALIDATORS, demo_content, demo_processes
+from ratifier.demo.runner import demo_content, demo_processes
 from ratifier.demo.summary import summarize
 from ratifier.errors import WireFormatError
 from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.kafka import make_consumer
 from ratifier.models import (
     Candidate,
     DeadLetter,
@@ -39,51 +35,13 @@ from ratifier.models import (
 )
 from ratifier.policy import load_policies
 from ratifier.schemas import codec
+from ratifier.testing import read_topics, wait_until
 from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 
 NORMAL_CASES = 200
 DOOMED_CASES = 20  # every attempt is bad: must escalate with all attempts in the packet
-
-
-async def group_members(settings: Settings, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-    except GroupCoordinatorNotAvailableError:
-        return 0  # a fresh broker creates __consumer_offsets on the first group: not yet
-    else:
-        _error, _group_id, state, *_rest, members = response.groups[0][:6]
-        return len(members) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
-async def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-async def read_topic(settings: Settings, topic: str, idle_s: float = 3.0) -> list[bytes]:
-    """Every record on ``topic`` from the beginning, until nothing new arrives for idle_s."""
-    consumer = make_consumer(settings, group_id=None, client_id="e2e-reader")
-    await consumer.start()
-    try:
-        await assign_all(consumer, [topic], from_beginning=True)
-        values: list[bytes] = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return values
-            values += [r.value or b"" for rs in batch.values() for r in rs]
-    finally:
-        await consumer.stop()
 
 
 @pytest.fixture
@@ -94,15 +52,7 @@ async def fleet(stack: object, settings: Settings) -> AsyncIterator[tuple[Fleet,
     rogue = ProcessSpec.validator("rogue", SIMULATED, {"error_rate": 0.5, "seed": 99})
     await fleet.start(*demo_processes(), rogue)
     try:
-        names = TopicNames.from_settings(tuned)
-        for v in DEMO_VALIDATORS:
-            group = names.validator_group(v.validator_id)
-
-            async def joined(group: str = group, want: int = v.instances) -> bool:
-                assert not fleet.exited(), f"processes died: {fleet.exited()} ({fleet.log_dir})"
-                return await group_members(tuned, group) == want
-
-            await wait_for(joined, 60, f"{group} with {v.instances} member(s)")
+        await fleet.wait_ready(tuned)
         yield fleet, tuned
     finally:
         await fleet.stop()
@@ -149,7 +99,7 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
             assert not procs.exited(), f"processes died: {procs.exited()} ({procs.log_dir})"
             return finals >= set(case_ids + doomed)
 
-        await wait_for(all_final, 150, "every case's final outcome")
+        await wait_until(all_final, 150, "every case's final outcome")
         await asyncio.sleep(2.0)  # let any (wrong) second outcome show up before judging
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -199,14 +149,17 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
 
     # Each candidate judged once per validator group, including the group of two instances.
     verdicts = []
-    for raw in await read_topic(settings, names.verdicts):
+    for raw in await read_topics(settings, [names.verdicts], idle_s=3.0):
         with contextlib.suppress(WireFormatError):  # skip the garbage this test injected
             verdicts.append(codec.decode_as(raw, Verdict))
     per_group = Counter((v.validator_id, v.candidate_id) for v in verdicts)
     assert per_group, "no verdicts read back"
     assert max(per_group.values()) == 1, per_group.most_common(3)
 
-    letters = [codec.decode_as(v, DeadLetter) for v in await read_topic(settings, names.deadletter)]
+    letters = [
+        codec.decode_as(v, DeadLetter)
+        for v in await read_topics(settings, [names.deadletter], idle_s=3.0)
+    ]
     reasons = Counter(letter.reason for letter in letters)
     malformed = [x for x in letters if x.reason is DeadLetterReason.MALFORMED]
     assert {x.source_topic for x in malformed} == {names.candidates, names.verdicts}

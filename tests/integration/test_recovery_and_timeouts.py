@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import re
 import signal
-import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from ratifier.models import (
     now_ms,
 )
 from ratifier.schemas import codec
+from ratifier.testing import wait_until
 from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
@@ -51,15 +51,6 @@ FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def write_policy(
@@ -85,50 +76,23 @@ def write_policy(
     (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")
 
 
-async def group_members(settings: Settings, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        (response,) = await admin.describe_consumer_groups([group])
-        _error, _group_id, state, *_rest, members = response.groups[0][:6]
-        return len(members) if state == "Stable" else 0
-    finally:
-        await admin.close()
-
-
 async def start_fleet(
     settings: Settings, *specs: ProcessSpec, extra_env: dict[str, str] | None = None
 ) -> Fleet:
-    """Start ``specs`` and wait until each one's consumer group is stable with one member.
+    """Start ``specs`` and wait until each one's consumer group is stable with all members.
 
     Windows open when the tally reads a candidate; a validator still starting then would make
     a short window time out for the wrong reason.
     """
-    names = TopicNames.from_settings(settings)
     env = {**Fleet.env_for(settings), **(extra_env or {})}
     fleet = Fleet(env, settings.state_dir / "it-recovery" / settings.topic_prefix)
     await fleet.start(*specs)
     try:
-        for spec in specs:
-            group = group_of(names, spec)
-
-            async def joined(group: str = group) -> bool:
-                assert not fleet.exited(), f"processes died: {fleet.exited()} ({fleet.log_dir})"
-                return await group_members(settings, group) == 1
-
-            await wait_for(joined, 60, f"consumer group {group}")
+        await fleet.wait_ready(settings)
     except BaseException:
         await fleet.stop()
         raise
     return fleet
-
-
-def group_of(names: TopicNames, spec: ProcessSpec) -> str:
-    kind = spec.args[0]
-    if kind == "tally":
-        return names.tally_app_id  # faust's group id is the app id
-    ident = spec.args[spec.args.index("--id") + 1]
-    return names.validator_group(ident) if kind == "validator" else names.generator_group(ident)
 
 
 def changelog_topic(names: TopicNames) -> str:
@@ -263,7 +227,7 @@ async def test_window_timeout_retries_with_partial_votes_then_escalates(
                 }
                 return finals >= {c.case_id for c in [*stuck, quick]}
 
-            await wait_for(all_final, 45, "every case's final outcome")
+            await wait_until(all_final, 45, "every case's final outcome")
             await asyncio.sleep(0.5)  # room for a wrong extra decision to show up
             decisions = decisions_of(tail, names)
     finally:
@@ -382,7 +346,7 @@ async def test_tally_crash_recovers_open_windows_from_the_changelog(
                 # after the crash only the rebuilt deadline index can close these windows.
                 return keys <= tail.keys(changelog_topic(names)) and await probe()
 
-            await wait_for(windows_open_and_committed, 8, "open windows on the changelog")
+            await wait_until(windows_open_and_committed, 8, "open windows on the changelog")
             assert not decisions_of(tail, names), "no window may close before its deadline"
 
             crashed_at = now_ms()
@@ -394,7 +358,7 @@ async def test_tally_crash_recovers_open_windows_from_the_changelog(
                 finals = {d.case_id for d in decisions_of(tail, names) if d.attempt == 2}
                 return finals >= {c.case_id for c in candidates}
 
-            await wait_for(all_final, 60, "escalations after the tally's recovery")
+            await wait_until(all_final, 60, "escalations after the tally's recovery")
             await asyncio.sleep(1.0)  # room for a wrong extra decision to show up
             decisions = decisions_of(tail, names)
             raw_ids = Counter(
@@ -475,14 +439,14 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
                     changelog_topic(names)
                 )
 
-            await wait_for(held, hold_ms / 1000, "the tally to hold the early verdicts")
+            await wait_until(held, hold_ms / 1000, "the tally to hold the early verdicts")
             await client.send(early)
 
             async def settled() -> bool:
                 assert not fleet.exited(), f"processes died: {fleet.exited()} ({fleet.log_dir})"
                 return bool(decisions_of(tail, names)) and bool(tail.keys(names.deadletter))
 
-            await wait_for(settled, 20, "the decision and the dead letter")
+            await wait_until(settled, 20, "the decision and the dead letter")
             await asyncio.sleep(0.5)  # room for a wrong extra record to show up
             decisions = decisions_of(tail, names)
             letters = [x for x in tail.decoded([names.deadletter]) if isinstance(x, DeadLetter)]

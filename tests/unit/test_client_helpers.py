@@ -222,3 +222,13 @@ def test_tally_and_generator_specs() -> None:
     assert ProcessSpec.tally() == ProcessSpec("tally", ("tally", "run"))
     generator = ProcessSpec.generator("mod:gen", "g2")
     assert generator == ProcessSpec("generator-g2", ("generator", "run", "mod:gen", "--id", "g2"))
+
+
+def test_each_process_names_the_consumer_group_it_joins() -> None:
+    from ratifier.fleet import ProcessSpec
+    from ratifier.topics import TopicNames
+
+    names = TopicNames("p")
+    assert ProcessSpec.tally().group(names) == "p.tally"
+    assert ProcessSpec.validator("sim-a", "m:f", instance=1).group(names) == "p.validator.sim-a"
+    assert ProcessSpec.generator("m:g", "gen").group(names) == "p.generator.gen"

@@ -1,0 +1,43 @@
+"""Helpers for testing against a real broker: polling with a deadline, reading topics back.
+
+Used by Ratifier's own integration tests; equally useful for testing your validators and
+generators end to end on the local stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from ratifier.client import assign_all
+from ratifier.config import Settings
+from ratifier.kafka import make_consumer
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str, poll_s: float = 0.25
+) -> None:
+    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def read_topics(
+    settings: Settings, topics: Iterable[str], idle_s: float = 2.0
+) -> list[bytes]:
+    """Every record value on ``topics`` from the beginning, until none arrives for ``idle_s``."""
+    consumer = make_consumer(settings, group_id=None, client_id="ratifier-testing-reader")
+    await consumer.start()
+    try:
+        await assign_all(consumer, topics, from_beginning=True)
+        values: list[bytes] = []
+        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
+            values += [r.value or b"" for rs in batch.values() for r in rs]
+        return values
+    finally:
+        await consumer.stop()
