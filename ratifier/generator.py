@@ -14,12 +14,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from ratifier.config import Settings
 from ratifier.errors import WireFormatError
-from ratifier.kafka import commit_processed, make_consumer, make_producer
+from ratifier.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
 from ratifier.models import Candidate, RetryRequest, now_ms
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
@@ -61,7 +60,7 @@ def next_candidate(retry: RetryRequest, revision: str | Revision, producer: str)
     )
 
 
-class GeneratorWorker:
+class GeneratorWorker(ConsumeProduceWorker):
     """Consumes ``<prefix>.decisions.retry`` as group ``<prefix>.generator.<id>``."""
 
     def __init__(
@@ -77,32 +76,6 @@ class GeneratorWorker:
         )
         self._producer = make_producer(settings, client_id=client_id)
         self.produced = 0
-
-    async def start(self) -> None:
-        await self._producer.start()
-        try:
-            await self._consumer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
-
-    async def stop(self) -> None:
-        try:
-            await self._consumer.stop()
-        finally:
-            await self._producer.stop()
-
-    async def __aenter__(self) -> GeneratorWorker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -58,3 +58,35 @@ async def commit_processed(
         logger.warning("commit skipped after a rebalance (records will be redelivered): %s", exc)
         return False
     return True
+
+
+class ConsumeProduceWorker:
+    """Lifecycle of a worker that consumes one topic set and produces to another.
+
+    Subclasses set ``_consumer`` and ``_producer`` in ``__init__`` (inside the event loop) and
+    implement ``run``. Use ``async with`` or ``start()`` / ``stop()``, as with aiokafka clients.
+    """
+
+    _consumer: AIOKafkaConsumer
+    _producer: AIOKafkaProducer
+
+    async def start(self) -> None:
+        await self._producer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 from ratifier.client import assign_all
 from ratifier.config import Settings
@@ -41,3 +42,27 @@ async def read_topics(
         return values
     finally:
         await consumer.stop()
+
+
+def write_policy(
+    folder: Path,
+    name: str,
+    voters: Iterable[str],
+    *,
+    accepts: int,
+    window_seconds: float,
+    max_attempts: int,
+) -> None:
+    """Write a minimal policy file: equal-weight voters, a count threshold, no red team."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'name = "{name}"',
+        'version = "test-1"',
+        f"max_attempts = {max_attempts}",
+        f"window_seconds = {window_seconds}",
+        "[threshold]",
+        f"accepts = {accepts}",
+    ]
+    for voter in voters:
+        lines += ["[[validators]]", f'id = "{voter}"']
+    (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")

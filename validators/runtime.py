@@ -12,14 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 from aiokafka import TopicPartition
 
 from ratifier.config import Settings
 from ratifier.errors import ValidatorTimeout, WireFormatError
-from ratifier.kafka import commit_processed, make_consumer, make_producer
+from ratifier.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
 from ratifier.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
@@ -73,7 +72,7 @@ def to_verdict(
     )
 
 
-class ValidatorWorker:
+class ValidatorWorker(ConsumeProduceWorker):
     """One instance of a validator group. Use ``async with`` or ``start()`` / ``stop()``."""
 
     def __init__(
@@ -108,34 +107,13 @@ class ValidatorWorker:
         self.judged = 0
         self.skipped = 0
 
-    async def start(self) -> None:
-        await self._producer.start()
-        try:
-            await self._consumer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
-
     async def stop(self) -> None:
         try:
-            await self._consumer.stop()
+            await super().stop()
         finally:
-            await self._producer.stop()
-            aclose = getattr(self.judge, "aclose", None)
+            aclose = getattr(self.judge, "aclose", None)  # e.g. the LLM judge's HTTP session
             if aclose is not None:
                 await aclose()
-
-    async def __aenter__(self) -> ValidatorWorker:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Judge candidates until ``stop`` is set (or forever)."""

@@ -14,7 +14,7 @@ import os
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ratifier.models import (
 )
 from ratifier.schemas import codec
 from ratifier.stack import StackStatus
-from ratifier.testing import read_topics, wait_until
+from ratifier.testing import read_topics, wait_until, write_policy
 from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
@@ -52,29 +52,6 @@ DECIDE_TIMEOUT_S = 45.0
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def write_policy(
-    folder: Path,
-    name: str,
-    voters: Iterable[str],
-    *,
-    accepts: int,
-    window_seconds: float,
-    max_attempts: int,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'name = "{name}"',
-        'version = "test-1"',
-        f"max_attempts = {max_attempts}",
-        f"window_seconds = {window_seconds}",
-        "[threshold]",
-        f"accepts = {accepts}",
-    ]
-    for voter in voters:
-        lines += ["[[validators]]", f'id = "{voter}"']
-    (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")
 
 
 async def start_fleet(settings: Settings, *specs: ProcessSpec) -> Fleet:

@@ -39,7 +39,7 @@ from ratifier.models import (
     now_ms,
 )
 from ratifier.schemas import codec
-from ratifier.testing import wait_until
+from ratifier.testing import wait_until, write_policy
 from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
@@ -51,29 +51,6 @@ FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def write_policy(
-    folder: Path,
-    name: str,
-    voters: Iterable[str],
-    *,
-    accepts: int,
-    window_seconds: float,
-    max_attempts: int,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'name = "{name}"',
-        'version = "test-1"',
-        f"max_attempts = {max_attempts}",
-        f"window_seconds = {window_seconds}",
-        "[threshold]",
-        f"accepts = {accepts}",
-    ]
-    for voter in voters:
-        lines += ["[[validators]]", f'id = "{voter}"']
-    (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")
 
 
 async def start_fleet(
