@@ -22,7 +22,7 @@ import orjson
 
 from ratifier.admin import group_member_count
 from ratifier.config import Settings
-from ratifier.testing import wait_until
+from ratifier.polling import wait_until
 from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)

@@ -6,26 +6,15 @@ generators end to end on the local stack.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from ratifier.client import assign_all
 from ratifier.config import Settings
 from ratifier.kafka import make_consumer
+from ratifier.polling import wait_until
 
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout_s: float, what: str, poll_s: float = 0.25
-) -> None:
-    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+__all__ = ["read_topics", "wait_until", "write_policy"]
 
 
 async def read_topics(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -81,14 +80,10 @@ class FaustTableStore:
         return len(self.table.data)
 
 
-@dataclass
-class TallyWiring:
-    app: faust.App
-    processor: TallyProcessor
-    table: faust.Table
-
-
-def install_tally(app: faust.App, settings: Settings, policies: dict[str, Policy]) -> TallyWiring:
+def install_tally(
+    app: faust.App, settings: Settings, policies: dict[str, Policy]
+) -> TallyProcessor:
+    """Add the tally's table, agent and timer to ``app``; returns the processor they feed."""
     names = TopicNames.from_settings(settings)
     table = app.Table(
         "cases",
@@ -161,4 +156,4 @@ def install_tally(app: faust.App, settings: Settings, policies: dict[str, Policy
         if out:
             await publish(out)
 
-    return TallyWiring(app, processor, table)
+    return processor

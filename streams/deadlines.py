@@ -62,10 +62,6 @@ class DeadlineIndex:
         self._due = {key: (due, partition) for key, partition, due in entries if due is not None}
         self._compact()
 
-    def drop_partitions(self, partitions: set[int]) -> None:
-        self._due = {k: v for k, v in self._due.items() if v[1] not in partitions}
-        self._compact()
-
     def _compact(self) -> None:
         self._heap = [(due, key) for key, (due, _) in self._due.items()]
         heapq.heapify(self._heap)

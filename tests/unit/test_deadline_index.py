@@ -107,17 +107,6 @@ def test_rebuild_accepts_a_generator() -> None:
     assert drain(index, 3) == [(b"\x00", 0), (b"\x01", 1), (b"\x02", 0), (b"\x03", 1)]
 
 
-def test_drop_partitions_forgets_their_keys_only() -> None:
-    index = DeadlineIndex()
-    index.schedule(b"a", 0, 10)
-    index.schedule(b"b", 1, 20)
-    index.schedule(b"c", 2, 30)
-    index.drop_partitions({0, 2, 9})
-    assert len(index) == 1
-    assert index.next_due_ms() == 20
-    assert drain(index, 100) == [(b"b", 1)]
-
-
 def test_compaction_bounds_the_heap_and_keeps_behaviour() -> None:
     index = DeadlineIndex()
     index.schedule(b"steady", 1, 5_000)
@@ -151,11 +140,6 @@ class Rebuild:
     keys: tuple[tuple[bytes, int | None], ...]
 
 
-@dataclass(frozen=True)
-class Drop:
-    partitions: frozenset[int]
-
-
 def partition_of(key: bytes) -> int:
     return key[0] % 3  # as in Kafka: a key always lives on the same partition
 
@@ -167,7 +151,6 @@ operations = st.lists(
         st.builds(Schedule, keys, dues),
         st.builds(Pop, st.integers(0, 60), st.none() | st.integers(1, 3)),
         st.builds(Rebuild, st.lists(st.tuples(keys, dues), max_size=6).map(tuple)),
-        st.builds(Drop, st.frozensets(st.integers(0, 3), max_size=2)),
     ),
     max_size=60,
 )
@@ -175,7 +158,7 @@ operations = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(operations)
-def test_index_matches_a_dict_model(ops: list[Schedule | Pop | Rebuild | Drop]) -> None:
+def test_index_matches_a_dict_model(ops: list[Schedule | Pop | Rebuild]) -> None:
     index = DeadlineIndex()
     model: dict[bytes, int] = {}  # key -> due
     for op in ops:
@@ -201,8 +184,5 @@ def test_index_matches_a_dict_model(ops: list[Schedule | Pop | Rebuild | Drop]) 
             case Rebuild(entries):
                 index.rebuild((key, partition_of(key), due) for key, due in entries)
                 model = {key: due for key, due in entries if due is not None}
-            case Drop(partitions):
-                index.drop_partitions(set(partitions))
-                model = {k: d for k, d in model.items() if partition_of(k) not in partitions}
         assert len(index) == len(model)
         assert index.next_due_ms() == min(model.values(), default=None)
