@@ -286,12 +286,12 @@ class Tallies:
 
 
 class Relay:
-    """The raw-aiokafka baseline relay (``bench/run.py relay``) in its own process, like a tally."""
+    """A baseline relay (``bench/run.py relay``, see bench/relay.py) in its own process."""
 
-    def __init__(self, settings: Settings, group: str, out_topic: str) -> None:
+    def __init__(self, settings: Settings, group: str, out_topic: str, engine: str = "raw") -> None:
         self.settings = settings
         self.group = group
-        self.args = ["relay", "--group", group, "--out", out_topic]
+        self.args = ["relay", "--engine", engine, "--group", group, "--out", out_topic]
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> float:

@@ -1,10 +1,16 @@
-"""The raw baseline: a plain aiokafka consume-decode-produce loop doing the least a tally must.
+"""The baselines: the least a tally must do, without the tally.
 
-It reads candidates and verdicts with the same client settings as the rest of Ratifier
-(``ratifier.kafka``), decodes every record, and writes one record per case (the candidate's
-bytes) once the same votes are in that make the default policy pass a bench case: three
-accepting simulated voters and the red team. Like the tally it flushes its producer before each
-offset commit, once a second, so both sides keep the same at-least-once contract.
+Both relays read candidates and verdicts, decode every record, and write one record per case (the
+candidate's bytes) once the same votes are in that make the default policy pass a bench case:
+three accepting simulated voters and the red team (:class:`PassWatcher`). They differ only in
+the Kafka machinery underneath:
+
+- ``raw``: a plain aiokafka consumer-to-producer loop with Ratifier's client settings
+  (``ratifier.kafka``). It flushes its producer before each offset commit, once a second, which
+  is the tally's at-least-once contract. This is the baseline every ratio is taken against.
+- ``faust``: the same rule as a faust agent in an app built by the tally's own ``create_app`` and
+  fed the way the tally's agent is fed (``take_events`` batches). It measures what faust's
+  consumer path costs before any tally code runs: the ceiling of any faust-based tally.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from typing import Any
 
 from ratifier.config import Settings
 from ratifier.kafka import make_consumer, make_producer
@@ -22,6 +29,7 @@ from ratifier.topics import TopicNames
 
 RED_TEAM = "redteam"
 COMMIT_INTERVAL_S = 1.0
+ENGINES = ("raw", "faust")
 
 
 class _Case:
@@ -33,7 +41,39 @@ class _Case:
         self.red_team = False
 
 
-async def relay(settings: Settings, group: str, out_topic: str, stop: asyncio.Event) -> None:
+class PassWatcher:
+    """Decodes each record and says when a bench case has the votes the default policy needs."""
+
+    def __init__(self) -> None:
+        self.open_cases: dict[str, _Case] = {}
+        self.done: set[str] = set()
+
+    def feed(self, value: bytes | None) -> bytes | None:
+        """The candidate's bytes once this record completes its case's pass, else None."""
+        raw = value or b""
+        decoded = codec.decode(raw)
+        if not isinstance(decoded, (Candidate, Verdict)):
+            return None
+        case_id = decoded.case_id
+        if case_id in self.done:
+            return None
+        case = self.open_cases.get(case_id)
+        if case is None:
+            case = self.open_cases[case_id] = _Case()
+        if isinstance(decoded, Candidate):
+            case.candidate = raw
+        elif decoded.validator_id == RED_TEAM:
+            case.red_team = True
+        elif decoded.vote is Vote.ACCEPT:
+            case.accepts += 1
+        if case.candidate is None or not case.red_team or case.accepts < 3:
+            return None
+        del self.open_cases[case_id]
+        self.done.add(case_id)
+        return case.candidate
+
+
+async def raw_relay(settings: Settings, group: str, out_topic: str, stop: asyncio.Event) -> None:
     names = TopicNames.from_settings(settings)
     consumer = make_consumer(
         settings, names.candidates, names.verdicts, group_id=group, client_id="bench-relay"
@@ -41,35 +81,16 @@ async def relay(settings: Settings, group: str, out_topic: str, stop: asyncio.Ev
     producer = make_producer(settings, client_id="bench-relay")
     await producer.start()
     await consumer.start()
-    open_cases: dict[str, _Case] = {}
-    done: set[str] = set()
+    watcher = PassWatcher()
     last_commit = time.monotonic()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:
-                    value = record.value or b""
-                    decoded = codec.decode(value)
-                    if isinstance(decoded, (Candidate, Verdict)):
-                        case_id = decoded.case_id
-                    else:
-                        continue
-                    if case_id in done:
-                        continue
-                    case = open_cases.get(case_id)
-                    if case is None:
-                        case = open_cases[case_id] = _Case()
-                    if isinstance(decoded, Candidate):
-                        case.candidate = value
-                    elif decoded.validator_id == RED_TEAM:
-                        case.red_team = True
-                    elif decoded.vote is Vote.ACCEPT:
-                        case.accepts += 1
-                    if case.candidate is not None and case.red_team and case.accepts >= 3:
-                        await producer.send(out_topic, case.candidate, key=record.key)
-                        del open_cases[case_id]
-                        done.add(case_id)
+                    passed = watcher.feed(record.value)
+                    if passed is not None:
+                        await producer.send(out_topic, passed, key=record.key)
             if time.monotonic() - last_commit >= COMMIT_INTERVAL_S:
                 await producer.flush()
                 await consumer.commit()
@@ -82,15 +103,50 @@ async def relay(settings: Settings, group: str, out_topic: str, stop: asyncio.Ev
         await producer.stop()
 
 
-def main(group: str, out_topic: str) -> int:
+def faust_relay(settings: Settings, group: str, out_topic: str) -> None:
+    """Block running the faust relay as a faust worker (the tally's process model) until SIGTERM."""
+    import faust
+
+    from ratifier.streams.agents import BATCH_MAX, BATCH_WAIT_S
+    from ratifier.streams.app import create_app
+    from ratifier.streams.worker import run_worker
+
+    names = TopicNames.from_settings(settings)
+    app = create_app(settings, app_id=group)
+    inputs = app.topic(
+        names.candidates,
+        names.verdicts,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    watcher = PassWatcher()
+
+    @app.agent(inputs, concurrency=1, name="relay")
+    async def relay_agent(stream: faust.StreamT[Any]) -> None:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
+            for event in events:
+                passed = watcher.feed(event.message.value)
+                if passed is not None:
+                    key = event.message.key
+                    await app.producer.send(out_topic, key, passed, None, None, None)
+
+    run_worker(app, settings)
+
+
+def main(engine: str, group: str, out_topic: str) -> int:
     settings = Settings.from_env()
+    if engine == "faust":
+        faust_relay(settings, group, out_topic)
+        return 0
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await relay(settings, group, out_topic, stop)
+        await raw_relay(settings, group, out_topic, stop)
 
     asyncio.run(run())
     return 0

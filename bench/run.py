@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="bench/run.py relay")
         parser.add_argument("--group", required=True)
         parser.add_argument("--out", required=True)
+        parser.add_argument("--engine", choices=relay.ENGINES, default="raw")
         ns = parser.parse_args(args[1:])
-        return relay.main(ns.group, ns.out)
+        return relay.main(ns.engine, ns.group, ns.out)
 
     if args[:1] == ["profile"]:
         from bench import profile
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="bench/run.py profile")
         parser.add_argument("--cases", type=int, default=5000)
         parser.add_argument("--out", type=Path, default=Path("tally-profile.txt"))
+        parser.add_argument("--target", choices=profile.TARGETS, default="tally")
         ns = parser.parse_args(args[1:])
-        asyncio.run(profile.profile(ns.cases, ns.out))
+        asyncio.run(profile.profile(ns.cases, ns.out, ns.target))
         return 0
 
     from bench import suite

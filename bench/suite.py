@@ -120,6 +120,22 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+        rows.append(
+            (
+                "  faust relay: faust's ceiling (verdicts/s)",
+                f"{t['faust_relay']['verdicts_per_s']:.0f}",
+                f"{t['baseline']['verdicts_per_s']:.0f}",
+                f"{t['faust_relay_ratio']:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "  tally / faust relay",
+                "",
+                "",
+                f"{t['tally_vs_faust_relay']:.2f}",
+            )
+        )
     if "latency" in results:
         for r in results["latency"]["rates"]:
             # The offered rate is only what the load generator managed to keep: when it fell

@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import asdict, dataclass
 
 from bench import harness
+from bench.relay import ENGINES
 from ratifier.config import Settings
 from ratifier.topics import TopicNames
 
@@ -57,10 +58,10 @@ async def run_tally(settings: Settings, cases: int, workers: int, timeout_s: flo
     return _figures(cases, spawned, assigned, arrivals)
 
 
-async def run_relay(settings: Settings, cases: int, timeout_s: float) -> Run:
-    out = f"{settings.topic_prefix}.relay-out"
-    group = f"{settings.topic_prefix}.relay"
-    async with harness.Relay(settings, group, out) as relay:
+async def run_relay(settings: Settings, cases: int, engine: str, timeout_s: float) -> Run:
+    out = f"{settings.topic_prefix}.{engine}-relay-out"
+    group = f"{settings.topic_prefix}.{engine}-relay"
+    async with harness.Relay(settings, group, out, engine) as relay:
         spawned = await relay.start()
         counter = asyncio.create_task(harness.count_records(settings, [out], cases, timeout_s))
         assigned = await harness.wait_assigned(settings, group, 1, timeout_s)
@@ -69,20 +70,28 @@ async def run_relay(settings: Settings, cases: int, timeout_s: float) -> Run:
 
 
 async def throughput(cases: int, timeout_s: float) -> dict[str, object]:
-    """Baseline and tally read the same pre-loaded topics (separate consumer groups), in turn."""
+    """Baselines and tally read the same pre-loaded topics (separate consumer groups), in turn.
+
+    Besides the raw baseline, the faust relay gives faust's own ceiling (bench/relay.py): how
+    much of the gap to the raw loop is faust's consumer path rather than the tally's work.
+    """
     settings = harness.base_settings(topic_prefix=harness.unique_prefix("tp"), partitions=4)
-    out = f"{settings.topic_prefix}.relay-out"
-    async with harness.topics_for(settings, extra=[out]):
+    outs = [f"{settings.topic_prefix}.{engine}-relay-out" for engine in ENGINES]
+    async with harness.topics_for(settings, extra=outs):
         loaded = await harness.preload(settings, cases)
-        baseline = await run_relay(settings, cases, timeout_s)
+        baseline = await run_relay(settings, cases, "raw", timeout_s)
+        faust_floor = await run_relay(settings, cases, "faust", timeout_s)
         tally = await run_tally(settings, cases, 1, timeout_s)
     return {
         "cases": cases,
         "records": loaded.records,
         "preload_records_per_s": loaded.records / loaded.seconds,
         "baseline": asdict(baseline),
+        "faust_relay": asdict(faust_floor),
         "tally": asdict(tally),
         "ratio": tally.verdicts_per_s / baseline.verdicts_per_s,
+        "faust_relay_ratio": faust_floor.verdicts_per_s / baseline.verdicts_per_s,
+        "tally_vs_faust_relay": tally.verdicts_per_s / faust_floor.verdicts_per_s,
     }
 
 

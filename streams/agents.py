@@ -15,7 +15,7 @@ import faust
 
 from ratifier.config import Settings
 from ratifier.policy import Policy
-from ratifier.streams.processor import Outgoing, TallyProcessor
+from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
 from ratifier.topics import TopicNames
 
@@ -131,12 +131,10 @@ def install_tally(
         # flush below queued its changelog writes; faust flushes the producer before it
         # commits offsets, so an input is never committed before the state it made.
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
-            out: list[Outgoing] = []
-            for event in events:
-                message = event.message
-                out += processor.handle(
-                    message.topic, message.partition, message.offset, message.key, message.value
-                )
+            out = processor.handle_batch(
+                InputRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                for m in (event.message for event in events)
+            )
             await store.flush()
             if out:
                 await publish(out)

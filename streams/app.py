@@ -8,12 +8,14 @@ from ratifier.config import Settings
 from ratifier.topics import TopicNames
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
+    """The tally's app; ``app_id`` (the consumer group) defaults to the prefix's tally id."""
     names = TopicNames.from_settings(settings)
-    datadir = settings.state_dir / "tally" / names.tally_app_id
+    app_id = app_id or names.tally_app_id
+    datadir = settings.state_dir / "tally" / app_id
     datadir.mkdir(parents=True, exist_ok=True)  # faust writes here but does not create it
     return faust.App(
-        names.tally_app_id,
+        app_id,
         broker=settings.kafka_url,
         store="memory://",
         datadir=str(datadir),

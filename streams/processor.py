@@ -4,13 +4,18 @@ No faust here: the processor reads and writes a :class:`CaseStore` and returns t
 publish, so the faust agent (``agents.py``) only feeds it and sends, and tests can drive it
 directly. One instance serves every partition the worker owns; calls must not interleave
 (the agent runs with concurrency 1 and the timer shares its event loop).
+
+Within one call (a batch of input, or a tick) case states stay decoded: a case's candidate and
+verdicts usually arrive in the same batch, and decoding and encoding its state once per batch
+instead of once per record was the largest cost of the tally's own code. Everything is written
+back to the store before the call returns, so between calls the store is the whole truth.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ratifier.errors import WireFormatError
@@ -28,7 +33,7 @@ from ratifier.policy import Policy
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import DeadlineIndex
-from ratifier.streams.state import decode_state, encode_state
+from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import CaseStore, entry_header, entry_state, pack_entry
 from ratifier.topics import TopicNames
 
@@ -40,6 +45,25 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class _Working:
+    """A case's decoded state during one call; ``dirty`` once it differs from the store's."""
+
+    partition: int
+    state: CaseState | None
+    due_ms: int | None
+    dirty: bool
 
 
 @dataclass(slots=True)
@@ -67,6 +91,7 @@ class TallyProcessor:
         self.clock = clock
         self.index = DeadlineIndex()
         self.stats = TallyStats()
+        self._working: dict[bytes, _Working] = {}
         self._decision_topics: dict[type, str] = {
             PassDecision: topics.passed,
             RetryRequest: topics.retry,
@@ -79,12 +104,29 @@ class TallyProcessor:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> list[Outgoing]:
         """Process one input record; never raises on bad input (that goes to the dead letters)."""
-        source = tally.SourceRef(topic, partition, offset)
-        raw = value or b""
+        return self.handle_batch([InputRecord(topic, partition, offset, key, value)])
+
+    def handle_batch(self, records: Iterable[InputRecord]) -> list[Outgoing]:
+        """Process input records in order; their states reach the store once, at the end."""
+        out: list[Outgoing] = []
         try:
-            return self._handle(source, key, raw)
+            for record in records:
+                out += self._handle_safely(record)
+        finally:
+            self._write_back()
+        return out
+
+    def _handle_safely(self, record: InputRecord) -> list[Outgoing]:
+        source = tally.SourceRef(record.topic, record.partition, record.offset)
+        raw = record.value or b""
+        try:
+            return self._handle(source, record.key, raw)
         except Exception as exc:  # a bug must not stop the partition: park the record, loudly
-            logger.exception("tally failed on %s[%d]@%d", topic, partition, offset)
+            # The rules are pure and _apply moves the state last: the case is as it was before
+            # this record, which alone is parked.
+            logger.exception(
+                "tally failed on %s[%d]@%d", source.topic, source.partition, source.offset
+            )
             return [self._dead_letter(raw, source, DeadLetterReason.PROCESSING_ERROR, repr(exc))]
 
     def _handle(self, source: tally.SourceRef, key: bytes | None, raw: bytes) -> list[Outgoing]:
@@ -101,8 +143,7 @@ class TallyProcessor:
             detail = f"record key {key!r} is not its case id {record.case_id!r}"
             return [self._dead_letter(raw, source, DeadLetterReason.MALFORMED, detail)]
         now = self.clock()
-        entry = self.store.get(case_key)
-        state = None if entry is None else decode_state(entry_state(entry))
+        state = self._state(case_key, source.partition)
         if isinstance(record, Candidate):
             self.stats.candidates += 1
             policy = self.policies.get(record.policy)
@@ -119,20 +160,21 @@ class TallyProcessor:
         """Close windows, expire held verdicts and prune cases whose time has come."""
         now = self.clock()
         out: list[Outgoing] = []
-        for key, partition in list(self.index.pop_due(now)):
-            if partition not in active_partitions:
-                continue  # revoked: the new owner rebuilds its own index
-            entry = self.store.get(key)
-            if entry is None:
-                continue
-            try:
-                step = tally.on_tick(
-                    decode_state(entry_state(entry)), self.policies, now, self.settings
-                )
-                out.extend(self._apply(key, partition, step, None, None))
-            except Exception:
-                logger.exception("tally failed to tick case %r; retrying later", key)
-                self.index.schedule(key, partition, now + 1_000)
+        try:
+            for key, partition in list(self.index.pop_due(now)):
+                if partition not in active_partitions:
+                    continue  # revoked: the new owner rebuilds its own index
+                try:
+                    state = self._state(key, partition)
+                    if state is None:
+                        continue
+                    step = tally.on_tick(state, self.policies, now, self.settings)
+                    out.extend(self._apply(key, partition, step, None, None))
+                except Exception:
+                    logger.exception("tally failed to tick case %r; retrying later", key)
+                    self.index.schedule(key, partition, now + 1_000)
+        finally:
+            self._write_back()
         return out
 
     def rebuild_index(self, active_partitions: Container[int]) -> None:
@@ -145,6 +187,32 @@ class TallyProcessor:
         self.index.rebuild(entries)
         logger.info("deadline index rebuilt: %d open cases", len(self.index))
 
+    # -- state -------------------------------------------------------------------------------
+
+    def _state(self, case_key: bytes, partition: int) -> CaseState | None:
+        working = self._working.get(case_key)
+        if working is None:
+            entry = self.store.get(case_key)
+            if entry is None:
+                return None
+            state = decode_state(entry_state(entry))
+            _, due_ms = entry_header(entry)
+            working = _Working(partition, state, due_ms, dirty=False)
+            self._working[case_key] = working
+        return working.state
+
+    def _write_back(self) -> None:
+        """Encode each case changed in this call once, into the store; forget the rest."""
+        working, self._working = self._working, {}
+        for key, case in working.items():
+            if not case.dirty:
+                continue
+            if case.state is None:
+                self.store.delete(key, case.partition)
+            else:
+                entry = pack_entry(case.partition, case.due_ms, encode_state(case.state))
+                self.store.put(key, case.partition, entry)
+
     # -- outputs -----------------------------------------------------------------------------
 
     def _apply(
@@ -155,17 +223,11 @@ class TallyProcessor:
         raw: bytes | None,
         source: tally.SourceRef | None,
     ) -> list[Outgoing]:
-        if step.changed:
-            if step.state is None:
-                self.store.delete(case_key, partition)
-            else:
-                entry = pack_entry(partition, step.due_ms, encode_state(step.state))
-                self.store.put(case_key, partition, entry)
-        self.index.schedule(case_key, partition, step.due_ms if step.state is not None else None)
+        # Every output is built before the state moves on, so a failure here (a bug) leaves the
+        # case exactly as it was before this record, never decided without its decision.
         out: list[Outgoing] = []
         for decision in step.decisions:
             topic = self._decision_topics[type(decision)]
-            self.stats.decisions[topic] += 1
             out.append(Outgoing(topic, case_key, codec.encode(decision)))
         for rejection in step.rejected:
             if rejection.source is None and raw is not None and source is not None:
@@ -175,6 +237,11 @@ class TallyProcessor:
                 original = codec.encode(rejection.record)
                 where = rejection.source or tally.SourceRef("", -1, -1)
             out.append(self._dead_letter(original, where, rejection.reason, rejection.detail))
+        if step.changed:
+            self._working[case_key] = _Working(partition, step.state, step.due_ms, dirty=True)
+        self.index.schedule(case_key, partition, step.due_ms if step.state is not None else None)
+        for record in out[: len(step.decisions)]:
+            self.stats.decisions[record.topic] += 1
         if step.late:
             self.stats.late_verdicts += len(step.late)
         return out

@@ -51,8 +51,9 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
 
     assert set(results) == {"meta", "throughput", "latency", "memory", "scaling"}
     throughput = results["throughput"]
-    _positive(throughput, ("cases", "records", "preload_records_per_s", "ratio"), "throughput")
-    for side in ("baseline", "tally"):
+    ratios = ("ratio", "faust_relay_ratio", "tally_vs_faust_relay")
+    _positive(throughput, ("cases", "records", "preload_records_per_s", *ratios), "throughput")
+    for side in ("baseline", "faust_relay", "tally"):
         _positive(throughput[side], RUN_KEYS, f"throughput.{side}")
 
     latency = results["latency"]

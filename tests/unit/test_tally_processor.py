@@ -31,7 +31,7 @@ from ratifier.models import (
 from ratifier.policy import Policy, load_policies
 from ratifier.schemas import codec
 from ratifier.streams import tally
-from ratifier.streams.processor import Outgoing, TallyProcessor
+from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.state import CaseStatus, decode_state
 from ratifier.streams.store import (
     HEADER_SIZE,
@@ -588,6 +588,110 @@ def test_stats_count_inputs_decisions_and_dead_letters() -> None:
     assert (stats.candidates, stats.verdicts, stats.late_verdicts) == (3, 6, 0)
     assert stats.decisions == {TOPICS.passed: 1, TOPICS.retry: 1}
     assert stats.dead_letters == {"UNKNOWN_VALIDATOR": 1, "UNKNOWN_POLICY": 1, "MALFORMED": 1}
+
+
+# --- batches -----------------------------------------------------------------------------------
+
+
+class CountingStore(DictCaseStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def put(self, key: bytes, partition: int, entry: bytes) -> None:
+        self.writes.append(key)
+        super().put(key, partition, entry)
+
+    def delete(self, key: bytes, partition: int) -> None:
+        self.writes.append(key)
+        super().delete(key, partition)
+
+
+def as_inputs(
+    records: Iterable[Candidate | Verdict | bytes], partition: int = 0
+) -> list[InputRecord]:
+    inputs = []
+    for offset, record in enumerate(records):
+        if isinstance(record, bytes):
+            inputs.append(InputRecord(TOPICS.verdicts, partition, offset, KEY, record))
+            continue
+        topic = TOPICS.candidates if isinstance(record, Candidate) else TOPICS.verdicts
+        inputs.append(
+            InputRecord(topic, partition, offset, record.case_id.encode(), codec.encode(record))
+        )
+    return inputs
+
+
+def test_a_batch_writes_each_changed_case_once_and_decides_like_single_records() -> None:
+    records = [candidate(), candidate(case_id="c2"), verdict("v1"), verdict("v1", case_id="c2")]
+    records += [verdict("v2"), verdict("rt"), verdict("v2", Vote.REJECT, case_id="c2")]
+    store = CountingStore()
+    batched, _, _ = make_processor(store=store)
+    single, single_store, _ = make_processor()
+
+    out = batched.handle_batch(as_inputs(records))
+    expected = Feeder(single).send_all(records)
+
+    assert out == expected
+    assert sorted(store.writes) == [b"c2", KEY]
+    assert dict(store.entries()) == dict(single_store.entries())
+
+
+def test_a_bad_record_in_a_batch_costs_only_itself() -> None:
+    processor, store, _ = make_processor()
+    records: list[Candidate | Verdict | bytes] = [candidate(), verdict("v1"), b"junk"]
+    records += [verdict("v2"), verdict("rt")]
+    out = processor.handle_batch(as_inputs(records))
+    assert [o.topic for o in out] == [TOPICS.deadletter, TOPICS.passed]
+    state = decode_state(entry_state(store.get(KEY) or b""))
+    assert state.status is CaseStatus.PASSED
+
+
+def test_a_processing_error_parks_its_record_and_keeps_the_batchs_earlier_votes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    processor, store, _ = make_processor()
+    Feeder(processor).send(candidate())
+    real_on_verdict = tally.on_verdict
+
+    def fail_on_v2(state: Any, record: Verdict, *args: Any) -> tally.Step:
+        if record.validator_id == "v2":
+            raise RuntimeError("boom")
+        return real_on_verdict(state, record, *args)
+
+    monkeypatch.setattr(tally, "on_verdict", fail_on_v2)
+    out = processor.handle_batch(as_inputs([verdict("v1"), verdict("v2"), verdict("v3")]))
+    assert [(o.topic, decode_dead_letter_reason(o)) for o in out] == [
+        (TOPICS.deadletter, DeadLetterReason.PROCESSING_ERROR)
+    ]
+    latest = decode_state(entry_state(store.get(KEY) or b"")).latest
+    assert latest is not None
+    assert sorted(latest.votes) == ["v1", "v3"]  # v2 parked, its neighbours counted
+
+
+def test_a_failure_while_building_outputs_leaves_the_case_undecided(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    processor, store, _ = make_processor()
+    feeder = Feeder(processor)
+    feeder.send_all([candidate(), verdict("v1"), verdict("rt")])
+    saved = store.get(KEY)
+    real_encode = codec.encode
+
+    def fail_on_pass(record: Any) -> bytes:
+        if isinstance(record, PassDecision):
+            raise RuntimeError("boom")
+        return real_encode(record)
+
+    monkeypatch.setattr(codec, "encode", fail_on_pass)
+    letter = dead_letter(feeder.send(verdict("v2")))
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
+    assert store.get(KEY) == saved  # not marked passed without its pass decision
+    assert processor.stats.decisions == {}
+
+
+def decode_dead_letter_reason(record: Outgoing) -> DeadLetterReason:
+    return codec.decode_as(record.value, DeadLetter).reason
 
 
 # --- the store ---------------------------------------------------------------------------------
