@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,34 @@ BENCHMARKS = ("throughput", "latency", "memory", "scaling")
 
 
 @dataclass(frozen=True, slots=True)
+class SaturationSearch:
+    start_rate: float  # cases/s
+    factor: float  # each step offers this much more
+    step_s: float
+    max_steps: int
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     cases: int  # throughput and scaling
-    rate_fractions: tuple[float, ...]  # of the tally's saturation rate (cases/s)
+    search: SaturationSearch  # the live saturation rate the latency fractions are taken of
+    rate_fractions: tuple[float, ...]
     latency_duration_s: float
     open_windows: int
     prune_cases: int
     timeout_s: float
 
 
-QUICK = Plan(300, (0.25, 0.5), 3.0, 2_000, 150, 120.0)
-FULL = Plan(10_000, (0.1, 0.25, 0.5, 0.9), 10.0, 100_000, 25_000, 900.0)
+QUICK = Plan(300, SaturationSearch(100, 2.0, 1.5, 2), (0.25, 0.5), 3.0, 2_000, 150, 120.0)
+FULL = Plan(
+    10_000,
+    SaturationSearch(60, 1.2, 5.0, 16),
+    (0.1, 0.25, 0.5, 0.9),
+    10.0,
+    100_000,
+    25_000,
+    900.0,
+)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -63,16 +80,17 @@ async def main(argv: list[str]) -> int:
             "python": platform.python_version(),
         }
     }
-    saturation: float | None = None
-    if "throughput" in only or ("latency" in only and not args.rate):
+    if "throughput" in only:
         results["throughput"] = await throughput.throughput(cases, plan.timeout_s)
-        saturation = results["throughput"]["tally"]["cases_per_s"]
         _show("throughput", results)
     if "latency" in only:
-        assert args.rate or saturation is not None
-        rates = args.rate or [round(f * saturation, 1) for f in plan.rate_fractions]  # type: ignore[operator]
+        search: dict[str, Any] = {}
+        rates = args.rate
+        if not rates:
+            search = await latency.saturation(*astuple(plan.search), timeout_s=plan.timeout_s)
+            rates = [round(f * search["saturation_cases_per_s"], 1) for f in plan.rate_fractions]
         results["latency"] = await latency.latency(rates, plan.latency_duration_s, plan.timeout_s)
-        results["latency"]["saturation_cases_per_s"] = saturation
+        results["latency"]["saturation"] = search
         _show("latency", results)
     if "memory" in only:
         results["memory"] = {
@@ -137,6 +155,12 @@ def table(results: dict[str, Any]) -> str:
             )
         )
     if "latency" in results:
+        search = results["latency"]["saturation"]
+        if search:
+            found = f"{search['saturation_cases_per_s']:.0f}"
+            rows.append(
+                (f"latency: live saturation (cases/s), {search['limited_by']}", found, "", "")
+            )
         for r in results["latency"]["rates"]:
             # The offered rate is only what the load generator managed to keep: when it fell
             # behind (it shares 2 cores with broker and tally), say so next to the figures.

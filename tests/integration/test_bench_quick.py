@@ -57,7 +57,13 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
         _positive(throughput[side], RUN_KEYS, f"throughput.{side}")
 
     latency = results["latency"]
-    _positive(latency, ("duration_s", "saturation_cases_per_s"), "latency")
+    _positive(latency, ("duration_s",), "latency")
+    search = latency["saturation"]
+    _positive(search, ("saturation_cases_per_s",), "latency.saturation")
+    assert search["limited_by"] in {"tally", "load generator", "search ceiling"}
+    assert search["steps"], "the saturation search offered nothing"
+    for step in search["steps"]:
+        _positive(step, LATENCY_KEYS, "latency.saturation.steps")
     assert latency["rates"], "no latency rates measured"
     for row in latency["rates"]:
         _positive(row, ("rate", "p50_ratio", "p99_ratio"), "latency.rates")
