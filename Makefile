@@ -31,6 +31,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 test: stack-up lint
 	$(BIN)/pytest -q -p no:cacheprovider

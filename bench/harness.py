@@ -218,6 +218,29 @@ async def count_records(
     return arrivals
 
 
+async def live_keys(settings: Settings, topic: str, idle_s: float = 2.0) -> int:
+    """Keys of a compacted topic whose latest record is not a tombstone: a table's live entries.
+
+    Read from the start until nothing arrives for ``idle_s``; the keys themselves are not kept
+    (their hashes are), so a changelog of millions of cases reads in bounded memory.
+    """
+    consumer = make_consumer(settings, group_id=None, client_id="bench-live-keys")
+    await consumer.start()
+    live: set[int] = set()
+    try:
+        await assign_all(consumer, [topic], from_beginning=True)
+        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=10_000):
+            for records in batch.values():
+                for record in records:
+                    if record.value is None:
+                        live.discard(hash(record.key))
+                    else:
+                        live.add(hash(record.key))
+    finally:
+        await consumer.stop()
+    return len(live)
+
+
 async def wait_assigned(settings: Settings, group: str, members: int, timeout_s: float) -> float:
     """perf_counter when ``group`` is first seen Stable with ``members`` members (polled 20/s)."""
     deadline = time.monotonic() + timeout_s

@@ -179,9 +179,23 @@ async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Saturation:
+    cases_per_s: float  # the highest rate that kept up
+    limited_by: str  # "tally", "load generator" or "search ceiling"
+    steps: tuple[Step, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "saturation_cases_per_s": self.cases_per_s,
+            "limited_by": self.limited_by,
+            "steps": [asdict(step) for step in self.steps],
+        }
+
+
 async def saturation(
     start_rate: float, factor: float, step_s: float, max_steps: int, timeout_s: float
-) -> dict[str, object]:
+) -> Saturation:
     """Offer one tally rising rates (``step_s`` each) until a step does not keep up.
 
     Saturation is the highest rate that kept up: every decision in, the last within
@@ -207,11 +221,7 @@ async def saturation(
         limited_by = "tally"
     else:
         limited_by = "search ceiling"
-    return {
-        "saturation_cases_per_s": kept if kept is not None else start_rate,
-        "limited_by": limited_by,
-        "steps": [asdict(s) for s in steps],
-    }
+    return Saturation(kept if kept is not None else start_rate, limited_by, tuple(steps))
 
 
 async def latency(rates: Sequence[float], duration_s: float, timeout_s: float) -> dict[str, object]:

@@ -2,10 +2,10 @@
 
 * open windows: RSS idle, then with N candidates whose windows stay open (a bench policy with
   a 10-hour window, no verdicts); bytes per open window = the difference / N.
-* decided and pruned: a fresh tally with a short retention decides and prunes two waves of M
-  cases; RSS after each wave is compared with its own idle figure (and the peak on the way).
-  The first wave sets the allocator's high-water mark (freed memory stays mapped); the second
-  wave's growth is what a leak would show.
+* decided and pruned: a fresh tally with a short retention decides and prunes W waves of M
+  cases; RSS after each wave (every input committed, every case past its retention) is
+  compared with the tally's own idle figure, and the peak on the way is reported. Growth from
+  the first wave to the last is what a leak would show.
 
 "Consumed" means the tally's group has committed every input offset (faust commits once a
 second), then the process is left a moment to settle before RSS is read.
@@ -23,7 +23,8 @@ from bench import harness
 from ratifier.topics import TopicNames
 
 SETTLE_S = 2.0
-WAVES = 2
+PRUNE_RETENTION_MS = 500
+VERDICTS = harness.VERDICTS_PER_CASE
 
 
 async def open_windows(count: int, timeout_s: float) -> dict[str, float]:
@@ -52,10 +53,10 @@ async def open_windows(count: int, timeout_s: float) -> dict[str, float]:
     }
 
 
-async def pruned(count: int, timeout_s: float) -> dict[str, float]:
+async def pruned(count: int, waves: int, timeout_s: float) -> dict[str, object]:
     settings = harness.base_settings(
         topic_prefix=harness.unique_prefix("mp"),
-        retention_ms=500,
+        retention_ms=PRUNE_RETENTION_MS,
         tick_interval_s=0.2,
     )
     names = TopicNames.from_settings(settings)
@@ -75,29 +76,39 @@ async def pruned(count: int, timeout_s: float) -> dict[str, float]:
         after: list[int] = []
         try:
             began = time.perf_counter()
-            # Two waves of `count` cases: RSS after the first shows the allocator's high-water
-            # mark; the second must not add to it, or something is kept per case (a leak).
-            for wave in range(WAVES):
+            # Wave after wave: RSS after the first shows the allocator's high-water mark; later
+            # waves must not add to it, or something is kept per case (a leak).
+            for wave in range(waves):
+                total = count * (wave + 1)
                 counter = asyncio.create_task(
-                    harness.count_records(settings, names.decisions, count * (wave + 1), timeout_s)
+                    harness.count_records(settings, names.decisions, total, timeout_s)
                 )
                 await harness.preload(settings, count, tag=f"p{wave}-")
                 await counter
-                # Retention (0.5 s) plus a few ticks: every case is pruned by then.
-                await asyncio.sleep(SETTLE_S)
+                # Decided is not done: the tally still reads the verdicts that came after each
+                # pass (late ones are recorded) and prunes each case a retention time later.
+                await harness.wait_committed(
+                    settings, tallies.group, names.verdicts, total * VERDICTS, timeout_s
+                )
+                await asyncio.sleep(PRUNE_RETENTION_MS / 1000 + SETTLE_S)
                 after.append(tallies.rss())
-            seconds = time.perf_counter() - began - WAVES * SETTLE_S
+            seconds = time.perf_counter() - began
         finally:
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
+        # The table itself, as a restarting worker would rebuild it: every case must be gone.
+        live = await harness.live_keys(settings, names.tally_changelog)
     return {
-        "cases": count * WAVES,
-        "cases_per_s": count * WAVES / seconds,
+        "table_entries_after": live,
+        "cases": count * waves,
+        "waves": waves,
+        "cases_per_s": count * waves / seconds,
         "rss_idle_mb": idle / 2**20,
         "rss_peak_mb": peak / 2**20,
+        "rss_after_each_wave_mb": [rss / 2**20 for rss in after],
         "rss_after_first_wave_mb": after[0] / 2**20,
         "rss_after_prune_mb": after[-1] / 2**20,
         "after_minus_idle_mb": (after[-1] - idle) / 2**20,
-        "second_wave_growth_mb": (after[-1] - after[0]) / 2**20,
+        "growth_after_first_wave_mb": (after[-1] - after[0]) / 2**20,
     }

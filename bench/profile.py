@@ -25,9 +25,11 @@ async def profile(cases: int, out: Path, target: str = "tally", timeout_s: float
     settings = harness.base_settings(topic_prefix=harness.unique_prefix("pf"), partitions=4)
     names = TopicNames.from_settings(settings)
     relay_out = f"{settings.topic_prefix}.faust-relay-out"
+    program: list[str]
+    outputs: list[str]
     if target == "tally":
         program = ["-m", "ratifier", "tally", "run"]
-        outputs = names.decisions
+        outputs = list(names.decisions)
     else:
         group = f"{settings.topic_prefix}.faust-relay"
         program = [str(harness.RUN_PY), "relay", "--engine", "faust"]

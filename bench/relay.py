@@ -123,7 +123,7 @@ def faust_relay(settings: Settings, group: str, out_topic: str) -> None:
     )
     watcher = PassWatcher()
 
-    @app.agent(inputs, concurrency=1, name="relay")
+    @app.agent(inputs, concurrency=1, name="relay")  # type: ignore[untyped-decorator]
     async def relay_agent(stream: faust.StreamT[Any]) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
             for event in events:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from ratifier.config import Settings
 
+# The tally's table of cases; faust names its changelog topic after the app id and this.
+TALLY_TABLE = "cases"
+
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:
@@ -57,3 +60,7 @@ class TopicNames:
     @property
     def tally_app_id(self) -> str:
         return f"{self.prefix}.tally"
+
+    @property
+    def tally_changelog(self) -> str:
+        return f"{self.tally_app_id}-{TALLY_TABLE}-changelog"  # faust: <app>-<table>-changelog

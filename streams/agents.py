@@ -15,9 +15,10 @@ import faust
 
 from ratifier.config import Settings
 from ratifier.policy import Policy
+from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
-from ratifier.topics import TopicNames
+from ratifier.topics import TALLY_TABLE, TopicNames
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def install_tally(
     """Add the tally's table, agent and timer to ``app``; returns the processor they feed."""
     names = TopicNames.from_settings(settings)
     table = app.Table(
-        "cases",
+        TALLY_TABLE,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
@@ -113,6 +114,7 @@ def install_tally(
         partitions=settings.partitions,
     )
     recovered = False
+    trimmer = HeapTrimmer(glibc_malloc_trim())
 
     def active_partitions() -> set[int]:
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.candidates}
@@ -153,5 +155,6 @@ def install_tally(
         await store.flush()
         if out:
             await publish(out)
+        trimmer.maybe_trim(processor.stats.deleted)
 
     return processor

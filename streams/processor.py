@@ -70,6 +70,7 @@ class _Working:
 class TallyStats:
     candidates: int = 0
     verdicts: int = 0
+    deleted: int = 0  # cases whose state was removed (pruned) from the store
     late_verdicts: int = 0
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -209,6 +210,7 @@ class TallyProcessor:
                 continue
             if case.state is None:
                 self.store.delete(key, case.partition)
+                self.stats.deleted += 1
             else:
                 entry = pack_entry(case.partition, case.due_ms, encode_state(case.state))
                 self.store.put(key, case.partition, entry)

@@ -87,7 +87,9 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
         ),
         "pruned",
     )
-    for key in ("after_minus_idle_mb", "second_wave_growth_mb"):  # may be zero or negative
+    assert pruned["table_entries_after"] == 0, "decided cases were not pruned from the table"
+    assert len(pruned["rss_after_each_wave_mb"]) == pruned["waves"]
+    for key in ("after_minus_idle_mb", "growth_after_first_wave_mb"):  # may be zero or negative
         assert isinstance(pruned[key], int | float), f"pruned.{key} is {pruned.get(key)!r}"
 
     scaling = results["scaling"]

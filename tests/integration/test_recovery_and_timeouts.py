@@ -72,10 +72,6 @@ async def start_fleet(
     return fleet
 
 
-def changelog_topic(names: TopicNames) -> str:
-    return f"{names.tally_app_id}-cases-changelog"  # faust: <app id>-<table name>-changelog
-
-
 @dataclass
 class TopicTail:
     """Every record of some topics from the beginning, collected in the background.
@@ -304,7 +300,7 @@ async def test_tally_crash_recovers_open_windows_from_the_changelog(
     )
     try:
         async with (
-            TopicTail(tuned, (*names.decisions, changelog_topic(names))) as tail,
+            TopicTail(tuned, (*names.decisions, names.tally_changelog)) as tail,
             commit_probe(tuned, names.tally_app_id, (names.candidates, names.verdicts)) as probe,
             Client(tuned) as client,
         ):
@@ -321,7 +317,7 @@ async def test_tally_crash_recovers_open_windows_from_the_changelog(
                 # Each case's state (window open, judge-a's vote counted) is on the changelog,
                 # and the tally committed its input offsets: nothing will be replayed, so
                 # after the crash only the rebuilt deadline index can close these windows.
-                return keys <= tail.keys(changelog_topic(names)) and await probe()
+                return keys <= tail.keys(names.tally_changelog) and await probe()
 
             await wait_until(windows_open_and_committed, 8, "open windows on the changelog")
             assert not decisions_of(tail, names), "no window may close before its deadline"
@@ -398,7 +394,7 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
     await producer.start()
     try:
         async with (
-            TopicTail(tuned, (*names.decisions, names.deadletter, changelog_topic(names))) as tail,
+            TopicTail(tuned, (*names.decisions, names.deadletter, names.tally_changelog)) as tail,
             Client(tuned) as client,
         ):
             early = client.candidate("held answer", policy="manual")
@@ -413,7 +409,7 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
             async def held() -> bool:
                 # The tally wrote both cases' held verdicts to its state: it has read them.
                 return {early.case_id.encode(), orphan.case_id.encode()} <= tail.keys(
-                    changelog_topic(names)
+                    names.tally_changelog
                 )
 
             await wait_until(held, hold_ms / 1000, "the tally to hold the early verdicts")
