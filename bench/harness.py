@@ -315,14 +315,24 @@ class Relay:
         self.settings = settings
         self.group = group
         self.args = ["relay", "--engine", engine, "--group", group, "--out", out_topic]
+        # Its output goes beside the tally's logs (faust's relay logs like a tally worker).
+        self.log_path = settings.state_dir / "bench-logs" / settings.topic_prefix / f"{engine}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> float:
         env = {**os.environ, **Fleet.env_for(self.settings), "PYTHONSAFEPATH": "1"}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(RUN_PY), *self.args, env=env, stdin=asyncio.subprocess.DEVNULL
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(RUN_PY),
+                *self.args,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
         return started
 
     async def stop(self) -> None:
