@@ -15,6 +15,7 @@ import faust
 
 from ratifier.config import Settings
 from ratifier.policy import Policy
+from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
@@ -114,6 +115,9 @@ def install_tally(
         partitions=settings.partitions,
     )
     recovered = False
+    # Each partition's time is how far its inputs have been read (see clock.py), so a backlog
+    # does not close windows whose verdicts are still waiting in Kafka.
+    clocks = PartitionClocks((names.candidates, names.verdicts))
     trimmer = HeapTrimmer(glibc_malloc_trim())
 
     def active_partitions() -> set[int]:
@@ -133,10 +137,14 @@ def install_tally(
         # flush below queued its changelog writes; faust flushes the producer before it
         # commits offsets, so an input is never committed before the state it made.
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
-            out = processor.handle_batch(
-                InputRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                for m in (event.message for event in events)
-            )
+            records = []
+            for event in events:
+                m = event.message
+                stamped = int(m.timestamp * 1000)
+                clocks.observe(m.topic, m.partition, stamped)
+                now = clocks.at(m.partition, stamped)
+                records.append(InputRecord(m.topic, m.partition, m.offset, m.key, m.value, now))
+            out = processor.handle_batch(records)
             await store.flush()
             if out:
                 await publish(out)
@@ -151,7 +159,7 @@ def install_tally(
     async def close_due_windows() -> None:
         if not recovered:
             return
-        out = processor.tick(active_partitions())
+        out = processor.tick(active_partitions(), clocks.now)
         await store.flush()
         if out:
             await publish(out)

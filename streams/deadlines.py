@@ -65,3 +65,40 @@ class DeadlineIndex:
     def _compact(self) -> None:
         self._heap = [(due, key) for key, (due, _) in self._due.items()]
         heapq.heapify(self._heap)
+
+
+class PartitionDeadlines:
+    """One :class:`DeadlineIndex` per partition, so each partition is ticked by its own clock."""
+
+    __slots__ = ("_by_partition",)
+
+    def __init__(self) -> None:
+        self._by_partition: dict[int, DeadlineIndex] = {}
+
+    def __len__(self) -> int:
+        return sum(len(index) for index in self._by_partition.values())
+
+    def schedule(self, key: bytes, partition: int, due_ms: int | None) -> None:
+        index = self._by_partition.get(partition)
+        if index is None:
+            if due_ms is None:
+                return
+            index = self._by_partition[partition] = DeadlineIndex()
+        index.schedule(key, partition, due_ms)
+
+    def pop_due(self, partition: int, now_ms: int) -> Iterator[tuple[bytes, int]]:
+        index = self._by_partition.get(partition)
+        return iter(()) if index is None else index.pop_due(now_ms)
+
+    def next_due_ms(self) -> int | None:
+        dues = [d for i in self._by_partition.values() if (d := i.next_due_ms()) is not None]
+        return min(dues, default=None)
+
+    def rebuild(self, entries: Iterable[tuple[bytes, int, int | None]]) -> None:
+        by_partition: dict[int, list[tuple[bytes, int, int | None]]] = {}
+        for key, partition, due_ms in entries:
+            by_partition.setdefault(partition, []).append((key, partition, due_ms))
+        self._by_partition = {}
+        for partition, partition_entries in by_partition.items():
+            index = self._by_partition[partition] = DeadlineIndex()
+            index.rebuild(partition_entries)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ratifier.errors import WireFormatError
@@ -32,7 +32,7 @@ from ratifier.models import (
 from ratifier.policy import Policy
 from ratifier.schemas import codec
 from ratifier.streams import tally
-from ratifier.streams.deadlines import DeadlineIndex
+from ratifier.streams.deadlines import PartitionDeadlines
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import CaseStore, entry_header, entry_state, pack_entry
 from ratifier.topics import TopicNames
@@ -54,6 +54,7 @@ class InputRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    now_ms: int | None = None  # the time the rules see for it (default: the processor's clock)
 
 
 @dataclass(slots=True)
@@ -90,7 +91,7 @@ class TallyProcessor:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.index = DeadlineIndex()
+        self.index = PartitionDeadlines()
         self.stats = TallyStats()
         self._working: dict[bytes, _Working] = {}
         self._decision_topics: dict[type, str] = {
@@ -112,16 +113,17 @@ class TallyProcessor:
         out: list[Outgoing] = []
         try:
             for record in records:
-                out += self._handle_safely(record)
+                now = self.clock() if record.now_ms is None else record.now_ms
+                out += self._handle_safely(record, now)
         finally:
             self._write_back()
         return out
 
-    def _handle_safely(self, record: InputRecord) -> list[Outgoing]:
+    def _handle_safely(self, record: InputRecord, now: int) -> list[Outgoing]:
         source = tally.SourceRef(record.topic, record.partition, record.offset)
         raw = record.value or b""
         try:
-            return self._handle(source, record.key, raw)
+            return self._handle(source, record.key, raw, now)
         except Exception as exc:  # a bug must not stop the partition: park the record, loudly
             # The rules are pure and _apply moves the state last: the case is as it was before
             # this record, which alone is parked.
@@ -130,7 +132,9 @@ class TallyProcessor:
             )
             return [self._dead_letter(raw, source, DeadLetterReason.PROCESSING_ERROR, repr(exc))]
 
-    def _handle(self, source: tally.SourceRef, key: bytes | None, raw: bytes) -> list[Outgoing]:
+    def _handle(
+        self, source: tally.SourceRef, key: bytes | None, raw: bytes, now: int
+    ) -> list[Outgoing]:
         expected: type[Candidate] | type[Verdict]
         expected = Candidate if source.topic == self.topics.candidates else Verdict
         try:
@@ -143,7 +147,6 @@ class TallyProcessor:
             # case's other records, where this worker's state would never see them.
             detail = f"record key {key!r} is not its case id {record.case_id!r}"
             return [self._dead_letter(raw, source, DeadLetterReason.MALFORMED, detail)]
-        now = self.clock()
         state = self._state(case_key, source.partition)
         if isinstance(record, Candidate):
             self.stats.candidates += 1
@@ -157,28 +160,33 @@ class TallyProcessor:
             step = tally.on_verdict(state, record, source, self.policies, now, self.settings)
         return self._apply(case_key, source.partition, step, raw, source)
 
-    def tick(self, active_partitions: Container[int]) -> list[Outgoing]:
-        """Close windows, expire held verdicts and prune cases whose time has come."""
-        now = self.clock()
+    def tick(
+        self, active_partitions: Collection[int], now_of: Callable[[int], int] | None = None
+    ) -> list[Outgoing]:
+        """Close windows, expire held verdicts and prune cases whose time has come.
+
+        Each partition goes by its own time, ``now_of(partition)`` (default: the wall clock);
+        partitions not active (revoked) are left for the next rebuild of the index.
+        """
         out: list[Outgoing] = []
         try:
-            for key, partition in list(self.index.pop_due(now)):
-                if partition not in active_partitions:
-                    continue  # revoked: the new owner rebuilds its own index
-                try:
-                    state = self._state(key, partition)
-                    if state is None:
-                        continue
-                    step = tally.on_tick(state, self.policies, now, self.settings)
-                    out.extend(self._apply(key, partition, step, None, None))
-                except Exception:
-                    logger.exception("tally failed to tick case %r; retrying later", key)
-                    self.index.schedule(key, partition, now + 1_000)
+            for partition in active_partitions:
+                now = self.clock() if now_of is None else now_of(partition)
+                for key, _ in list(self.index.pop_due(partition, now)):
+                    try:
+                        state = self._state(key, partition)
+                        if state is None:
+                            continue
+                        step = tally.on_tick(state, self.policies, now, self.settings)
+                        out.extend(self._apply(key, partition, step, None, None))
+                    except Exception:
+                        logger.exception("tally failed to tick case %r; retrying later", key)
+                        self.index.schedule(key, partition, now + 1_000)
         finally:
             self._write_back()
         return out
 
-    def rebuild_index(self, active_partitions: Container[int]) -> None:
+    def rebuild_index(self, active_partitions: Collection[int]) -> None:
         """Refill the deadline index from the store, e.g. after recovery or a rebalance."""
         entries = []
         for key, entry in self.store.entries():

@@ -7,6 +7,7 @@ store bookkeeping are checked on the wire format itself.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -431,16 +432,40 @@ def test_window_timeout_on_tick_requests_a_retry() -> None:
     assert processor.index.next_due_ms() == T0 + WINDOW_MS + SETTINGS.retry_wait_ms
 
 
-def test_tick_skips_partitions_not_active_until_rebuilt() -> None:
+def test_tick_leaves_partitions_not_active_alone() -> None:
     processor, store, clock = make_processor()
     Feeder(processor, partition=3).send(candidate())
     clock.now = T0 + WINDOW_MS
     assert processor.tick({0, 1}) == []
     assert stored_status(store) is CaseStatus.VOTING  # untouched: not ours any more
-    assert processor.tick({3}) == []  # the index forgot it; the owner rebuilds
-    processor.rebuild_index({3})
+    processor.rebuild_index({3})  # ours again (a rebalance), or never lost: either way
     record = only(processor.tick({3}))
     assert record.topic == TOPICS.retry
+
+
+def test_each_partition_is_ticked_by_its_own_clock() -> None:
+    processor, store, clock = make_processor()
+    Feeder(processor, partition=0).send(candidate())
+    Feeder(processor, partition=1).send(candidate(case_id="c2"))
+    clock.now = T0 + WINDOW_MS  # the wall clock says both windows are over ...
+    behind = {0: T0 + 1_000, 1: T0 + WINDOW_MS}  # ... but partition 0 is read only to T0 + 1 s
+    [record] = processor.tick({0, 1}, behind.__getitem__)
+    assert (record.topic, record.key) == (TOPICS.retry, b"c2")
+    assert stored_status(store) is CaseStatus.VOTING  # case-1 waits for its verdicts
+    behind[0] = T0 + WINDOW_MS
+    assert only(processor.tick({0, 1}, behind.__getitem__)).key == KEY
+
+
+def test_records_are_handled_at_their_partitions_time() -> None:
+    processor, store, _ = make_processor()
+    late = T0 + 10 * WINDOW_MS  # the wall clock is far ahead; the partition's time is not
+    processor.clock = lambda: late
+    [record] = as_inputs([candidate()])
+    out = processor.handle_batch([dataclasses.replace(record, now_ms=T0)])
+    assert out == []
+    state = decode_state(entry_state(store.get(KEY) or b""))
+    assert state.latest is not None
+    assert state.latest.deadline_ms == T0 + WINDOW_MS
 
 
 def test_restart_rebuilds_due_times_from_the_store() -> None:
