@@ -108,19 +108,11 @@ def faust_relay(settings: Settings, group: str, out_topic: str) -> None:
     import faust
 
     from ratifier.streams.agents import BATCH_MAX, BATCH_WAIT_S
-    from ratifier.streams.app import create_app
+    from ratifier.streams.app import create_app, input_topic
     from ratifier.streams.worker import run_worker
 
-    names = TopicNames.from_settings(settings)
     app = create_app(settings, app_id=group)
-    inputs = app.topic(
-        names.candidates,
-        names.verdicts,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    inputs = input_topic(app, settings)
     watcher = PassWatcher()
 
     @app.agent(inputs, concurrency=1, name="relay")  # type: ignore[untyped-decorator]

@@ -15,6 +15,7 @@ import faust
 
 from ratifier.config import Settings
 from ratifier.policy import Policy
+from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
@@ -105,15 +106,7 @@ def install_tally(
             retry_wait_ms=settings.retry_wait_ms,
         ),
     )
-    inputs = app.topic(
-        names.candidates,
-        names.verdicts,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    inputs = input_topic(app, settings)
     recovered = False
     # Each partition's time is how far its inputs have been read (see clock.py), so a backlog
     # does not close windows whose verdicts are still waiting in Kafka.

@@ -38,3 +38,17 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
     )
+
+
+def input_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    """Candidates and verdicts as one faust topic of raw bytes: the tally decodes them itself."""
+    names = TopicNames.from_settings(settings)
+    return app.topic(
+        names.candidates,
+        names.verdicts,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
