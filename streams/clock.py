@@ -71,10 +71,3 @@ class PartitionClocks:
         clock and never earlier than the partition's time.
         """
         return max(self.now(partition), min(timestamp_ms, self.wall()))
-
-    def forget(self, partitions: Sequence[int]) -> None:
-        """Drop what is known of revoked partitions (a later owner starts afresh)."""
-        for partition in partitions:
-            self._last.pop(partition, None)
-            for topic in self.topics:
-                self._read.pop((topic, partition), None)
