@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from ratifier.config import Settings
+from ratifier.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.topics import TopicNames
 
 
@@ -34,6 +35,8 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         # Changelog records (~0.5-1 KB) and decisions go out in bursts: larger batches mean
         # fewer produce requests per burst (faust's default is 16 KB).
         producer_max_batch_size=256 * 1024,
+        # Bounds the records read ahead, as for every consumer of the project (ratifier.kafka).
+        consumer_max_fetch_size=MAX_PARTITION_FETCH_BYTES,
         # A changelog the tally writes as bytes; faust must not try to (de)serialize it.
         value_serializer="raw",
         key_serializer="raw",
