@@ -44,7 +44,7 @@ FULL = Plan(
     (0.1, 0.25, 0.5, 0.9),
     10.0,
     100_000,
-    25_000,
+    250_000,  # 4 waves of 250 000: the 1M decided-and-pruned figure, ~25 min
     4,
     1800.0,
 )
@@ -59,7 +59,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--prune-cases",
         type=int,
-        help="cases per wave decided and pruned (4 waves of 250000: the 1M figure, ~20 min)",
+        help="cases per wave decided and pruned (default 250000: 4 waves make the 1M figure)",
     )
     parser.add_argument("--prune-waves", type=int, help="waves of decided and pruned cases")
     parser.add_argument("--rate", type=float, action="append", help="offered rate, cases/s")
