@@ -211,7 +211,12 @@ def table(results: dict[str, Any]) -> str:
                 "",
             ),
             ("  table entries left (changelog)", f"{p['table_entries_after']}", "", ""),
-            ("  after last wave - idle (MB)", f"{p['after_minus_idle_mb']:.1f}", "", ""),
+            (
+                "  after last wave - idle (MB); after / idle",
+                f"{p['after_minus_idle_mb']:.1f}",
+                "",
+                f"{p['rss_after_prune_mb'] / p['rss_idle_mb']:.2f}",
+            ),
             ("  last wave - first wave (MB)", f"{p['growth_after_first_wave_mb']:.1f}", "", ""),
         ]
     if "scaling" in results:
