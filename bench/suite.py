@@ -44,7 +44,7 @@ FULL = Plan(
     (0.1, 0.25, 0.5, 0.9),
     30.0,  # s per measured rate: one ~150 ms stall of the shared machine stays under 1 %
     100_000,
-    250_000,  # 4 waves of 250 000: the 1M decided-and-pruned figure, ~25 min
+    250_000,  # 4 waves of 250 000: the 1M decided-and-pruned figure, ~20 min
     4,
     1800.0,
 )
