@@ -7,7 +7,6 @@ windows itself, since faust's windowed tables never close windows restored from 
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -147,10 +146,6 @@ def install_tally(
     async def rebuild_deadlines() -> None:
         nonlocal recovered
         processor.rebuild_index(active_partitions())
-        if not recovered:
-            # Start-up's objects (modules, faust's and aiokafka's machinery) live as long as the
-            # worker: frozen, a full collection no longer walks them (a 15-40 ms pause before).
-            gc.freeze()
         recovered = True
 
     @app.timer(interval=settings.tick_interval_s, name="tally-deadlines")
