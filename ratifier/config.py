@@ -21,6 +21,11 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
 | RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
 | RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
+| RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once, Kafka transactions) or `faust` (at-least-once adapter) |
+| RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits a transaction (outputs, state and offsets) |
+| RATIFIER_MAX_CANDIDATE_BYTES | 200000 | largest candidate record the tally accepts; larger ones are dead-lettered `TOO_LARGE` |
+| RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends (its `max_request_size`); checked against the broker at start-up |
+| RATIFIER_WORKER_ID | (host-pid) | names this process in the `ratifier-worker` header of every record it writes |
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
 """
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,6 +42,8 @@ from typing import Any
 from ratifier.errors import ConfigError
 
 ENV_PREFIX = "RATIFIER_"
+# The tally's engines: exactly-once on Kafka transactions (default), or the faust adapter.
+TALLY_ENGINES = ("transactional", "faust")
 
 
 def _mask_url_password(url: str) -> str:
@@ -60,6 +68,11 @@ class Settings:
     retention_ms: int = 60_000
     retry_wait_ms: int = 600_000
     tick_interval_s: float = 0.5
+    tally_engine: str = "transactional"
+    commit_interval_ms: int = 100
+    max_candidate_bytes: int = 200_000
+    max_record_bytes: int = 1_048_576
+    worker_id: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -77,6 +90,23 @@ class Settings:
         if self.replication_factor < 1:
             raise ConfigError(
                 f"{ENV_PREFIX}REPLICATION_FACTOR must be >= 1, got {self.replication_factor}"
+            )
+        if not self.worker_id:
+            object.__setattr__(self, "worker_id", f"{socket.gethostname()}-{os.getpid()}")
+        if self.tally_engine not in TALLY_ENGINES:
+            raise ConfigError(
+                f"{ENV_PREFIX}TALLY_ENGINE must be one of {', '.join(TALLY_ENGINES)}, "
+                f"got {self.tally_engine!r}"
+            )
+        if self.commit_interval_ms < 1:
+            raise ConfigError(
+                f"{ENV_PREFIX}COMMIT_INTERVAL_MS must be >= 1, got {self.commit_interval_ms}"
+            )
+        if not 0 < self.max_candidate_bytes < self.max_record_bytes:
+            raise ConfigError(
+                f"{ENV_PREFIX}MAX_CANDIDATE_BYTES must be > 0 and below "
+                f"{ENV_PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), "
+                f"got {self.max_candidate_bytes}"
             )
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.topic_prefix):
             raise ConfigError(

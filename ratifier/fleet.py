@@ -105,6 +105,10 @@ class Fleet:
             "RATIFIER_RETENTION_MS": str(settings.retention_ms),
             "RATIFIER_RETRY_WAIT_MS": str(settings.retry_wait_ms),
             "RATIFIER_TICK_INTERVAL_S": str(settings.tick_interval_s),
+            "RATIFIER_TALLY_ENGINE": settings.tally_engine,
+            "RATIFIER_COMMIT_INTERVAL_MS": str(settings.commit_interval_ms),
+            "RATIFIER_MAX_CANDIDATE_BYTES": str(settings.max_candidate_bytes),
+            "RATIFIER_MAX_RECORD_BYTES": str(settings.max_record_bytes),
             "RATIFIER_LOG_LEVEL": settings.log_level,
             **({"RATIFIER_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
         }
