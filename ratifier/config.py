@@ -21,11 +21,11 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
 | RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
 | RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
-| RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once, Kafka transactions) or `faust` (at-least-once adapter) |
-| RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits a transaction (outputs, state and offsets) |
-| RATIFIER_MAX_CANDIDATE_BYTES | 200000 | largest candidate record the tally accepts; larger ones are dead-lettered `TOO_LARGE` |
-| RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends (its `max_request_size`); checked against the broker at start-up |
-| RATIFIER_WORKER_ID | (host-pid) | names this process in the `ratifier-worker` header of every record it writes |
+| RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once) or `faust` |
+| RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits |
+| RATIFIER_MAX_CANDIDATE_BYTES | 200000 | largest candidate the tally takes (else `TOO_LARGE`) |
+| RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends |
+| RATIFIER_WORKER_ID | (host-pid) | this process's id, in a header of each record it writes |
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
 """
 
