@@ -33,6 +33,17 @@ def default_topics(settings: Settings) -> tuple[str, ...]:
     return names.public
 
 
+def durability_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs that follow from the replication factor.
+
+    Replicated three ways or more, a topic takes acks=all writes only while two replicas are
+    in sync: such a write survives one broker's loss, and one broker down does not stop writes.
+    """
+    if settings.replication_factor >= 3:
+        return {"min.insync.replicas": "2"}
+    return {}
+
+
 @asynccontextmanager
 async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     client = AIOKafkaAdminClient(
@@ -66,7 +77,12 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(name, settings.partitions, settings.replication_factor)
+                    NewTopic(
+                        name,
+                        settings.partitions,
+                        settings.replication_factor,
+                        topic_configs=durability_configs(settings),
+                    )
                     for name in missing
                 ]
             )

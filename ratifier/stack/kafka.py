@@ -1,9 +1,11 @@
-"""A single-node KRaft Kafka broker (combined broker + controller) on 127.0.0.1.
+"""A KRaft Kafka node (combined broker + controller) on 127.0.0.1, started from Maven jars.
 
-Everything lives under ``<state_dir>/kafka/``: ``server.properties`` and ``log4j2.properties``
-(rewritten at every start from the settings), ``data/`` (the log dirs), ``server.log`` (the
-broker's log, rolled by log4j), ``kafka.out`` (the JVM's own stdout/stderr: crashes land here),
-``format.log`` (storage formatting) and ``kafka.pid``.
+The default stack runs one such node. Everything it keeps lives under ``<state_dir>/kafka/``:
+``server.properties`` and ``log4j2.properties`` (rewritten at every start from the settings),
+``data/`` (the log dirs), ``server.log`` (the broker's log, rolled by log4j), ``kafka.out`` (the
+JVM's own stdout/stderr: crashes land here), ``format.log`` (storage formatting) and
+``kafka.pid``. The 3-node cluster (``ratifier.stack.cluster``) runs three nodes described the
+same way, each in its own folder.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ratifier.stack.process import (
     ServiceStatus,
     ensure_port_free,
     is_alive,
+    kill_process,
     log_tail,
     read_pid,
     require_program,
@@ -91,29 +94,74 @@ class KafkaPaths:
         return self.root / "kafka.pid"
 
 
-def server_properties(settings: Settings, data_dir: Path) -> str:
-    port, ctl = settings.kafka_port, settings.kafka_controller_port
+@dataclass(frozen=True, slots=True)
+class KafkaNode:
+    """One KRaft node as the stack runs it: its id, ports, folder and the quorum it belongs to."""
+
+    name: str  # in status lines
+    node_id: int
+    port: int
+    controller_port: int
+    paths: KafkaPaths
+    voters: tuple[tuple[int, int], ...]  # (node id, controller port) of every quorum voter
+    # Replication factor of the internal topics and the default for new topics, and the
+    # min.insync.replicas that goes with it.
+    replication: int = 1
+    min_insync: int = 1
+    # Named in "port taken" errors: the variable that moves this node's ports.
+    port_env_var: str = "RATIFIER_KAFKA_PORT"
+    controller_port_env_var: str = "RATIFIER_KAFKA_CONTROLLER_PORT"
+    # Appended to "Kafka", "the Kafka broker" in messages; empty for the single node.
+    label: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def marker(self) -> str:
+        """What this node's command line contains and no other node's does."""
+        return str(self.paths.config)
+
+
+def single_node(settings: Settings) -> KafkaNode:
+    """The default stack's one node: node id 1, the only voter of its quorum."""
+    return KafkaNode(
+        name="kafka",
+        node_id=1,
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        paths=KafkaPaths.of(settings),
+        voters=((1, settings.kafka_controller_port),),
+    )
+
+
+def server_properties(node: KafkaNode, settings: Settings) -> str:
+    port, ctl = node.port, node.controller_port
+    voters = ",".join(f"{node_id}@{HOST}:{voter_port}" for node_id, voter_port in node.voters)
+    rf, isr = node.replication, node.min_insync
     return f"""\
 # Written by `ratifier stack up` at every start; edits are overwritten.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@{HOST}:{ctl}
+node.id={node.node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{ctl}
 advertised.listeners=PLAINTEXT://{HOST}:{port}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data_dir}
+log.dirs={node.paths.data}
 num.partitions={settings.partitions}
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor={rf}
+min.insync.replicas={isr}
+offsets.topic.replication.factor={rf}
 offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-# A single-node dev broker: no rebalance delay, small cleaner buffer, few threads.
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
+# A dev broker: no rebalance delay, small cleaner buffer, few threads.
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=1048577
 # Tests delete their topics; drop the files soon rather than after a minute, so a restart
@@ -154,11 +202,31 @@ logger.state.level = WARN
 
 
 def status(settings: Settings) -> ServiceStatus:
-    paths = KafkaPaths.of(settings)
+    return node_status(single_node(settings), settings)
+
+
+def preflight(settings: Settings) -> None:
+    """Raise what would stop a start (Java, jars, ports) before anything is started."""
+    node_preflight(single_node(settings), settings)
+
+
+def start(settings: Settings) -> ServiceStatus:
+    """Start the broker unless it already runs; returns once it answers requests."""
+    node = single_node(settings)
+    launch = launch_node(node, settings, cluster_id=new_cluster_id())
+    wait_node_ready(node, launch)
+    return node_status(node, settings)
+
+
+def stop(settings: Settings) -> None:
+    stop_node(single_node(settings))
+
+
+def node_status(node: KafkaNode, settings: Settings) -> ServiceStatus:
+    paths = node.paths
     pid = read_pid(paths.pid_file)
-    alive = is_alive(pid, str(paths.config))
-    address = f"{HOST}:{settings.kafka_port}"
-    answering = api_versions_ok(HOST, settings.kafka_port) if alive else False
+    alive = is_alive(pid, node.marker)
+    answering = api_versions_ok(HOST, node.port) if alive else False
     if alive and answering:
         version = running_version(pid) or settings.kafka_version
         detail = f"Kafka {version}, KRaft, logs in {paths.root}"
@@ -166,92 +234,115 @@ def status(settings: Settings) -> ServiceStatus:
         detail = f"process runs but the broker does not answer yet; see {paths.server_log}"
     else:
         detail = "not running"
-    return ServiceStatus("kafka", alive and answering, pid if alive else None, address, detail)
+    return ServiceStatus(
+        node.name, alive and answering, pid if alive else None, node.address, detail
+    )
 
 
-def preflight(settings: Settings) -> None:
-    """Raise what would stop a start (Java, jars, ports) before anything is started."""
-    paths = KafkaPaths.of(settings)
-    if not is_alive(read_pid(paths.pid_file), str(paths.config)):
-        _prerequisites(settings)
+def node_running(node: KafkaNode) -> bool:
+    """Whether the node's JVM runs (answering or not)."""
+    return is_alive(read_pid(node.paths.pid_file), node.marker)
 
 
-def _prerequisites(settings: Settings) -> tuple[str, Path]:
+def node_preflight(node: KafkaNode, settings: Settings) -> None:
+    """Raise what would stop this node's start (Java, jars, ports), unless it already runs."""
+    if not node_running(node):
+        _prerequisites(node, settings)
+
+
+def _prerequisites(node: KafkaNode, settings: Settings) -> tuple[str, Path]:
     java = _java()
     libs = maven.resolve(settings)
-    ensure_port_free(settings.kafka_port, service="the Kafka broker", env_var="RATIFIER_KAFKA_PORT")
+    ensure_port_free(node.port, service=f"the Kafka broker{node.label}", env_var=node.port_env_var)
     ensure_port_free(
-        settings.kafka_controller_port,
-        service="the KRaft controller",
-        env_var="RATIFIER_KAFKA_CONTROLLER_PORT",
+        node.controller_port,
+        service=f"the KRaft controller{node.label}",
+        env_var=node.controller_port_env_var,
     )
     return java, libs
 
 
-def start(settings: Settings) -> ServiceStatus:
-    """Start the broker unless it already runs; returns once it answers requests."""
-    paths = KafkaPaths.of(settings)
-    current = status(settings)
-    if current.running:
-        running = running_version(current.pid)
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """A node's JVM and where its log lines for this start begin (None: started earlier)."""
+
+    pid: int
+    log_offset: int | None
+
+
+def launch_node(node: KafkaNode, settings: Settings, *, cluster_id: str) -> Launch:
+    """Start the node's JVM unless it already runs; does not wait for it to answer.
+
+    ``cluster_id`` is used only when the node's storage is not formatted yet.
+    """
+    paths = node.paths
+    pid = read_pid(paths.pid_file)
+    if is_alive(pid, node.marker):
+        running = running_version(pid)
         if running not in (None, settings.kafka_version):
             log.warning(
                 "Kafka %s runs, not %s; `ratifier stack down` then `up` switches versions",
                 running,
                 settings.kafka_version,
             )
-        return current
-    pid = read_pid(paths.pid_file)
-    log_offset: int | None = None  # where this start's log lines begin, when we start it
-    if not is_alive(pid, str(paths.config)):
-        java, libs = _prerequisites(settings)
-        paths.data.mkdir(parents=True, exist_ok=True)
-        paths.config.write_text(server_properties(settings, paths.data))
-        paths.log4j.write_text(log4j_properties(paths))
-        _format_storage(java, libs, paths)
-        log_offset = _size(paths.server_log)
-        pid = spawn(
-            [
-                java,
-                *JVM_OPTS,
-                f"-Dlog4j2.configurationFile={paths.log4j}",
-                f"-Dkafka.logs.dir={paths.root}",
-                "-cp",
-                f"{libs}/*",
-                "kafka.Kafka",
-                str(paths.config),
-            ],
-            log_path=paths.console_log,
-            cwd=paths.root,
-        )
-        write_pid(paths.pid_file, pid)
-        log.info("started Kafka %s (pid %s); waiting for it to answer", settings.kafka_version, pid)
-    if pid is None:  # is_alive() was true, so the pid file named a process
-        raise StackError(f"lost track of the Kafka process; see {paths.pid_file}")
-    _wait_ready(settings, paths, pid, log_offset)
-    return status(settings)
+        assert pid is not None  # is_alive() was true, so the pid file named a process
+        return Launch(pid, None)
+    java, libs = _prerequisites(node, settings)
+    paths.data.mkdir(parents=True, exist_ok=True)
+    paths.config.write_text(server_properties(node, settings))
+    paths.log4j.write_text(log4j_properties(paths))
+    _format_storage(java, libs, paths, cluster_id)
+    log_offset = _size(paths.server_log)
+    pid = spawn(
+        [
+            java,
+            *JVM_OPTS,
+            f"-Dlog4j2.configurationFile={paths.log4j}",
+            f"-Dkafka.logs.dir={paths.root}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(paths.config),
+        ],
+        log_path=paths.console_log,
+        cwd=paths.root,
+    )
+    write_pid(paths.pid_file, pid)
+    log.info(
+        "started Kafka %s%s (pid %s); waiting for it to answer",
+        settings.kafka_version,
+        node.label,
+        pid,
+    )
+    return Launch(pid, log_offset)
 
 
-def stop(settings: Settings) -> None:
-    paths = KafkaPaths.of(settings)
-    pid = read_pid(paths.pid_file)
+def stop_node(node: KafkaNode, *, kill: bool = False) -> None:
+    """SIGTERM (a clean, controlled shutdown; SIGKILL after a timeout), or SIGKILL at once."""
+    pid = read_pid(node.paths.pid_file)
     if pid is not None:
-        terminate(pid, str(paths.config), timeout_s=STOP_TIMEOUT_S, name="Kafka")
-    paths.pid_file.unlink(missing_ok=True)
+        if kill:
+            kill_process(pid, node.marker, name=f"Kafka{node.label}")
+        else:
+            terminate(pid, node.marker, timeout_s=STOP_TIMEOUT_S, name=f"Kafka{node.label}")
+    node.paths.pid_file.unlink(missing_ok=True)
 
 
-def _wait_ready(settings: Settings, paths: KafkaPaths, pid: int, log_offset: int | None) -> None:
-    """Ready when the log says so and the broker answers ApiVersions.
+def wait_node_ready(
+    node: KafkaNode, launch: Launch, *, timeout_s: float = START_TIMEOUT_S
+) -> float:
+    """Ready when the log says so and the broker answers ApiVersions; returns the seconds it took.
 
     A broker some earlier run left starting has no known log offset; the request alone decides.
     """
+    paths = node.paths
 
     def ready() -> bool:
-        logged = log_offset is None or _started_logged(paths.server_log, log_offset)
-        return logged and api_versions_ok(HOST, settings.kafka_port)
+        logged = launch.log_offset is None or _started_logged(paths.server_log, launch.log_offset)
+        return logged and api_versions_ok(HOST, node.port)
 
     def failed() -> str | None:
-        if is_alive(pid, str(paths.config)):
+        if is_alive(launch.pid, node.marker):
             return None
         return (
             f"the broker exited during startup.\n--- {paths.console_log} ---\n"
@@ -259,8 +350,9 @@ def _wait_ready(settings: Settings, paths: KafkaPaths, pid: int, log_offset: int
             f"{log_tail(paths.server_log)}"
         )
 
-    took = wait_until(ready, timeout_s=START_TIMEOUT_S, what="Kafka to start", failed=failed)
-    log.info("Kafka answers on %s:%s after %.1f s", HOST, settings.kafka_port, took)
+    took = wait_until(ready, timeout_s=timeout_s, what=f"Kafka{node.label} to start", failed=failed)
+    log.info("Kafka%s answers on %s after %.1f s", node.label, node.address, took)
+    return took
 
 
 def running_version(pid: int | None) -> str | None:
@@ -312,7 +404,7 @@ def _java() -> str:
     return java
 
 
-def _format_storage(java: str, libs: Path, paths: KafkaPaths) -> None:
+def _format_storage(java: str, libs: Path, paths: KafkaPaths, cluster_id: str) -> None:
     """Format the KRaft log dir once; a formatted dir keeps its cluster id across restarts."""
     if (paths.data / "meta.properties").is_file():
         return
@@ -326,7 +418,7 @@ def _format_storage(java: str, libs: Path, paths: KafkaPaths) -> None:
             "kafka.tools.StorageTool",
             "format",
             "-t",
-            new_cluster_id(),
+            cluster_id,
             "-c",
             str(paths.config),
             "--ignore-formatted",

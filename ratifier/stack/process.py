@@ -134,6 +134,15 @@ def terminate(pid: int, marker: str, *, timeout_s: float, name: str) -> None:
     wait_until(lambda: not is_alive(pid, marker), timeout_s=10, what=f"{name} to die")
 
 
+def kill_process(pid: int, marker: str, *, name: str) -> None:
+    """SIGKILL at once (a crash, for fault injection), then wait until the process is gone."""
+    if not is_alive(pid, marker):
+        return
+    log.info("killing %s (pid %s)", name, pid)
+    _signal(pid, signal.SIGKILL)
+    wait_until(lambda: not is_alive(pid, marker), timeout_s=10, what=f"{name} to die")
+
+
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
