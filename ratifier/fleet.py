@@ -153,10 +153,23 @@ class Fleet:
         """Processes that ended on their own, with their exit codes."""
         return {n: p.returncode for n, p in self._procs.items() if p.returncode is not None}
 
+    def spec_of(self, name: str) -> ProcessSpec:
+        """The spec ``name`` was started with (to start it again after it ended)."""
+        return self._started_specs[name]
+
+    def pause_process(self, name: str) -> None:
+        """SIGSTOP ``name``: it keeps its connections but runs no code, heartbeats included."""
+        self._procs[name].send_signal(signal.SIGSTOP)
+
+    def resume_process(self, name: str) -> None:
+        """SIGCONT ``name`` after :meth:`pause_process`."""
+        self._procs[name].send_signal(signal.SIGCONT)
+
     async def stop_process(self, name: str, timeout_s: float = 15.0) -> None:
         proc = self._procs.pop(name)
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)  # a paused process handles SIGTERM only once resumed
             try:
                 await asyncio.wait_for(proc.wait(), timeout_s)
             except TimeoutError:
