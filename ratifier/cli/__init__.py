@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ratifier.errors import RatifierError
 
 # Command-group modules, in the order `ratifier --help` lists them.
-_GROUPS = ("stack", "tally", "validator", "generator", "client", "demo")
+_GROUPS = ("stack", "tally", "validator", "generator", "client", "demo", "chaos")
 
 
 def build_parser() -> argparse.ArgumentParser:
