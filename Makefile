@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Never let the source folder `ratifier/` shadow the installed package (which maps streams/ etc. in).
 export PYTHONSAFEPATH := 1
 
-.PHONY: dev prereqs stack-up stack-down test lint demo bench clean
+.PHONY: dev prereqs stack-up stack-down test lint demo bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,24 @@ demo: stack-up
 
 bench: stack-up
 	$(BIN)/python bench/run.py
+
+# The full chaos suite (docs/chaos.md): on a single broker, then on the 3-node cluster. It
+# restarts brokers, so it runs on a stack of its own (own ports, own state dir), never on the
+# one `make stack-up` started for tests and demos. CHAOS_ARGS adds options, e.g. --engine faust.
+CHAOS_ENV := RATIFIER_KAFKA_PORT=29092 RATIFIER_KAFKA_CONTROLLER_PORT=29093 \
+	RATIFIER_REDIS_PORT=26379 RATIFIER_STATE_DIR=$(CURDIR)/.state/chaos
+CHAOS_ARGS ?=
+
+chaos: prereqs dev
+	$(CHAOS_ENV) $(BIN)/ratifier stack up --no-topics
+	$(CHAOS_ENV) $(BIN)/ratifier chaos run --allow-broker-restart --brokers 1 \
+		--json .state/chaos/chaos-1.json $(CHAOS_ARGS); status=$$?; \
+	$(CHAOS_ENV) $(BIN)/ratifier stack down --brokers 1; \
+	$(CHAOS_ENV) $(BIN)/ratifier stack up --brokers 3 --no-topics && \
+	$(CHAOS_ENV) $(BIN)/ratifier chaos run --allow-broker-restart --brokers 3 \
+		--json .state/chaos/chaos-3.json $(CHAOS_ARGS) || status=1; \
+	$(CHAOS_ENV) $(BIN)/ratifier stack down; \
+	exit $$status
 
 clean:
 	-$(BIN)/ratifier stack down
