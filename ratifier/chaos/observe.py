@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 
 from ratifier.chaos.checker import SourceRef
 from ratifier.client import assign_all
@@ -22,6 +24,8 @@ from ratifier.kafka import make_consumer
 from ratifier.models import DeadLetter, Decision, EscalationPacket, PassDecision, RetryRequest
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
+
+logger = logging.getLogger(__name__)
 
 # Header on every record the suite writes itself, so the observer can tell them from the load's.
 INJECTED_HEADER = "ratifier-chaos"
@@ -65,8 +69,13 @@ class Observer:
 
         async def run() -> None:
             try:
-                async for record in consumer:
-                    self._take(names, record)
+                while True:
+                    try:
+                        async for record in consumer:
+                            self._take(names, record)
+                    except KafkaError as exc:  # e.g. while a broker restarts: read on
+                        logger.warning("observer: %r; reading on", exc)
+                        await asyncio.sleep(1.0)
             finally:
                 await consumer.stop()
 

@@ -109,7 +109,10 @@ async def run_scenario(
                             progress(f"   fault {index + 1}/{faults}: {applied[-1]}")
                         await fault.finish()
 
-                    await asyncio.gather(load.run(), strike())
+                    # A task group: if a fault fails, the load stops too (and vice versa).
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(load.run())
+                        group.create_task(strike())
                     progress(f"   load of {len(load.case_ids)} cases sent; settling")
                     if not await settle(observer, load.case_set, bad, settings, options, progress):
                         notes.append(f"not settled within {options.settle_timeout:.0f}s")
@@ -123,6 +126,8 @@ async def run_scenario(
         outputs = await read_outputs(settings)
     except Exception as exc:
         logger.exception("scenario %s could not run", scenario.name)
+        while isinstance(exc, ExceptionGroup):  # from the task group: say what failed
+            exc = exc.exceptions[0]
         await fleet.stop()
         if not options.keep_topics:
             with contextlib.suppress(Exception):  # the broker may be what failed
