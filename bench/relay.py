@@ -1,13 +1,16 @@
 """The baselines: the least a tally must do, without the tally.
 
-Both relays read candidates and verdicts, decode every record, and write one record per case (the
-candidate's bytes) once the same votes are in that make the default policy pass a bench case:
-three accepting simulated voters and the red team (:class:`PassWatcher`). They differ only in
-the Kafka machinery underneath:
+Every relay reads candidates and verdicts, decodes every record, and writes one record per case
+(the candidate's bytes) once the same votes are in that make the default policy pass a bench
+case: three accepting simulated voters and the red team (:class:`PassWatcher`). They differ only
+in the Kafka machinery underneath:
 
 - ``raw``: a plain aiokafka consumer-to-producer loop with Ratifier's client settings
   (``ratifier.kafka``). It flushes its producer before each offset commit, once a second, which
-  is the tally's at-least-once contract. This is the baseline every ratio is taken against.
+  is the faust tally's at-least-once contract. Every tally is measured against it.
+- ``raw-transactional``: the same loop in the transactional tally's protocol, one transaction
+  per input partition committed every ``commit_interval_ms`` (bench/transactional_relay.py).
+  Every tally is measured against it too: it is the ceiling of any exactly-once tally here.
 - ``faust``: the same rule as a faust agent in an app built by the tally's own ``create_app`` and
   fed the way the tally's agent is fed (``take_events`` batches). It measures what faust's
   consumer path costs before any tally code runs: the ceiling of any faust-based tally.
@@ -29,7 +32,8 @@ from ratifier.topics import TopicNames
 
 RED_TEAM = "redteam"
 COMMIT_INTERVAL_S = 1.0
-ENGINES = ("raw", "faust")
+RAW, RAW_TRANSACTIONAL, FAUST = "raw", "raw-transactional", "faust"
+ENGINES = (RAW, RAW_TRANSACTIONAL, FAUST)
 
 
 class _Case:
@@ -129,16 +133,20 @@ def faust_relay(settings: Settings, group: str, out_topic: str) -> None:
 
 def main(engine: str, group: str, out_topic: str) -> int:
     settings = Settings.from_env()
-    if engine == "faust":
+    if engine == FAUST:
         faust_relay(settings, group, out_topic)
         return 0
+    # Imported here: it builds on this module's PassWatcher.
+    from bench.transactional_relay import transactional_relay
+
+    relay = transactional_relay if engine == RAW_TRANSACTIONAL else raw_relay
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await raw_relay(settings, group, out_topic, stop)
+        await relay(settings, group, out_topic, stop)
 
     asyncio.run(run())
     return 0
