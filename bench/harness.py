@@ -13,10 +13,10 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psutil
 
@@ -274,6 +274,36 @@ async def wait_committed(
 
 # --- processes ---------------------------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+class Target(Protocol):
+    """A process under test (or a set of them) that can say which of them ended on its own."""
+
+    log_dir: Path
+
+    def exited(self) -> dict[str, int]: ...
+
+
+async def watched(target: Target, work: Awaitable[T]) -> T:
+    """``work``'s result, failing at once if ``target`` dies first (instead of at the timeout).
+
+    A tally that crashes at start-up, e.g. an engine that cannot run in this build, would
+    otherwise leave the bench waiting for its decisions for the whole timeout.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=0.5)
+            if not task.done() and (ended := target.exited()):
+                raise RuntimeError(f"{ended} ended (exit codes); see {target.log_dir}")
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
 
 class Tallies:
     """``ratifier tally run`` worker processes through :class:`Fleet`, with their psutil handles."""
@@ -281,8 +311,8 @@ class Tallies:
     def __init__(self, settings: Settings, workers: int = 1) -> None:
         self.settings = settings
         self.workers = workers
-        log_dir = settings.state_dir / "bench-logs" / settings.topic_prefix
-        self.fleet = Fleet(Fleet.env_for(settings), log_dir)
+        self.log_dir = settings.state_dir / "bench-logs" / settings.topic_prefix
+        self.fleet = Fleet(Fleet.env_for(settings), self.log_dir)
         self.processes: list[psutil.Process] = []
         self.group = TopicNames.from_settings(settings).tally_app_id
 
@@ -297,6 +327,9 @@ class Tallies:
 
     def rss(self) -> int:
         return sum(p.memory_info().rss for p in self.processes)
+
+    def exited(self) -> dict[str, int]:
+        return self.fleet.exited()
 
     async def stop(self) -> None:
         await self.fleet.stop()
@@ -316,8 +349,14 @@ class Relay:
         self.group = group
         self.args = ["relay", "--engine", engine, "--group", group, "--out", out_topic]
         # Its output goes beside the tally's logs (faust's relay logs like a tally worker).
-        self.log_path = settings.state_dir / "bench-logs" / settings.topic_prefix / f"{engine}.log"
+        self.log_dir = settings.state_dir / "bench-logs" / settings.topic_prefix
+        self.log_path = self.log_dir / f"{engine}.log"
+        self.engine = engine
         self.proc: asyncio.subprocess.Process | None = None
+
+    def exited(self) -> dict[str, int]:
+        code = None if self.proc is None else self.proc.returncode
+        return {} if code is None else {f"{self.engine} relay": code}
 
     async def start(self) -> float:
         env = {**os.environ, **Fleet.env_for(self.settings), "PYTHONSAFEPATH": "1"}

@@ -10,6 +10,11 @@ The rates are fractions of the *live* saturation rate, found first by :func:`sat
 tally under this very rig, offered rising rates until it no longer keeps up. (Benchmark 1's
 rate is no guide: there the tally has the machine to itself, here it shares two cores with the
 broker, the validators and the load generator.)
+
+The tally runs with the engine asked for (``Settings.tally_engine``), and its saturation and
+rates are its own. The baseline is the same for every engine, the raw at-least-once relay as
+the third hop: a transactional tally's decision becomes visible only when its transaction
+commits, and that wait is part of what the ratio should show.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import harness
+from bench.engines import FAUST, engine_ran
 from ratifier.client import assign_all
 from ratifier.config import Settings
 from ratifier.kafka import make_consumer, make_producer
@@ -95,9 +101,14 @@ class Rig:
         self.timeout_s = timeout_s
         self.received: dict[bytes, float] = {}
         self.wake = asyncio.Event()
+        self.target: harness.Target | None = None  # the process under test, once started
 
     async def offer(self, tag: str, count: int, per_s: float) -> Step:
         """Send ``count`` candidates at ``per_s``; wait for their decisions (up to the timeout)."""
+        assert self.target is not None
+        return await harness.watched(self.target, self._offer(tag, count, per_s))
+
+    async def _offer(self, tag: str, count: int, per_s: float) -> Step:
         sent: dict[bytes, float] = {}
         began = time.perf_counter()
         for i in range(count):
@@ -166,9 +177,10 @@ async def rig(settings: Settings, side: str, timeout_s: float) -> AsyncIterator[
         await stack.enter_async_context(target)
         await assign_all(receiver, outputs, from_beginning=True)
         await target.start()
+        the_rig.target = target
         for v in harness.VALIDATORS:
             await harness.wait_assigned(settings, names.validator_group(v), 1, timeout_s)
-        await harness.wait_assigned(settings, target.group, 1, timeout_s)
+        await harness.watched(target, harness.wait_assigned(settings, target.group, 1, timeout_s))
         await the_rig.offer("w", WARMUP_CASES, 100.0)
         yield the_rig
 
@@ -184,25 +196,27 @@ class Saturation:
     cases_per_s: float  # the highest rate that kept up
     limited_by: str  # "tally", "load generator" or "search ceiling"
     steps: tuple[Step, ...]
+    engine_ran: str
 
     def as_dict(self) -> dict[str, object]:
         return {
             "saturation_cases_per_s": self.cases_per_s,
             "limited_by": self.limited_by,
+            "engine_ran": self.engine_ran,
             "steps": [asdict(step) for step in self.steps],
         }
 
 
 async def saturation(
-    start_rate: float, factor: float, step_s: float, max_steps: int, timeout_s: float
+    engine: str, start_rate: float, factor: float, step_s: float, max_steps: int, timeout_s: float
 ) -> Saturation:
-    """Offer one tally rising rates (``step_s`` each) until a step does not keep up.
+    """Offer one tally of ``engine`` rising rates (``step_s`` each) until a step falls behind.
 
     Saturation is the highest rate that kept up: every decision in, the last within
     KEEP_UP_LAG_S of the last candidate. A step where the load generator could not offer its
     rate ends the search too (the rig, not the tally, is then the limit; the figures say so).
     """
-    settings = harness.base_settings(topic_prefix=harness.unique_prefix("lts"))
+    settings = harness.base_settings(topic_prefix=harness.unique_prefix("lts"), tally_engine=engine)
     steps: list[Step] = []
     kept: float | None = None
     async with rig(settings, "tally", timeout_s) as the_rig:
@@ -214,6 +228,7 @@ async def saturation(
                 break
             kept = rate
             rate *= factor
+        ran = await engine_ran(settings, [the_rig.names.passed])
     last = steps[-1]
     if not last.rate_kept:
         limited_by = "load generator"
@@ -221,17 +236,29 @@ async def saturation(
         limited_by = "tally"
     else:
         limited_by = "search ceiling"
-    return Saturation(kept if kept is not None else start_rate, limited_by, tuple(steps))
+    return Saturation(kept if kept is not None else start_rate, limited_by, tuple(steps), ran)
 
 
-async def latency(rates: Sequence[float], duration_s: float, timeout_s: float) -> dict[str, object]:
+async def latency(
+    engine: str, rates: Sequence[float], duration_s: float, timeout_s: float
+) -> dict[str, object]:
+    """At each rate, the raw three hops and then a tally of ``engine``, each on fresh topics.
+
+    The baseline is measured again beside each engine's tally, at the same absolute rate, so
+    both sides of a ratio share the machine's state of the moment.
+    """
     rows: list[dict[str, object]] = []
+    ran: list[str] = []
     for rate in rates:
         row: dict[str, object] = {"rate": rate}
         for side in ("baseline", "tally"):
-            settings = harness.base_settings(topic_prefix=harness.unique_prefix(f"lt{side[0]}"))
+            settings = harness.base_settings(
+                topic_prefix=harness.unique_prefix(f"lt{side[0]}"), tally_engine=engine
+            )
             async with rig(settings, side, timeout_s) as the_rig:
                 step = await the_rig.offer("m", max(1, int(rate * duration_s)), rate)
+                if side == "tally":
+                    ran.append(await engine_ran(settings, [the_rig.names.passed]))
             row[side] = asdict(step)
         base, tal = row["baseline"], row["tally"]
         assert isinstance(base, dict)
@@ -239,4 +266,6 @@ async def latency(rates: Sequence[float], duration_s: float, timeout_s: float) -
         row["p99_ratio"] = tal["p99_ms"] / base["p99_ms"]
         row["p50_ratio"] = tal["p50_ms"] / base["p50_ms"]
         rows.append(row)
-    return {"duration_s": duration_s, "rates": rows}
+    # One engine per run: any tally that wrote no markers means the engine asked for did not run.
+    engine_seen = FAUST if FAUST in ran else (ran[0] if ran else engine)
+    return {"duration_s": duration_s, "engine_ran": engine_seen, "rates": rows}

@@ -7,8 +7,10 @@
   compared with the tally's own idle figure, and the peak on the way is reported. Growth from
   the first wave to the last is what a leak would show.
 
-"Consumed" means the tally's group has committed every input offset (faust commits once a
-second), then the process is left a moment to settle before RSS is read.
+"Consumed" means the tally's group has committed every input offset (the faust engine commits
+once a second, the transactional one with each transaction), then the process is left a moment
+to settle before RSS is read. Each engine (``Settings.tally_engine``) gets its own fresh tally
+and topics.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench import harness
+from bench.engines import engine_ran
 from ratifier.topics import TopicNames
 
 SETTLE_S = 2.0
@@ -27,25 +30,31 @@ PRUNE_RETENTION_MS = 500
 VERDICTS = harness.VERDICTS_PER_CASE
 
 
-async def open_windows(count: int, timeout_s: float) -> dict[str, float]:
+async def open_windows(engine: str, count: int, timeout_s: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="ratifier-bench-policy-") as tmp:
         policy_dir = harness.write_policy(Path(tmp), window_seconds=36_000)
         settings = harness.base_settings(
-            topic_prefix=harness.unique_prefix("mo"), policy_dir=policy_dir
+            topic_prefix=harness.unique_prefix("mo"), policy_dir=policy_dir, tally_engine=engine
         )
         names = TopicNames.from_settings(settings)
         async with harness.topics_for(settings), harness.Tallies(settings) as tallies:
             await tallies.start()
-            await harness.wait_assigned(settings, tallies.group, 1, timeout_s)
+            await harness.watched(
+                tallies, harness.wait_assigned(settings, tallies.group, 1, timeout_s)
+            )
             await asyncio.sleep(SETTLE_S)
             idle = tallies.rss()
             await harness.preload(settings, count, verdicts=False)
-            await harness.wait_committed(
-                settings, tallies.group, names.candidates, count, timeout_s
+            await harness.watched(
+                tallies,
+                harness.wait_committed(settings, tallies.group, names.candidates, count, timeout_s),
             )
             await asyncio.sleep(SETTLE_S)
             loaded = tallies.rss()
+            # No decisions here: each open window's state write on the changelog tells.
+            ran = await engine_ran(settings, [names.tally_changelog])
     return {
+        "engine_ran": ran,
         "open_windows": count,
         "rss_idle_mb": idle / 2**20,
         "rss_open_mb": loaded / 2**20,
@@ -53,16 +62,17 @@ async def open_windows(count: int, timeout_s: float) -> dict[str, float]:
     }
 
 
-async def pruned(count: int, waves: int, timeout_s: float) -> dict[str, object]:
+async def pruned(engine: str, count: int, waves: int, timeout_s: float) -> dict[str, object]:
     settings = harness.base_settings(
         topic_prefix=harness.unique_prefix("mp"),
+        tally_engine=engine,
         retention_ms=PRUNE_RETENTION_MS,
         tick_interval_s=0.2,
     )
     names = TopicNames.from_settings(settings)
     async with harness.topics_for(settings), harness.Tallies(settings) as tallies:
         await tallies.start()
-        await harness.wait_assigned(settings, tallies.group, 1, timeout_s)
+        await harness.watched(tallies, harness.wait_assigned(settings, tallies.group, 1, timeout_s))
         await asyncio.sleep(SETTLE_S)
         idle = peak = tallies.rss()
 
@@ -84,11 +94,14 @@ async def pruned(count: int, waves: int, timeout_s: float) -> dict[str, object]:
                     harness.count_records(settings, names.decisions, total, timeout_s)
                 )
                 await harness.preload(settings, count, tag=f"p{wave}-")
-                await counter
+                await harness.watched(tallies, counter)
                 # Decided is not done: the tally still reads the verdicts that came after each
                 # pass (late ones are recorded) and prunes each case a retention time later.
-                await harness.wait_committed(
-                    settings, tallies.group, names.verdicts, total * VERDICTS, timeout_s
+                await harness.watched(
+                    tallies,
+                    harness.wait_committed(
+                        settings, tallies.group, names.verdicts, total * VERDICTS, timeout_s
+                    ),
                 )
                 await asyncio.sleep(PRUNE_RETENTION_MS / 1000 + SETTLE_S)
                 after.append(tallies.rss())
@@ -99,7 +112,9 @@ async def pruned(count: int, waves: int, timeout_s: float) -> dict[str, object]:
                 await sampler
         # The table itself, as a restarting worker would rebuild it: every case must be gone.
         live = await harness.live_keys(settings, names.tally_changelog)
+        ran = await engine_ran(settings, names.decisions)
     return {
+        "engine_ran": ran,
         "table_entries_after": live,
         "cases": count * waves,
         "waves": waves,

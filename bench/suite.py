@@ -1,4 +1,4 @@
-"""Runs the selected benchmarks in order, prints the table and writes the figures as JSON."""
+"""Runs the selected benchmarks for the chosen tally engines, prints the table, writes JSON."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import argparse
 import datetime as dt
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench import harness, latency, memory, throughput
+from bench import engines, harness, latency, memory, throughput
+from bench.table import table
 
 BENCHMARKS = ("throughput", "latency", "memory", "scaling")
 
@@ -37,14 +39,15 @@ class Plan:
     timeout_s: float
 
 
-QUICK = Plan(300, SaturationSearch(100, 2.0, 1.5, 2), (0.25, 0.5), 3.0, 2_000, 150, 2, 120.0)
+# Quick: only the half-saturation rate (issue 9's latency target) keeps `make test` under a minute.
+QUICK = Plan(300, SaturationSearch(100, 2.0, 1.5, 2), (0.5,), 3.0, 2_000, 150, 2, 120.0)
 FULL = Plan(
     10_000,
     SaturationSearch(60, 1.2, 5.0, 16),
     (0.1, 0.25, 0.5, 0.9),
     30.0,  # s per measured rate: one ~150 ms stall of the shared machine stays under 1 %
     100_000,
-    250_000,  # 4 waves of 250 000: the 1M decided-and-pruned figure, ~20 min
+    250_000,  # 4 waves of 250 000: the 1M decided-and-pruned figure, ~20 min per engine
     4,
     1800.0,
 )
@@ -52,8 +55,13 @@ FULL = Plan(
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small counts, well under 2 min")
+    parser.add_argument("--quick", action="store_true", help="small counts, about a minute")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
+    parser.add_argument(
+        "--engine",
+        choices=engines.CHOICES,
+        help="tally engine(s) to measure (default: both; with --quick, RATIFIER_TALLY_ENGINE's)",
+    )
     parser.add_argument("--cases", type=int, help="cases for throughput and scaling")
     parser.add_argument("--open-windows", type=int, help="open windows for the memory figure")
     parser.add_argument(
@@ -67,6 +75,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def tally_engines(option: str | None, quick: bool) -> tuple[str, ...]:
+    """The engines to measure: ``--engine``, else both (quick: the configured one, for time)."""
+    if option is None:
+        option = harness.base_settings().tally_engine if quick else engines.BOTH
+    return engines.chosen(option)
+
+
 async def main(argv: list[str]) -> int:
     args = parse(argv)
     plan = QUICK if args.quick else FULL
@@ -75,49 +90,47 @@ async def main(argv: list[str]) -> int:
     if unknown:
         raise SystemExit(f"unknown benchmarks {sorted(unknown)}; choose from {BENCHMARKS}")
     cases = args.cases or plan.cases
+    chosen = tally_engines(args.engine, args.quick)
     results: dict[str, Any] = {
         "meta": {
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "mode": "quick" if args.quick else "full",
+            "engines": list(chosen),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         }
     }
+    began = time.monotonic()
     if "throughput" in only:
-        results["throughput"] = await throughput.throughput(cases, plan.timeout_s)
-        _show("throughput", results)
+        results["throughput"] = await throughput.throughput(cases, chosen, plan.timeout_s)
+        _show("throughput", began)
     if "latency" in only:
-        search: dict[str, Any] = {}
-        rates = args.rate
-        if not rates:
-            found = await latency.saturation(
-                plan.search.start_rate,
-                plan.search.factor,
-                plan.search.step_s,
-                plan.search.max_steps,
-                plan.timeout_s,
-            )
-            search = found.as_dict()
-            rates = [round(f * found.cases_per_s, 1) for f in plan.rate_fractions]
-        results["latency"] = await latency.latency(rates, plan.latency_duration_s, plan.timeout_s)
-        results["latency"]["saturation"] = search
-        _show("latency", results)
+        results["latency"] = {"engines": {}}
+        for engine in chosen:
+            results["latency"]["engines"][engine] = await _latency(engine, plan, args.rate)
+        _show("latency", began)
     if "memory" in only:
-        results["memory"] = {
-            "open": await memory.open_windows(
-                args.open_windows or plan.open_windows, plan.timeout_s
-            ),
-            "pruned": await memory.pruned(
-                args.prune_cases or plan.prune_cases,
-                args.prune_waves or plan.prune_waves,
-                plan.timeout_s,
-            ),
-        }
-        _show("memory", results)
+        results["memory"] = {"engines": {}}
+        for engine in chosen:
+            results["memory"]["engines"][engine] = {
+                "open": await memory.open_windows(
+                    engine, args.open_windows or plan.open_windows, plan.timeout_s
+                ),
+                "pruned": await memory.pruned(
+                    engine,
+                    args.prune_cases or plan.prune_cases,
+                    args.prune_waves or plan.prune_waves,
+                    plan.timeout_s,
+                ),
+            }
+        _show("memory", began)
     if "scaling" in only:
-        one = results.get("throughput", {}).get("tally")
-        results["scaling"] = await throughput.scaling(cases, one, plan.timeout_s)
-        _show("scaling", results)
+        one = {
+            engine: figures["tally"]
+            for engine, figures in results.get("throughput", {}).get("engines", {}).items()
+        }
+        results["scaling"] = await throughput.scaling(cases, chosen, one, plan.timeout_s)
+        _show("scaling", began)
     out = args.out or harness.BENCH_DIR / "results" / (
         dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".json"
     )
@@ -128,108 +141,23 @@ async def main(argv: list[str]) -> int:
     return 0
 
 
-def _show(name: str, results: dict[str, Any]) -> None:
-    print(f"[bench] {name} done", flush=True)
+async def _latency(engine: str, plan: Plan, rates: list[float] | None) -> dict[str, Any]:
+    """Fixed ``rates``, or the plan's fractions of this engine's own live saturation rate."""
+    search: dict[str, Any] = {}
+    if not rates:
+        found = await latency.saturation(
+            engine,
+            plan.search.start_rate,
+            plan.search.factor,
+            plan.search.step_s,
+            plan.search.max_steps,
+            plan.timeout_s,
+        )
+        search = found.as_dict()
+        rates = [round(f * found.cases_per_s, 1) for f in plan.rate_fractions]
+    figures = await latency.latency(engine, rates, plan.latency_duration_s, plan.timeout_s)
+    return {**figures, "saturation": search}
 
 
-def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str]] = [("benchmark", "ratifier", "raw baseline", "ratio")]
-    if "throughput" in results:
-        t = results["throughput"]
-        rows.append(
-            (
-                f"throughput, {t['cases']} cases (verdicts/s)",
-                f"{t['tally']['verdicts_per_s']:.0f}",
-                f"{t['baseline']['verdicts_per_s']:.0f}",
-                f"{t['ratio']:.2f}",
-            )
-        )
-        rows.append(
-            (
-                "  startup: spawn -> group assigned (s)",
-                f"{t['tally']['startup_s']:.1f}",
-                f"{t['baseline']['startup_s']:.1f}",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "  faust relay: faust's ceiling (verdicts/s)",
-                f"{t['faust_relay']['verdicts_per_s']:.0f}",
-                f"{t['baseline']['verdicts_per_s']:.0f}",
-                f"{t['faust_relay_ratio']:.2f}",
-            )
-        )
-        rows.append(
-            (
-                "  tally / faust relay",
-                "",
-                "",
-                f"{t['tally_vs_faust_relay']:.2f}",
-            )
-        )
-    if "latency" in results:
-        search = results["latency"]["saturation"]
-        if search:
-            found = f"{search['saturation_cases_per_s']:.0f}"
-            rows.append(
-                (f"latency: live saturation (cases/s), {search['limited_by']}", found, "", "")
-            )
-        for r in results["latency"]["rates"]:
-            # The offered rate is only what the load generator managed to keep: when it fell
-            # behind (it shares 2 cores with broker and tally), say so next to the figures.
-            achieved = f"{r['tally']['achieved_rate']:.0f}/{r['baseline']['achieved_rate']:.0f}"
-            rows.append((f"latency @ {r['rate']:.0f} cases/s offered", "", "", ""))
-            rows.append((f"  achieved (tally/baseline) {achieved}", "", "", ""))
-            for q in ("p50", "p99", "p999"):
-                tal, base = r["tally"][f"{q}_ms"], r["baseline"][f"{q}_ms"]
-                rows.append(
-                    (
-                        f"  {q} (ms)",
-                        f"{tal:.1f}",
-                        f"{base:.1f}",
-                        f"{tal / base:.2f}",
-                    )
-                )
-    if "memory" in results:
-        o, p = results["memory"]["open"], results["memory"]["pruned"]
-        rows += [
-            ("memory: RSS idle (MB)", f"{o['rss_idle_mb']:.1f}", "", ""),
-            (
-                f"memory: RSS, {o['open_windows']} open windows (MB)",
-                f"{o['rss_open_mb']:.1f}",
-                "",
-                "",
-            ),
-            ("memory: bytes per open window", f"{o['bytes_per_window']:.0f}", "", ""),
-            (f"memory: {p['cases']} decided+pruned, idle (MB)", f"{p['rss_idle_mb']:.1f}", "", ""),
-            ("  peak (MB)", f"{p['rss_peak_mb']:.1f}", "", ""),
-            (
-                "  after each wave (MB)",
-                " ".join(f"{mb:.0f}" for mb in p["rss_after_each_wave_mb"]),
-                "",
-                "",
-            ),
-            ("  table entries left (changelog)", f"{p['table_entries_after']}", "", ""),
-            (
-                "  after last wave - idle (MB); after / idle",
-                f"{p['after_minus_idle_mb']:.1f}",
-                "",
-                f"{p['rss_after_prune_mb'] / p['rss_idle_mb']:.2f}",
-            ),
-            ("  last wave - first wave (MB)", f"{p['growth_after_first_wave_mb']:.1f}", "", ""),
-        ]
-    if "scaling" in results:
-        s = results["scaling"]
-        rows.append(
-            (
-                f"scaling, {s['cases']} cases, 4 partitions (verdicts/s)",
-                f"2 workers {s['workers_2']['verdicts_per_s']:.0f}",
-                f"1 worker {s['workers_1']['verdicts_per_s']:.0f}",
-                f"{s['ratio']:.2f}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _show(name: str, began: float) -> None:
+    print(f"[bench] {name} done ({time.monotonic() - began:.0f} s in)", flush=True)

@@ -1,7 +1,9 @@
 """``bench/run.py --quick`` runs end to end and writes well-formed figures.
 
-Only completeness is checked (every key present, every figure a positive number), never speed:
-speed depends on the machine and belongs in docs/benchmarks.md.
+Only completeness is checked (every key present, every figure a positive number, for every tally
+engine measured and both raw relays), never speed: speed depends on the machine and belongs in
+docs/benchmarks.md. ``--quick`` measures the configured engine (``RATIFIER_TALLY_ENGINE``, by
+default transactional) to stay near a minute.
 """
 
 from __future__ import annotations
@@ -50,31 +52,70 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
     results = orjson.loads(out.read_bytes())
 
     assert set(results) == {"meta", "throughput", "latency", "memory", "scaling"}
+    engines = results["meta"]["engines"]
+    assert engines, "no tally engine measured"
+    assert set(engines) <= {"transactional", "faust"}
+
     throughput = results["throughput"]
-    ratios = ("ratio", "faust_relay_ratio", "tally_vs_faust_relay")
-    _positive(throughput, ("cases", "records", "preload_records_per_s", *ratios), "throughput")
-    for side in ("baseline", "faust_relay", "tally"):
-        _positive(throughput[side], RUN_KEYS, f"throughput.{side}")
+    _positive(throughput, ("cases", "records", "preload_records_per_s"), "throughput")
+    _positive(throughput, ("raw_transactional_relay_ratio",), "throughput")
+    relays = ["raw_relay", "raw_transactional_relay"]
+    if "faust" in engines:  # faust's own ceiling, beside the faust engine only
+        relays.append("faust_relay")
+        _positive(throughput, ("faust_relay_ratio",), "throughput")
+    for relay in relays:
+        _positive(throughput[relay], RUN_KEYS, f"throughput.{relay}")
+    assert set(throughput["engines"]) == set(engines)
+    for engine, figures in throughput["engines"].items():
+        where = f"throughput.engines.{engine}"
+        _ran(figures, where)
+        _positive(figures["tally"], RUN_KEYS, f"{where}.tally")
+        ratios = ["vs_raw_relay", "vs_raw_transactional_relay"]
+        _positive(figures, (*ratios, *(["vs_faust_relay"] if engine == "faust" else [])), where)
 
-    latency = results["latency"]
-    _positive(latency, ("duration_s",), "latency")
-    search = latency["saturation"]
-    _positive(search, ("saturation_cases_per_s",), "latency.saturation")
-    assert search["limited_by"] in {"tally", "load generator", "search ceiling"}
-    assert search["steps"], "the saturation search offered nothing"
-    for step in search["steps"]:
-        _positive(step, LATENCY_KEYS, "latency.saturation.steps")
-    assert latency["rates"], "no latency rates measured"
-    for row in latency["rates"]:
-        _positive(row, ("rate", "p50_ratio", "p99_ratio"), "latency.rates")
-        for side in ("baseline", "tally"):
-            _positive(row[side], LATENCY_KEYS, f"latency.rates.{side}")
+    latency = results["latency"]["engines"]
+    assert set(latency) == set(engines)
+    for engine, figures in latency.items():
+        where = f"latency.engines.{engine}"
+        _ran(figures, where)
+        _positive(figures, ("duration_s",), where)
+        search = figures["saturation"]
+        _positive(search, ("saturation_cases_per_s",), f"{where}.saturation")
+        assert search["limited_by"] in {"tally", "load generator", "search ceiling"}
+        assert search["steps"], "the saturation search offered nothing"
+        for step in search["steps"]:
+            _positive(step, LATENCY_KEYS, f"{where}.saturation.steps")
+        assert figures["rates"], "no latency rates measured"
+        for row in figures["rates"]:
+            _positive(row, ("rate", "p50_ratio", "p99_ratio"), f"{where}.rates")
+            for side in ("baseline", "tally"):
+                _positive(row[side], LATENCY_KEYS, f"{where}.rates.{side}")
 
-    memory = results["memory"]
+    memory = results["memory"]["engines"]
+    assert set(memory) == set(engines)
+    for engine, figures in memory.items():
+        _memory(figures["open"], figures["pruned"], f"memory.engines.{engine}")
+
+    scaling = results["scaling"]
+    _positive(scaling, ("cases", "partitions"), "scaling")
+    assert set(scaling["engines"]) == set(engines)
+    for engine, figures in scaling["engines"].items():
+        _positive(figures, ("ratio",), f"scaling.engines.{engine}")
+        for workers in ("workers_1", "workers_2"):
+            _positive(figures[workers], RUN_KEYS, f"scaling.engines.{engine}.{workers}")
+
+
+def _ran(figures: dict[str, object], where: str) -> None:
+    # Which engine wrote the output (transaction markers or none), whatever was asked for.
+    assert figures.get("engine_ran") in {"transactional", "faust"}, f"{where}.engine_ran"
+
+
+def _memory(opened: dict[str, object], pruned: dict[str, object], where: str) -> None:
+    _ran(opened, f"{where}.open")
+    _ran(pruned, f"{where}.pruned")
     _positive(
-        memory["open"], ("open_windows", "rss_idle_mb", "rss_open_mb", "bytes_per_window"), "open"
+        opened, ("open_windows", "rss_idle_mb", "rss_open_mb", "bytes_per_window"), f"{where}.open"
     )
-    pruned = memory["pruned"]
     _positive(
         pruned,
         (
@@ -85,14 +126,11 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
             "rss_after_first_wave_mb",
             "rss_after_prune_mb",
         ),
-        "pruned",
+        f"{where}.pruned",
     )
     assert pruned["table_entries_after"] == 0, "decided cases were not pruned from the table"
-    assert len(pruned["rss_after_each_wave_mb"]) == pruned["waves"]
+    waves = pruned["rss_after_each_wave_mb"]
+    assert isinstance(waves, list)
+    assert len(waves) == pruned["waves"]
     for key in ("after_minus_idle_mb", "growth_after_first_wave_mb"):  # may be zero or negative
-        assert isinstance(pruned[key], int | float), f"pruned.{key} is {pruned.get(key)!r}"
-
-    scaling = results["scaling"]
-    _positive(scaling, ("cases", "partitions", "ratio"), "scaling")
-    for workers in ("workers_1", "workers_2"):
-        _positive(scaling[workers], RUN_KEYS, f"scaling.{workers}")
+        assert isinstance(pruned[key], int | float), f"{where}.pruned.{key} is {pruned.get(key)!r}"
