@@ -47,6 +47,9 @@ PORT_STEP = 100  # node N's ports sit N * PORT_STEP above the single node's brok
 REPLICATION = 3
 # acks=all writes keep succeeding with one node down, and every write lands on two nodes.
 MIN_INSYNC = 2
+QUORUM = SIZE // 2 + 1  # controllers that must run for the cluster to take metadata changes
+# How long a node left without a quorum may still finish a shutdown it began before.
+LONE_NODE_GRACE_S = 5.0
 # Three JVMs starting at once on two shared cores: slower than the single node.
 START_TIMEOUT_S = 180.0
 QUERY_TIMEOUT_S = 60.0
@@ -171,18 +174,35 @@ class Cluster:
         return self.status()
 
     def down(self) -> None:
-        """Stop every node with SIGTERM (SIGKILL after a timeout); stopped nodes are skipped.
+        """Stop every node: SIGTERM to all at once, SIGKILL for a node that cannot finish.
 
-        The nodes stop one after another, the active controller last, so each controlled
-        shutdown still finds a quorum to report to.
+        A node's controlled shutdown needs an active controller, hence a quorum of two running
+        controllers. SIGTERM to all at once lets most finish while the quorum stands, but a
+        node left alone waits for a quorum that never comes back: after a short grace it is
+        killed (its next start recovers its logs) instead of waiting the whole stop timeout.
         """
         with file_lock(self._lock_path):
-            try:
-                leader = self._ask(wire.quorum_leader)
-            except StackError:
-                leader = -1
-            for node in sorted(self.nodes, key=lambda n: n.node_id == leader):
-                kafka.stop_node(node)
+            running = [node for node in self.nodes if kafka.node_running(node)]
+            for node in running:
+                kafka.request_node_stop(node)
+            started = time.monotonic()
+            quorum_lost_at: float | None = None
+            while True:
+                left = [node for node in running if kafka.node_running(node)]
+                now = time.monotonic()
+                if len(left) < QUORUM and quorum_lost_at is None:
+                    quorum_lost_at = now
+                if (
+                    not left
+                    or now - started > kafka.STOP_TIMEOUT_S
+                    or (quorum_lost_at is not None and now - quorum_lost_at > LONE_NODE_GRACE_S)
+                ):
+                    break
+                time.sleep(0.1)
+            for node in left:
+                log.info("%s could not finish its shutdown without a quorum; killing it", node.name)
+            for node in self.nodes:
+                kafka.stop_node(node, kill=True)  # kills what is left, removes every pid file
 
     # --- fault injection (coroutines) ---------------------------------------------------------
 

@@ -31,6 +31,7 @@ from ratifier.stack.process import (
     kill_process,
     log_tail,
     read_pid,
+    request_stop,
     require_program,
     spawn,
     terminate,
@@ -326,6 +327,13 @@ def stop_node(node: KafkaNode, *, kill: bool = False) -> None:
         else:
             terminate(pid, node.marker, timeout_s=STOP_TIMEOUT_S, name=f"Kafka{node.label}")
     node.paths.pid_file.unlink(missing_ok=True)
+
+
+def request_node_stop(node: KafkaNode) -> None:
+    """SIGTERM without waiting; ``stop_node`` afterwards waits (or kills) and cleans up."""
+    pid = read_pid(node.paths.pid_file)
+    if pid is not None:
+        request_stop(pid, node.marker, name=f"Kafka{node.label}")
 
 
 def wait_node_ready(
