@@ -48,6 +48,7 @@ class OutcomeClass(StrEnum):
 class EscalationReason(StrEnum):
     MAX_ATTEMPTS_EXHAUSTED = "MAX_ATTEMPTS_EXHAUSTED"
     VETO = "VETO"  # a policy may escalate a red-team veto at once instead of retrying
+    RETRY_TIMEOUT = "RETRY_TIMEOUT"  # the generator sent no next attempt within the retry wait
 
 
 class DeadLetterReason(StrEnum):
@@ -59,6 +60,8 @@ class DeadLetterReason(StrEnum):
     WRONG_CANDIDATE = "WRONG_CANDIDATE"  # verdict's candidate id differs from the attempt's
     CASE_CLOSED = "CASE_CLOSED"  # a candidate for a case that already has a final outcome
     PROCESSING_ERROR = "PROCESSING_ERROR"  # the tally failed on this record (a bug): kept, not lost
+    # The record, or the state or output it would make, exceeds the size limit (in the detail).
+    TOO_LARGE = "TOO_LARGE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +169,14 @@ class EscalationPacket:
 
     @property
     def attempt(self) -> int:
-        """The attempt whose failure escalated the case (every decision names one)."""
-        return self.attempts[-1].candidate.attempt
+        """The attempt this decision belongs to (every decision names one; see decision ids).
+
+        The attempt whose failure escalated the case, except after ``RETRY_TIMEOUT``: then the
+        last attempt already has its decision (the retry request), and the escalation is the
+        decision of the next attempt, the one that never came.
+        """
+        last = self.attempts[-1].candidate.attempt
+        return last + 1 if self.reason is EscalationReason.RETRY_TIMEOUT else last
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,18 @@ languages. fastavro would turn them into ``datetime`` on read; the models want i
 milliseconds. Logical types change neither the bytes nor the canonical form (hence not the
 fingerprint), so the codec reads and writes with a copy of each schema stripped of them and gets
 plain ints both ways, at no cost. :func:`schema` returns the contract version.
+
+Schema evolution: ``schemas/history/<version>/`` keeps every released version of the files,
+exactly as released. At import each of their top-level records that differs from the current one
+(another fingerprint) gets a decoder that reads the body with that old writer schema and resolves
+it into the current one (Avro schema resolution), so records already on the topics stay
+readable. Encoding always uses the current schema. Decoding a current record does no resolution
+at all; only old records pay for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +62,7 @@ __all__ = [
     "decode_as",
     "encode",
     "fingerprint",
+    "readable_fingerprints",
     "schema",
     "schema_dir",
 ]
@@ -80,7 +89,14 @@ _NAMED = frozenset({"record", "error", "enum", "fixed"})
 
 def schema_dir() -> Path:
     """The folder holding the ``*.avsc`` files (installed as package data beside this module)."""
-    return Path(__file__).parent
+    # Resolved: a strict editable install links this module into a build folder file by file,
+    # and the schema history below the real folder is not linked there.
+    return Path(__file__).resolve().parent
+
+
+def history_dir() -> Path:
+    """The folder of released schema versions: one sub-folder per version, files as released."""
+    return schema_dir() / "history"
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -154,10 +170,13 @@ class _Codec:
     name: str  # the record's short name, for messages
     header: bytes  # marker + fingerprint
     contract: dict[str, Any]  # parsed, as published (with logical types)
-    wire: dict[str, Any]  # parsed, logical types stripped: what the hot path uses
+    wire: dict[str, Any]  # parsed, logical types stripped: the writer schema the body is read with
     canonical_form: str
     to_avro: Callable[[Any], mapping.Datum]
     from_avro: Callable[[mapping.Datum], Any]
+    # None for the current schema. For an older version: the current wire schema, which the old
+    # body is resolved into, so that from_avro (written for the current shape) can read it.
+    reader: dict[str, Any] | None = None
 
 
 def _build_codecs(directory: Path) -> Iterator[_Codec]:
@@ -182,8 +201,128 @@ def _build_codecs(directory: Path) -> Iterator[_Codec]:
         )
 
 
+def _build_older_codecs(history: Path, current: dict[type, _Codec]) -> Iterator[tuple[str, _Codec]]:
+    """(version, codec) for each released record schema that is not the current one.
+
+    Versions are read in name order; a fingerprint met again (a record unchanged between two
+    releases) is yielded once, with the first version that has it.
+    """
+    if not history.is_dir():
+        # Without it, records written with older schemas would be dead-lettered as unknown:
+        # a package built without its schema history is broken, and says so at once.
+        raise FileNotFoundError(
+            f"schema history {history} is missing: the package was built without "
+            "schemas/history/ (package data), so records written with older schemas are unreadable"
+        )
+    seen = {c.header for c in current.values()}
+    versions = sorted((p for p in history.iterdir() if p.is_dir()), key=_version_number)
+    for version in versions:
+        for old in _build_codecs(version):
+            if old.header in seen:
+                continue
+            seen.add(old.header)
+            newest = current[old.kind]
+            _check_resolves(version.name, old, newest)
+            yield version.name, dataclasses.replace(old, reader=newest.wire)
+
+
+def _version_number(folder: Path) -> int:
+    """``v<N>`` -> N: versions sort by number (v10 after v9), and other names are mistakes."""
+    name = folder.name
+    if not (name.startswith("v") and name[1:].isdigit()):
+        raise ValueError(f"schema history folder {folder} must be named v<number>")
+    return int(name[1:])
+
+
+def _check_resolves(version: str, old: _Codec, newest: _Codec) -> None:
+    """Fail at import, not on the first old message, if ``old`` cannot be read as ``newest``.
+
+    fastavro resolves lazily, while reading, so a schema change that breaks old data would
+    otherwise only show when such a record arrives.
+    """
+    problem = _resolution_problem(old.wire, newest.wire, old.name)
+    if problem is not None:
+        raise ValueError(f"schema history {version}: {problem}; see docs/wire-format.md")
+
+
+# Avro's promotions: a writer's type that a reader of another type still reads.
+_PROMOTIONS = frozenset(
+    {
+        ("int", "long"),
+        ("int", "float"),
+        ("int", "double"),
+        ("long", "float"),
+        ("long", "double"),
+        ("float", "double"),
+        ("string", "bytes"),
+        ("bytes", "string"),
+    }
+)
+
+
+def _type_name(node: Any) -> str:
+    return node if isinstance(node, str) else "union" if isinstance(node, list) else node["type"]
+
+
+def _resolution_problem(writer: Any, reader: Any, where: str) -> str | None:
+    """Why data of ``writer`` could fail to resolve into ``reader`` (parsed schemas); None if not.
+
+    The Avro specification's rules, as far as these schemas use them. A named type used a second
+    time is a bare name on both sides and was checked at its first use.
+    """
+    if isinstance(writer, list):  # each branch the writer can write must find a reader branch
+        for branch in writer:
+            options = reader if isinstance(reader, list) else [reader]
+            if all(_resolution_problem(branch, r, where) for r in options):
+                return f"{where}: union branch {_type_name(branch)!r} has no match"
+        return None
+    if isinstance(reader, list):
+        if any(_resolution_problem(writer, r, where) is None for r in reader):
+            return None
+        return f"{where}: {_type_name(writer)!r} matches no union branch"
+    w_type, r_type = _type_name(writer), _type_name(reader)
+    if w_type != r_type:
+        if (w_type, r_type) in _PROMOTIONS:
+            return None
+        return f"{where}: type {w_type!r} became {r_type!r}"
+    if isinstance(writer, str) or isinstance(reader, str):
+        return None  # a primitive, or a named type checked where it was defined
+    if w_type == "enum":
+        lost = sorted(set(writer["symbols"]) - set(reader["symbols"]))
+        if lost and "default" not in reader:
+            return f"{where}: enum symbols {lost} were removed and the enum has no default"
+        return None
+    if w_type == "array":
+        return _resolution_problem(writer["items"], reader["items"], f"{where}[]")
+    if w_type == "map":
+        return _resolution_problem(writer["values"], reader["values"], f"{where}{{}}")
+    if w_type == "fixed" and writer["size"] != reader["size"]:
+        return f"{where}: fixed size changed"
+    if w_type == "record":
+        return _fields_problem(writer, reader, where)
+    return None
+
+
+def _fields_problem(writer: dict[str, Any], reader: dict[str, Any], where: str) -> str | None:
+    old_fields = {f["name"]: f for f in writer["fields"]}
+    for field in reader["fields"]:
+        path = f"{where}.{field['name']}"
+        previous = old_fields.get(field["name"])
+        if previous is None:
+            if "default" not in field:
+                return f"{path}: added without a default"
+            continue
+        problem = _resolution_problem(previous["type"], field["type"], path)
+        if problem is not None:
+            return problem
+    return None
+
+
 _BY_TYPE: Final[dict[type, _Codec]] = {c.kind: c for c in _build_codecs(schema_dir())}
-_BY_FINGERPRINT: Final[dict[bytes, _Codec]] = {c.header[2:]: c for c in _BY_TYPE.values()}
+_OLDER: Final[tuple[tuple[str, _Codec], ...]] = tuple(_build_older_codecs(history_dir(), _BY_TYPE))
+_BY_FINGERPRINT: Final[dict[bytes, _Codec]] = {
+    c.header[2:]: c for c in (*_BY_TYPE.values(), *(codec for _, codec in _OLDER))
+}
 
 
 def _codec_for(kind: type) -> _Codec:
@@ -197,6 +336,15 @@ def _codec_for(kind: type) -> _Codec:
 def fingerprint(kind: type[Record]) -> bytes:
     """The 8-byte CRC-64-AVRO fingerprint of ``kind``'s schema, little-endian as on the wire."""
     return _codec_for(kind).header[2:]
+
+
+def readable_fingerprints(kind: type[Record]) -> dict[bytes, str]:
+    """Every fingerprint of ``kind`` that :func:`decode` reads -> the schema version it names.
+
+    The current one first (version ``"current"``), then older released ones, oldest first.
+    """
+    current = {fingerprint(kind): "current"}
+    return current | {c.header[2:]: version for version, c in _OLDER if c.kind is kind}
 
 
 def schema(kind: type[Record]) -> dict[str, Any]:
@@ -254,7 +402,8 @@ def _read_body(data: bytes, codec: _Codec) -> Any:
     body = BytesIO(data)  # shares the bytes' buffer, no copy
     body.seek(HEADER_SIZE)
     try:
-        datum = schemaless_reader(body, codec.wire, None)
+        # reader is None for the current schema: no resolution work on the usual path.
+        datum = schemaless_reader(body, codec.wire, codec.reader)
     # Bad bytes make fastavro fail in undocumented ways: EOFError, or IndexError when a number
     # is cut short or an enum or union index is out of range, UnicodeDecodeError, ...; none of
     # them may escape as anything but bad data.

@@ -2,7 +2,8 @@
 
 Conformance is checked against the official ``avro`` package, which shares no code with fastavro:
 it parses the .avsc files on its own (in dependency order, as a Java or Go producer would), computes
-the fingerprints, and reads and writes the bodies the codec writes and reads.
+the fingerprints, and reads and writes the bodies the codec writes and reads. It also writes
+records with the released older schemas in ``schemas/history/``, which the codec must still read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import avro.io
 import avro.name
 import avro.schema
 import pytest
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import load_schema, to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -69,8 +71,8 @@ ENUMS = (Vote, Severity, FailureReason, OutcomeClass, EscalationReason, DeadLett
 NESTED = (Span, Reason, AttemptRecord)
 
 
-def _avsc(name: str) -> dict[str, Any]:
-    path = codec.schema_dir() / f"ratifier.{name}.avsc"
+def _avsc(name: str, directory: Path | None = None) -> dict[str, Any]:
+    path = (directory or codec.schema_dir()) / f"ratifier.{name}.avsc"
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
@@ -82,9 +84,15 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
-def _official_schemas(strip: bool = False) -> dict[str, avro.schema.Schema]:
+def _official_schemas(
+    strip: bool = False, directory: Path | None = None
+) -> dict[str, avro.schema.Schema]:
     names = avro.name.Names()
-    load = (lambda n: _without_logical_types(_avsc(n))) if strip else _avsc
+
+    def load(name: str) -> dict[str, Any]:
+        definition = _avsc(name, directory)
+        return _without_logical_types(definition) if strip else definition
+
     return {n: avro.schema.make_avsc_object(load(n), names) for n in PARSE_ORDER}
 
 
@@ -381,10 +389,6 @@ def test_enum_symbols_are_the_model_values(enum: type[StrEnum]) -> None:
     assert sorted(definition["symbols"]) == sorted(m.value for m in enum)
 
 
-def test_an_unknown_vote_reads_as_abstain() -> None:
-    assert _avsc("Vote")["default"] == Vote.ABSTAIN
-
-
 @by_kind
 def test_fingerprint_and_canonical_form_match_the_official_library(kind: type) -> None:
     official = OFFICIAL_PLAIN[kind.__name__]
@@ -639,3 +643,226 @@ def test_docs_hex_dump_is_what_the_codec_writes() -> None:
         "".join(line[6:].split("  |")[0] for line in block.group(1).splitlines())
     )
     assert dumped == codec.encode(DOC_CANDIDATE)
+
+
+# --- schema evolution: older writers, enum defaults --------------------------------------------
+
+HISTORY = codec.history_dir()
+VERSIONS = sorted((p.name for p in HISTORY.iterdir() if p.is_dir()), key=lambda v: int(v[1:]))
+# Released fingerprints never change: editing a file in schemas/history/ would orphan every
+# record written with it. A new release adds a folder (and a row here); it changes none.
+RELEASED = {
+    "v1": {
+        Candidate: "8be7a3f5c84901da",
+        Verdict: "56566470984b4412",
+        PassDecision: "d995af8d590b7f0e",
+        RetryRequest: "2b5a2f922d3bf5c9",
+        EscalationPacket: "b2242b56491b42c7",
+        DeadLetter: "1cde92dd25b77c59",
+    },
+}
+# What a reader of this version reads for a symbol it does not know (a newer writer's).
+ENUM_DEFAULTS = {
+    Vote: Vote.ABSTAIN,
+    Severity: Severity.MAJOR,
+    FailureReason: FailureReason.THRESHOLD_UNREACHABLE,
+    OutcomeClass: OutcomeClass.UNRESOLVED,
+    EscalationReason: EscalationReason.MAX_ATTEMPTS_EXHAUSTED,
+    DeadLetterReason: DeadLetterReason.PROCESSING_ERROR,
+}
+OLD_OFFICIAL = {v: _official_schemas(directory=HISTORY / v) for v in VERSIONS}
+OLD_OFFICIAL_PLAIN = {v: _official_schemas(strip=True, directory=HISTORY / v) for v in VERSIONS}
+by_version_and_kind = pytest.mark.parametrize(
+    ("version", "kind"),
+    [(v, k) for v in VERSIONS for k in codec.RECORD_TYPES],
+    ids=lambda x: x if isinstance(x, str) else x.__name__,
+)
+
+
+def _old_symbols(version: str) -> set[str]:
+    """Every enum symbol ``version`` knows; a record using another one it could not have held."""
+    return {s for e in ENUMS for s in _avsc(e.__name__, HISTORY / version)["symbols"]}
+
+
+def _enum_values(record: Any) -> set[str]:
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, StrEnum):
+            found.add(value.value)
+        elif dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+        elif isinstance(value, tuple | list):
+            for item in value:
+                walk(item)
+
+    walk(record)
+    return found
+
+
+def test_history_holds_the_released_versions_unchanged() -> None:
+    assert sorted(RELEASED) == VERSIONS
+    for version, fingerprints in RELEASED.items():
+        files = sorted(p.name for p in (HISTORY / version).glob("*.avsc"))
+        assert files == sorted(f"ratifier.{n}.avsc" for n in PARSE_ORDER), version
+        for kind, expected in fingerprints.items():
+            official = OLD_OFFICIAL_PLAIN[version][kind.__name__]
+            assert official.fingerprint("CRC-64-AVRO").hex() == expected, (version, kind)
+
+
+@by_version_and_kind
+def test_every_released_fingerprint_is_readable(version: str, kind: type) -> None:
+    fingerprint = bytes.fromhex(RELEASED[version][kind])
+    readable = codec.readable_fingerprints(kind)
+    assert fingerprint in readable
+    assert next(iter(readable)) == codec.fingerprint(kind)  # the current one first
+    assert readable[fingerprint] in ("current", version)
+
+
+def test_the_changed_records_have_new_fingerprints_and_encode_only_those() -> None:
+    # Appending enum symbols changed these two records' canonical forms; nothing else changed.
+    changed = {k for k, fp in RELEASED["v1"].items() if codec.fingerprint(k).hex() != fp}
+    assert changed == {EscalationPacket, DeadLetter}
+    for kind in codec.RECORD_TYPES:
+        assert codec.encode(_sample(kind))[2:10] == codec.fingerprint(kind)
+
+
+@by_version_and_kind
+@slow
+@given(data=st.data())
+def test_a_record_written_with_an_older_schema_decodes(
+    version: str, kind: type, data: st.DataObject
+) -> None:
+    # The official library writes with the released files, as a producer not yet upgraded does.
+    known = _old_symbols(version)
+    record = data.draw(STRATEGIES[kind].filter(lambda r: _enum_values(r) <= known))
+    schema = OLD_OFFICIAL[version][kind.__name__]
+    out = BytesIO()
+    avro.io.DatumWriter(schema).write(
+        _to_official(schema, _expected_datum(record)), avro.io.BinaryEncoder(out)
+    )
+    header = codec.MARKER + bytes.fromhex(RELEASED[version][kind])
+    message = header + out.getvalue()
+    assert codec.decode(message) == record
+    assert codec.decode_as(message, kind) == record
+    assert codec.encode(record)[2:10] == codec.fingerprint(kind)  # re-encoded: current schema
+
+
+def test_old_enum_symbols_resolve_by_name() -> None:
+    # v1 DeadLetter with reason index 7: PROCESSING_ERROR in v1 and now (TOO_LARGE is index 8).
+    header = codec.MARKER + bytes.fromhex(RELEASED["v1"][DeadLetter])
+    body = b"\x00\x00\x00\x00\x0e\x00\x00"  # original=b"", "", 0, 0, reason=7, detail="", 0
+    assert codec.decode_as(header + body, DeadLetter).reason is DeadLetterReason.PROCESSING_ERROR
+    with pytest.raises(WireFormatError, match="garbled DeadLetter"):
+        codec.decode(header + b"\x00\x00\x00\x00\x10\x00\x00")  # index 8: v1 had no TOO_LARGE
+
+
+@pytest.mark.parametrize("enum", ENUMS, ids=lambda e: e.__name__)
+def test_an_unknown_symbol_reads_as_the_enums_default(enum: type[StrEnum]) -> None:
+    # A newer writer's symbol, read by this version's schema (Avro resolution, as Java's
+    # BinaryMessageDecoder with the newer schema added, or fastavro, do it).
+    definition = _avsc(enum.__name__)
+    assert definition["default"] == ENUM_DEFAULTS[enum]
+    assert definition["default"] in definition["symbols"]
+    newer = {**definition, "symbols": [*definition["symbols"], "FROM_THE_FUTURE"]}
+    newer.pop("default")
+    writer, reader = parse_schema(newer, named_schemas={}), parse_schema(definition, {})
+    out = BytesIO()
+    schemaless_writer(out, writer, "FROM_THE_FUTURE")
+    out.seek(0)
+    assert schemaless_reader(out, writer, reader) == ENUM_DEFAULTS[enum]
+
+
+def _parsed(schema: Any) -> Any:
+    return parse_schema(schema, named_schemas={})
+
+
+def _record(*fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "record", "name": "ratifier.T", "fields": list(fields)}
+
+
+@pytest.mark.parametrize(
+    ("writer", "reader", "problem"),
+    [
+        pytest.param(_record({"name": "a", "type": "int"}), _record(), None, id="field-dropped"),
+        pytest.param(
+            _record(),
+            _record({"name": "a", "type": "int", "default": 0}),
+            None,
+            id="field-added-with-default",
+        ),
+        pytest.param(
+            _record(),
+            _record({"name": "a", "type": "int"}),
+            "ratifier.T.a: added without a default",
+            id="field-added-without-default",
+        ),
+        pytest.param(
+            _record({"name": "a", "type": "int"}),
+            _record({"name": "a", "type": "long"}),
+            None,
+            id="int-promoted-to-long",
+        ),
+        pytest.param(
+            _record({"name": "a", "type": "long"}),
+            _record({"name": "a", "type": "string"}),
+            "ratifier.T.a: type 'long' became 'string'",
+            id="type-changed",
+        ),
+        pytest.param(
+            {"type": "enum", "name": "ratifier.E", "symbols": ["A", "B"]},
+            {"type": "enum", "name": "ratifier.E", "symbols": ["A"]},
+            "ratifier.T: enum symbols ['B'] were removed and the enum has no default",
+            id="symbol-removed",
+        ),
+        pytest.param(
+            {"type": "enum", "name": "ratifier.E", "symbols": ["A", "B"]},
+            {"type": "enum", "name": "ratifier.E", "symbols": ["A"], "default": "A"},
+            None,
+            id="symbol-removed-into-default",
+        ),
+        pytest.param(
+            {"type": "array", "items": ["null", "string"]},
+            {"type": "array", "items": ["null", "string", "int"]},
+            None,
+            id="union-branch-added",
+        ),
+        pytest.param(
+            ["null", "string"],
+            ["null", "int"],
+            "ratifier.T: union branch 'string' has no match",
+            id="union-branch-lost",
+        ),
+    ],
+)
+def test_resolution_problems(writer: Any, reader: Any, problem: str | None) -> None:
+    where = "ratifier.T"
+    assert codec._resolution_problem(_parsed(writer), _parsed(reader), where) == problem
+
+
+def test_a_history_the_current_schemas_cannot_read_fails_at_load(tmp_path: Path) -> None:
+    broken = tmp_path / "v9"
+    broken.mkdir()
+    for name in PARSE_ORDER:
+        definition = _avsc(name)
+        if name == "Verdict":  # as if latency_ms had been released as a string
+            for f in definition["fields"]:
+                if f["name"] == "latency_ms":
+                    f["type"] = "string"
+        (broken / f"ratifier.{name}.avsc").write_text(json.dumps(definition), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"schema history v9: Verdict\.latency_ms: type 'string'"):
+        list(codec._build_older_codecs(tmp_path, codec._BY_TYPE))
+
+
+def test_docs_list_the_older_fingerprints_still_read() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for version, fingerprints in RELEASED.items():
+        for kind, fingerprint in fingerprints.items():
+            if codec.fingerprint(kind).hex() != fingerprint:
+                assert f"| {kind.__name__} | {version} | `{fingerprint}` |" in text
+
+
+def test_a_missing_history_is_an_error_not_a_silent_loss(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"schema history .* is missing"):
+        list(codec._build_older_codecs(tmp_path / "history", codec._BY_TYPE))
