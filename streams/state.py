@@ -9,7 +9,9 @@ convention.
 The codec (:func:`encode_state` / :func:`decode_state`) writes positional JSON arrays with orjson:
 no field names, enum members as small integers, and the fields a counted verdict shares with its
 attempt (case id, attempt, candidate id) left out. The first element is a format version.
-Enum code tables below are append-only: reordering them would misread stored state.
+Enum code tables below are append-only: reordering them would misread stored state. Optional
+trailing elements (``closed_at_ms``) are written only when set, so states without them keep their
+bytes; a tally from before such an element cannot read a state that has it.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ class CaseState:
     policy_version: str | None  # version recorded when the latest window opened
     attempts: tuple[AttemptState, ...]  # oldest first; attempt n is attempts[n - 1]
     held: tuple[HeldVerdict, ...] = ()  # in arrival order
+    # When the case became final, if not by its latest attempt's decision: a case escalated
+    # because its next attempt never came (retention runs from then). None: at that decision.
+    closed_at_ms: int | None = None
 
     @property
     def latest(self) -> AttemptState | None:
@@ -122,17 +127,20 @@ _FAILURE_CODES = {member: code for code, member in enumerate(_FAILURES)}
 
 
 def encode_state(state: CaseState) -> bytes:
-    return orjson.dumps(
-        [
-            FORMAT_VERSION,
-            state.case_id,
-            _STATUS_CODES[state.status],
-            state.policy,
-            state.policy_version,
-            [_encode_attempt(attempt) for attempt in state.attempts],
-            [_encode_held(held) for held in state.held],
-        ]
-    )
+    fields = [
+        FORMAT_VERSION,
+        state.case_id,
+        _STATUS_CODES[state.status],
+        state.policy,
+        state.policy_version,
+        [_encode_attempt(attempt) for attempt in state.attempts],
+        [_encode_held(held) for held in state.held],
+    ]
+    # An optional trailing element, written only when set: every other state keeps the bytes
+    # (and the size) it had before the field existed, and older states decode unchanged.
+    if state.closed_at_ms is not None:
+        fields.append(state.closed_at_ms)
+    return orjson.dumps(fields)
 
 
 def decode_state(data: bytes) -> CaseState:
@@ -141,7 +149,8 @@ def decode_state(data: bytes) -> CaseState:
         if not isinstance(raw, list) or not raw or raw[0] != FORMAT_VERSION:
             version = raw[0] if isinstance(raw, list) and raw else None
             raise WireFormatError(f"unknown case state format version {version!r}")
-        _, case_id, status, policy, policy_version, attempts, held = raw
+        _, case_id, status, policy, policy_version, attempts, held, *optional = raw
+        (closed_at,) = optional or (None,)  # more than one extra element: a ValueError
         return CaseState(
             case_id=case_id,
             status=_STATUSES[status],
@@ -149,6 +158,7 @@ def decode_state(data: bytes) -> CaseState:
             policy_version=policy_version,
             attempts=tuple(_decode_attempt(case_id, item) for item in attempts),
             held=tuple(_decode_held(case_id, item) for item in held),
+            closed_at_ms=closed_at,
         )
     except WireFormatError:
         raise

@@ -57,7 +57,8 @@ _by_validator = attrgetter("validator_id")
 class TallySettings:
     hold_ms: int  # how long a verdict waits for its candidate
     retention_ms: int  # how long a passed or escalated case is kept (to recognise late verdicts)
-    retry_wait_ms: int  # how long a failed case waits for its next attempt's candidate
+    # How long a failed case waits for its next attempt's candidate before it is escalated.
+    retry_wait_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,11 @@ class Step:
 
 
 def decision_id(case_id: str, attempt: int) -> str:
-    """The id of the one decision for (case, attempt): the same on every replay."""
+    """The id of the one decision for (case, attempt): the same on every replay.
+
+    A retry-timeout escalation is the decision of the attempt that never came (the failed
+    attempt's id is its retry request's), so no id ever names two different decisions.
+    """
     return str(uuid.uuid5(_DECISION_NAMESPACE, f"{case_id}/{attempt}"))
 
 
@@ -145,13 +150,15 @@ def on_tick(
     now_ms: int,
     settings: TallySettings,
 ) -> Step:
-    """Time passed: expire held verdicts, close a window at its deadline, prune finished cases."""
+    """Time passed: expire held verdicts, close a window at its deadline, escalate a retry
+    that never came, prune finished cases."""
     if state is None:
         return _unchanged(None, settings)
     effects = _Effects()
     new_state: CaseState | None = _expire_held(state, now_ms, settings, effects)
     if new_state is not None:
         new_state = _close_at_deadline(new_state, policies, now_ms, effects)
+        new_state = _escalate_unanswered_retry(new_state, now_ms, settings, effects)
         new_state = _prune(new_state, now_ms, settings, effects)
     return effects.step(new_state, new_state is not state, settings)
 
@@ -528,34 +535,88 @@ def _close_at_deadline(
     return _decide(state, latest, outcome, policy, now_ms, effects)
 
 
+def _escalate_unanswered_retry(
+    state: CaseState, now_ms: int, settings: TallySettings, effects: _Effects
+) -> CaseState:
+    """A retry was requested and its candidate did not come within the retry wait: escalate.
+
+    Every case must end in exactly one final outcome; forgetting it here would leave the
+    retry request as its last word. The packet holds every failed attempt, as any escalation's
+    does, and is the decision of the attempt that never came (see :func:`decision_id`).
+    """
+    wait_over = _retry_wait_over(state, settings)
+    if wait_over is None or now_ms < wait_over:
+        return state
+    missing = len(state.attempts) + 1
+    _reject_held(state, "escalated", effects)
+    effects.decisions.append(
+        EscalationPacket(
+            decision_id=decision_id(state.case_id, missing),
+            case_id=state.case_id,
+            attempts=tuple(_attempt_record(a) for a in state.attempts),
+            reason=EscalationReason.RETRY_TIMEOUT,
+            policy=state.policy or "",
+            policy_version=state.policy_version or "",
+            outcome=OutcomeClass.UNRESOLVED,
+            decided_at_ms=now_ms,
+        )
+    )
+    return CaseState(
+        state.case_id,
+        CaseStatus.ESCALATED,
+        state.policy,
+        state.policy_version,
+        state.attempts,
+        held=(),
+        closed_at_ms=now_ms,  # retention runs from the escalation, not from the failed attempt
+    )
+
+
 def _prune(
     state: CaseState, now_ms: int, settings: TallySettings, effects: _Effects
 ) -> CaseState | None:
     expires = _expiry(state, settings)
     if expires is None or now_ms < expires:
         return state
-    for held in state.held:  # their attempt can no longer open
-        detail = f"case {state.case_id} was closed before attempt {held.verdict.attempt} arrived"
-        effects.reject(held.verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, held.source)
+    _reject_held(state, "closed", effects)
     return None
 
 
-def _expiry(state: CaseState, settings: TallySettings) -> int | None:
-    """When a decided case is forgotten: after retention if final, after retry wait if not."""
+def _reject_held(state: CaseState, closed: str, effects: _Effects) -> None:
+    """Dead-letter the held verdicts of a case that is closing: their attempt can never open."""
+    for held in state.held:
+        detail = f"case {state.case_id} was {closed} before attempt {held.verdict.attempt} arrived"
+        effects.reject(held.verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, held.source)
+
+
+def _retry_wait_over(state: CaseState, settings: TallySettings) -> int | None:
+    """When a case waiting for its next attempt is escalated; None if it is not waiting."""
     latest = state.latest
-    if latest is None or latest.decided_at_ms is None:
+    if state.status is not CaseStatus.AWAITING_RETRY or latest is None:
         return None
-    if state.status.is_final:
-        return latest.decided_at_ms + settings.retention_ms
+    assert latest.decided_at_ms is not None  # a retry is requested only by a decided attempt
     return latest.decided_at_ms + settings.retry_wait_ms
+
+
+def _expiry(state: CaseState, settings: TallySettings) -> int | None:
+    """When a final case is forgotten: retention after it became final; None if not final."""
+    latest = state.latest
+    if not state.status.is_final or latest is None or latest.decided_at_ms is None:
+        return None
+    closed_at = latest.decided_at_ms if state.closed_at_ms is None else state.closed_at_ms
+    return closed_at + settings.retention_ms
 
 
 def _due(state: CaseState | None, settings: TallySettings) -> int | None:
     if state is None:
         return None
     latest = state.latest
-    open_window = latest is not None and latest.is_open
-    due = latest.deadline_ms if latest is not None and open_window else _expiry(state, settings)
+    if latest is not None and latest.is_open:
+        due: int | None = latest.deadline_ms
+    else:  # at most one of the two applies: waiting for a retry, or final
+        due = _retry_wait_over(state, settings)
+        if due is None:
+            due = _expiry(state, settings)
     for held in state.held:
         expires = held.held_at_ms + settings.hold_ms
         if due is None or expires < due:
@@ -630,6 +691,7 @@ def _with(
         state.policy_version,
         state.attempts,
         state.held if held is None else held,
+        state.closed_at_ms,
     )
 
 
@@ -644,4 +706,5 @@ def _with_attempt(state: CaseState, attempt: AttemptState) -> CaseState:
         state.policy_version,
         tuple(attempts),
         state.held,
+        state.closed_at_ms,
     )

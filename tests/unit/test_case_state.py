@@ -121,6 +121,17 @@ def test_every_status_and_field_round_trips() -> None:
     for status in CaseStatus:
         round_trips(CaseState(CASE, status, "default", "v1", (first, second), (held,)))
     round_trips(CaseState(CASE, CaseStatus.PENDING, None, None, (), (held,)))
+    round_trips(CaseState(CASE, CaseStatus.ESCALATED, "default", "v1", (first,), (), T0 + 9))
+
+
+def test_closed_at_is_written_only_when_set() -> None:
+    # States from before the field existed decode unchanged, and other states keep their bytes.
+    state = open_window(FIVE_VOTES)
+    assert len(orjson.loads(encode_state(state))) == 7
+    closed = CaseState(CASE, CaseStatus.ESCALATED, "p", "v", state.attempts, (), T0 + 5)
+    raw = orjson.loads(encode_state(closed))
+    assert (len(raw), raw[-1]) == (8, T0 + 5)
+    assert decode_state(orjson.dumps(raw[:7])).closed_at_ms is None
 
 
 def test_non_finite_confidences_survive() -> None:
@@ -169,6 +180,7 @@ def test_enum_code_tables_cover_every_member() -> None:
         pytest.param(orjson.dumps([1, CASE, 0, None]), id="too-short"),
         pytest.param(orjson.dumps([1, CASE, 42, None, None, [], []]), id="bad-status"),
         pytest.param(orjson.dumps([1, CASE, 1, "p", "v", [[1, 2]], []]), id="bad-attempt"),
+        pytest.param(orjson.dumps([1, CASE, 0, None, None, [], [], 5, 6]), id="too-long"),
     ],
 )
 def test_bad_bytes_raise_wire_format_error(data: bytes) -> None:
@@ -251,7 +263,15 @@ def case_states(draw: st.DrawFn) -> CaseState:
         )
     status = draw(st.sampled_from(CaseStatus))
     policy = draw(st.none() | TEXT)
-    return CaseState(case_id, status, policy, draw(st.none() | TEXT), tuple(attempts), tuple(held))
+    return CaseState(
+        case_id,
+        status,
+        policy,
+        draw(st.none() | TEXT),
+        tuple(attempts),
+        tuple(held),
+        draw(st.none() | MILLIS),
+    )
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,6 +7,8 @@ What holds for every delivery order (and what does not):
 * pass or fail is decided by the *set* of verdicts, never by their order, and agrees with an
   exact-arithmetic oracle;
 * exact redeliveries change no decision at all;
+* every case ends in exactly one final outcome (a pass or an escalation), whatever the votes
+  and whether and when the generator answers each retry, and is then forgotten;
 * a decision is a function of the set of verdicts counted when it was made: shuffle everything
   that arrived before the deciding verdict, and everything after it, and the decision is
   identical (kind, reason, confidence, counted votes, id).
@@ -19,6 +21,7 @@ threshold or supermajority unreachable) depends on which votes came first.
 
 from __future__ import annotations
 
+import heapq
 import random
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,8 +32,10 @@ from hypothesis import strategies as st
 
 from ratifier.models import (
     Candidate,
+    DeadLetterReason,
     Decision,
     EscalationPacket,
+    EscalationReason,
     PassDecision,
     RetryRequest,
     Severity,
@@ -40,7 +45,9 @@ from ratifier.models import (
 from ratifier.policy import Policy, Role, Threshold
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.tally import (
+    Rejection,
     SourceRef,
+    Step,
     TallySettings,
     decision_id,
     on_candidate,
@@ -367,3 +374,122 @@ def test_unanimous_acceptance_has_confidence_one_in_any_order(
     [decision] = deliver(scenario, (make_candidate(1), *verdicts)).decisions
     assert isinstance(decision, PassDecision)
     assert decision.confidence == 1.0
+
+
+# --- whole cases: every case ends in exactly one final outcome ---------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    verdicts: tuple[tuple[Verdict, int], ...]  # each with its delay after the candidate, in ms
+    reply_ms: int | None  # when the generator answers this attempt's retry; None: never
+
+
+@dataclass(frozen=True)
+class CaseLife:
+    policy: Policy
+    plans: tuple[AttemptPlan, ...]  # one per attempt the policy allows
+
+
+@st.composite
+def case_lives(draw: st.DrawFn) -> CaseLife:
+    policy = draw(policies(DYADIC))
+    window = policy.window_ms
+    plans = []
+    for attempt in range(1, policy.max_attempts + 1):
+        verdicts = []
+        for spec in policy.validators:
+            if draw(st.integers(0, 4)) == 0:
+                continue  # never answers
+            vote, severity = draw(VOTES)
+            delay = draw(st.integers(0, window + window // 5))  # some after the deadline
+            verdicts.append((make_verdict(spec.id, attempt, vote, severity), delay))
+        # In time, exactly at the end of the wait, late but retained, after pruning, or never.
+        wait = TALLY.retry_wait_ms
+        reply = draw(st.none() | st.integers(0, wait + TALLY.retention_ms + window))
+        plans.append(AttemptPlan(tuple(verdicts), reply))
+    return CaseLife(policy, tuple(plans))
+
+
+@dataclass
+class Life:
+    decisions: list[Decision]
+    rejected: list[Rejection]
+    state: CaseState | None
+
+
+def live(life: CaseLife) -> Life:
+    """Drive the case as the processor does: records in time order, ticks when due."""
+    policy, policies_ = life.policy, {life.policy.name: life.policy}
+    events: list[tuple[int, int, Candidate | Verdict]] = []
+    order = 0
+
+    def submit(attempt: int, at_ms: int) -> None:
+        nonlocal order
+        # Validators judge every candidate on the topic, also one the tally will refuse.
+        records: list[tuple[int, Candidate | Verdict]] = [(at_ms, make_candidate(attempt))]
+        records += [(at_ms + delay, v) for v, delay in life.plans[attempt - 1].verdicts]
+        for time_ms, record in records:
+            order += 1
+            heapq.heappush(events, (time_ms, order, record))
+
+    result = Life([], [], None)
+    submit(1, T0)
+    due: int | None = None
+    for _ in range(1_000):  # far more than any case needs: a loop here is a bug
+        if not events and due is None:
+            return result
+        if due is not None and (not events or due <= events[0][0]):
+            now = due
+            step: Step = on_tick(result.state, policies_, now, TALLY)
+        else:
+            now, _, record = heapq.heappop(events)
+            if isinstance(record, Candidate):
+                step = on_candidate(result.state, record, policy, now, TALLY)
+            else:
+                step = on_verdict(result.state, record, SOURCE, policies_, now, TALLY)
+        result.state, due = step.state, step.due_ms
+        assert_round_trip(result.state)
+        result.decisions += step.decisions
+        result.rejected += step.rejected
+        for decision in step.decisions:
+            if isinstance(decision, RetryRequest):
+                reply = life.plans[decision.attempt - 1].reply_ms
+                if reply is not None and decision.next_attempt <= len(life.plans):
+                    submit(decision.next_attempt, now + reply)
+    raise AssertionError("the case never settled")
+
+
+@settings(max_examples=300, deadline=None)
+@given(case_lives())
+def test_every_case_ends_in_exactly_one_final_outcome(life: CaseLife) -> None:
+    result = live(life)
+    decisions = result.decisions
+    *earlier, final = decisions
+    retries = [d for d in earlier if isinstance(d, RetryRequest)]
+    assert retries == earlier
+    assert isinstance(final, PassDecision | EscalationPacket)
+    event(type(final).__name__ + ("" if isinstance(final, PassDecision) else f" {final.reason}"))
+    # One decision per attempt, 1, 2, ..., each with the id of its (case, attempt).
+    assert [d.attempt for d in decisions] == list(range(1, len(decisions) + 1))
+    assert [d.decision_id for d in decisions] == [decision_id(CASE, d.attempt) for d in decisions]
+    last_reply = life.plans[retries[-1].attempt - 1].reply_ms if retries else None
+    answered_in_time = last_reply is not None and last_reply < TALLY.retry_wait_ms
+    timed_out = isinstance(final, EscalationPacket) and final.reason is RETRY_TIMEOUT
+    # Escalated for want of a next attempt exactly when the generator did not answer in time.
+    assert timed_out == (bool(retries) and not answered_in_time)
+    if isinstance(final, EscalationPacket):
+        failed = [r.attempt for r in retries] + ([] if timed_out else [final.attempt])
+        assert [a.candidate for a in final.attempts] == [make_candidate(n) for n in failed]
+        assert [a.failure for a in final.attempts[: len(retries)]] == [r.reason for r in retries]
+    # A candidate the generator sent too late was refused (the case closed, or forgotten and
+    # then not an attempt 1), never opened.
+    refused = [r for r in result.rejected if isinstance(r.record, Candidate)]
+    sent_late = timed_out and last_reply is not None
+    assert [r.record.attempt for r in refused] == ([final.attempt] if sent_late else [])
+    closed = {DeadLetterReason.CASE_CLOSED, DeadLetterReason.WRONG_ATTEMPT}
+    assert all(r.reason in closed for r in refused)
+    assert result.state is None  # and then the case is forgotten
+
+
+RETRY_TIMEOUT = EscalationReason.RETRY_TIMEOUT

@@ -10,7 +10,9 @@ Most tables drive the rules with a small script, one token per input, applied in
     A:v1@2        ... for attempt 2;  A:v1/other: naming candidate id "other"
     T+30000       a tick 30 s after the start (later inputs happen at that time too)
 
-Decisions are summarised as "@<token number> <kind> #<attempt> <reason or outcome> [conf=...]".
+Decisions are summarised as "@<token number> <kind> #<attempt> <reason or outcome> [conf=...]",
+where <attempt> is the attempt the decision belongs to (its id is ``decision_id(case, attempt)``).
+SETTINGS wait 120 s for a retry's candidate and keep a final case 60 s.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def summary(index: int, decision: Decision) -> str:
         return f"@{index} pass #{decision.attempt} {decision.outcome} conf={conf}"
     if isinstance(decision, RetryRequest):
         return f"@{index} retry #{decision.attempt} {decision.reason}"
-    return f"@{index} escalate #{len(decision.attempts)} {decision.reason}"
+    return f"@{index} escalate #{decision.attempt} {decision.reason}"
 
 
 def rejection_summary(index: int, rejection: Rejection) -> str:
@@ -395,6 +397,47 @@ DECISIONS = [
         ["@4 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected conf=0.6"],
         id="corrected-on-retry",
     ),
+    # a retry whose candidate never comes: escalated for the attempt that never came
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+119999 T+120000 T+150000 T+180000",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@6 escalate #2 RETRY_TIMEOUT"],
+        id="retry-never-sent-escalates-once",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 T+30000 T+149999 T+150000",
+        ["@2 retry #1 WINDOW_TIMEOUT", "@4 escalate #2 RETRY_TIMEOUT"],
+        id="retry-wait-runs-from-the-timeout",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 C2 R:v1 R:v2 R:v3 T+120000",
+        [
+            "@4 retry #1 THRESHOLD_UNREACHABLE",
+            "@8 retry #2 THRESHOLD_UNREACHABLE",
+            "@9 escalate #3 RETRY_TIMEOUT",
+        ],
+        id="second-retry-never-sent",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+119999 C2 A:v1 A:v2 A:v3 T+500000",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@9 pass #2 corrected conf=0.6"],
+        id="retry-in-time-is-not-escalated",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+119999 C2 T+149999",
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@7 retry #2 WINDOW_TIMEOUT"],
+        id="open-window-is-not-escalated-at-the-retry-wait",
+    ),
+    pytest.param(
+        RED,
+        "C1 A:v1 V:rt T+120000",
+        ["@3 retry #1 VETO", "@4 escalate #2 RETRY_TIMEOUT"],
+        id="retry-after-veto-never-sent",
+    ),
 ]
 
 
@@ -467,6 +510,30 @@ REJECTIONS = [
         RED_ESCALATES, "C1 V:rt C2", ["@3 CASE_CLOSED cand-2"], id="case-closed-escalated"
     ),
     pytest.param(P3_OF_5, "C1 A:v1 A:v2 A:v3 C1", [], id="candidate-redelivered-after-close"),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+120000 C2",
+        ["@6 CASE_CLOSED cand-2"],
+        id="case-closed-after-retry-timeout",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+120000 A:v1@2",
+        ["@6 UNKNOWN_ATTEMPT v1"],
+        id="verdict-for-the-attempt-that-never-came",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+120000 C1",
+        [],
+        id="candidate-redelivered-after-retry-timeout",
+    ),
+    pytest.param(
+        P3_OF_5,
+        "C1 R:v1 R:v2 R:v3 T+120000 T+180000 C2",
+        ["@7 WRONG_ATTEMPT cand-2"],
+        id="after-retry-timeout-and-retention-a-new-case-must-start-at-1",
+    ),
 ]
 
 
@@ -564,6 +631,41 @@ def test_escalation_packet_holds_every_attempt_with_verdicts_and_reasons() -> No
     assert trace.state.status is CaseStatus.ESCALATED
 
 
+def test_retry_timeout_packet_holds_every_attempt_like_an_exhausted_one() -> None:
+    trace = run(RED, "C1 R:v1 R:v2 R:v3 C2 V:rt X:v4 T+120000")
+    retry, packet = trace.only_decisions[1:]
+    assert isinstance(retry, RetryRequest)
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.RETRY_TIMEOUT
+    assert packet.outcome is OutcomeClass.UNRESOLVED
+    # Attempt 2's id went to its retry request; the escalation is attempt 3's decision.
+    assert (retry.decision_id, packet.decision_id) == (decision_id(CASE, 2), decision_id(CASE, 3))
+    assert packet.attempt == 3
+    assert [a.candidate for a in packet.attempts] == [make_candidate(1), make_candidate(2)]
+    assert [a.failure for a in packet.attempts] == [
+        FailureReason.THRESHOLD_UNREACHABLE,
+        FailureReason.VETO,
+    ]
+    assert [[v.validator_id for v in a.verdicts] for a in packet.attempts] == [
+        ["v1", "v2", "v3"],
+        ["rt"],  # v4's abstention came after the veto: late, as in any decision
+    ]
+    assert all(v.reasons for a in packet.attempts for v in a.verdicts)
+    assert (packet.policy, packet.policy_version) == ("p", "v7")
+    assert packet.decided_at_ms == T0 + SETTINGS.retry_wait_ms
+    assert trace.state is not None
+    assert trace.state.status is CaseStatus.ESCALATED
+    assert trace.state.closed_at_ms == T0 + SETTINGS.retry_wait_ms
+
+
+def test_retry_timeout_escalates_even_when_the_policy_is_gone() -> None:
+    state = run(P3_OF_5, "C1 R:v1 R:v2 R:v3").state
+    [packet] = on_tick(state, {}, T0 + SETTINGS.retry_wait_ms, SETTINGS).decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.RETRY_TIMEOUT
+    assert (packet.policy, packet.policy_version) == ("p", "v7")  # as recorded in the state
+
+
 def test_veto_escalation_packet() -> None:
     trace = run(RED_ESCALATES, "C1 A:v1 A:v2 V:rt")
     [(_, decision)] = trace.decisions
@@ -593,6 +695,10 @@ def test_decision_ids_are_deterministic_and_distinct() -> None:
     second = run(P3_OF_5, "C1 R:v3 R:v1 R:v2 C2 A:v2 A:v3 A:v1").only_decisions
     assert [d.decision_id for d in first] == [d.decision_id for d in second]
     assert [d.decision_id for d in first] == [decision_id(CASE, 1), decision_id(CASE, 2)]
+    # A retry-timeout escalation takes the id of the attempt that never came: never one in use.
+    timed_out = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 T+120000").only_decisions
+    assert [d.decision_id for d in timed_out] == [decision_id(CASE, 1), decision_id(CASE, 2)]
+    assert all(d.decision_id == decision_id(CASE, d.attempt) for d in (*first, *timed_out))
 
 
 # --- late verdicts, redelivery, one decision per attempt ---------------------------------------
@@ -675,25 +781,58 @@ def test_finished_case_is_pruned_after_retention() -> None:
     assert pruned.due_ms is None
 
 
-def test_case_waiting_for_a_retry_is_pruned_after_retry_wait() -> None:
+def test_case_waiting_for_a_retry_is_escalated_then_pruned_after_retention() -> None:
+    policies = {"p": P3_OF_5}
     trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 A:v1@2")
     assert trace.steps[-1].due_ms == T0 + SETTINGS.hold_ms  # the held verdict expires first
-    state = trace.state
-    after_hold = on_tick(state, {"p": P3_OF_5}, T0 + SETTINGS.hold_ms, SETTINGS)
+    after_hold = on_tick(trace.state, policies, T0 + SETTINGS.hold_ms, SETTINGS)
     assert [r.reason for r in after_hold.rejected] == [DeadLetterReason.UNKNOWN_ATTEMPT]
-    assert after_hold.due_ms == T0 + SETTINGS.retry_wait_ms
-    pruned = on_tick(after_hold.state, {"p": P3_OF_5}, T0 + SETTINGS.retry_wait_ms, SETTINGS)
-    assert pruned.state is None
-    assert pruned.changed
+    wait_over = T0 + SETTINGS.retry_wait_ms
+    assert after_hold.due_ms == wait_over
+    early = on_tick(after_hold.state, policies, wait_over - 1, SETTINGS)
+    assert (early.changed, early.decisions) == (False, ())
+    escalated = on_tick(after_hold.state, policies, wait_over, SETTINGS)
+    assert escalated.changed
+    assert [type(d) for d in escalated.decisions] == [EscalationPacket]
+    assert escalated.state is not None
+    assert escalated.state.status is CaseStatus.ESCALATED
+    # Retention runs from the escalation, not from the failed attempt's decision.
+    assert escalated.due_ms == wait_over + SETTINGS.retention_ms
+    kept = on_tick(escalated.state, policies, wait_over + SETTINGS.retention_ms - 1, SETTINGS)
+    assert (kept.changed, kept.decisions) == (False, ())
+    pruned = on_tick(escalated.state, policies, wait_over + SETTINGS.retention_ms, SETTINGS)
+    assert (pruned.state, pruned.changed, pruned.decisions, pruned.due_ms) == (None, True, (), None)
+
+
+def test_retry_timeout_rejects_verdicts_still_held() -> None:
+    settings = TallySettings(hold_ms=500_000, retention_ms=60_000, retry_wait_ms=1_000)
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 A:v1@2 A:v2@3 T+1000", settings=settings)
+    assert [type(d) for d in trace.only_decisions] == [RetryRequest, EscalationPacket]
+    assert trace.state is not None
+    assert trace.state.held == ()
+    assert [(i, r.reason, r.source) for i, r in trace.rejected] == [
+        (7, DeadLetterReason.UNKNOWN_ATTEMPT, SourceRef("ratifier.verdicts", 0, 5)),
+        (7, DeadLetterReason.UNKNOWN_ATTEMPT, SourceRef("ratifier.verdicts", 0, 6)),
+    ]
+    assert trace.rejected[0][1].detail == "case case-1 was escalated before attempt 2 arrived"
+
+
+def test_retry_timeout_with_no_retention_escalates_and_prunes_in_one_tick() -> None:
+    settings = TallySettings(hold_ms=5_000, retention_ms=0, retry_wait_ms=1_000)
+    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 T+1000", settings=settings)
+    assert [type(d) for d in trace.only_decisions] == [RetryRequest, EscalationPacket]
+    assert trace.state is None
 
 
 def test_pruning_rejects_verdicts_still_held() -> None:
-    settings = TallySettings(hold_ms=500_000, retention_ms=60_000, retry_wait_ms=1_000)
-    trace = run(P3_OF_5, "C1 R:v1 R:v2 R:v3 A:v1@2 T+1000", settings=settings)
+    settings = TallySettings(hold_ms=500_000, retention_ms=1_000, retry_wait_ms=1_000)
+    # Held while attempt 1 was voting; the pass then closed the case with it still held.
+    trace = run(P3_OF_5, "C1 A:v1@2 A:v1 A:v2 A:v3 T+1000", settings=settings)
     assert trace.state is None
     [(_, rejection)] = trace.rejected
     assert rejection.reason is DeadLetterReason.UNKNOWN_ATTEMPT
-    assert rejection.source == SourceRef("ratifier.verdicts", 0, 5)
+    assert rejection.source == SourceRef("ratifier.verdicts", 0, 2)
+    assert rejection.detail == "case case-1 was closed before attempt 2 arrived"
 
 
 def test_case_with_only_expired_held_verdicts_is_deleted() -> None:
