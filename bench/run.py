@@ -1,6 +1,7 @@
 """``make bench``: run the benchmarks against the local broker, print a table, write JSON.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,latency,memory,scaling]
+                                  [--engine transactional|faust|both]
                                   [--cases K] [--open-windows N] [--prune-cases N]
 
 Run as a script (PYTHONSAFEPATH keeps the project root off sys.path, and putting it there would
