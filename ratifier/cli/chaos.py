@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run this scenario (repeatable; default: all, or the quick set with --quick)",
     )
     run.add_argument(
-        "--quick", action="store_true", help="small loads, few faults: tally-kill x2, one pause"
+        "--quick",
+        action="store_true",
+        help="250 cases per scenario and few faults; by default the quick set: tally-kill "
+        "(2 kills), tally-pause (1 takeover), bad-input (3 rounds)",
     )
     run.add_argument("--cases", type=int, default=None, help="cases per scenario (1500; 250)")
     run.add_argument(
