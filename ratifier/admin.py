@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     KafkaError,
@@ -63,10 +64,16 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
         await client.close()
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> None:
+async def ensure_topics(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    *,
+    configs: Mapping[str, str] | None = None,
+) -> None:
     """Create the topics that do not exist yet, then wait until every partition has a leader.
 
-    Existing topics are left as they are (their partition count is not changed).
+    ``configs`` are topic configs for the topics created (e.g. ``cleanup.policy``). Existing
+    topics are left as they are (their partition count and configs are not changed).
     """
     wanted = list(dict.fromkeys(default_topics(settings) if names is None else names))
     if not wanted:
@@ -81,7 +88,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                         name,
                         settings.partitions,
                         settings.replication_factor,
-                        topic_configs=durability_configs(settings),
+                        topic_configs={**durability_configs(settings), **(configs or {})},
                     )
                     for name in missing
                 ]
@@ -100,6 +107,30 @@ async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) 
                 raise StackError(f"could not create topics: {details}")
             log.info("created topics %s", ", ".join(missing))
         await _wait_for_leaders(admin, wanted)
+
+
+async def partition_counts(settings: Settings, names: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's partition count; None for a topic that does not exist."""
+    async with admin_client(settings) as admin:
+        described = await admin.describe_topics(list(names))
+    return {
+        topic["topic"]: (len(topic["partitions"]) if topic["error_code"] == 0 else None)
+        for topic in described
+    }
+
+
+async def topic_config(settings: Settings, names: Iterable[str], key: str) -> dict[str, str]:
+    """The value of topic config ``key`` (e.g. ``max.message.bytes``) for each existing topic."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    async with admin_client(settings) as admin:
+        responses = await admin.describe_configs(resources)
+    values: dict[str, str] = {}
+    for response in responses:
+        for error_code, _message, _kind, name, entries, *_ in response.resources:
+            found = [entry[1] for entry in entries if entry[0] == key]
+            if error_code == 0 and found:
+                values[name] = found[0]
+    return values
 
 
 async def group_member_count(settings: Settings, group: str) -> int:

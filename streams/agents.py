@@ -47,7 +47,7 @@ class FaustTableStore:
         self.table = table
         self._dirty: dict[bytes, tuple[int, bytes | None]] = {}
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes, partition: int) -> bytes | None:
         value: bytes | None = self.table.data.get(key)
         return value
 

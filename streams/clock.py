@@ -10,9 +10,14 @@ read far ahead of their verdicts.)
 
 So each partition's clock is the smallest of, over the input topics (candidates, verdicts):
 the newest record timestamp read from that topic's partition, or the wall clock once that
-topic-partition has delivered nothing for ``idle_ms`` (it is caught up, or silent). It never
-moves backwards. Kafka Streams makes the same choice with stream time and
-``max.task.idle.ms``; faust has neither, hence this module.
+topic-partition is caught up. It never moves backwards. Whether a topic-partition is caught up
+is known exactly where the consumer reports its lag (:meth:`PartitionClocks.lagging`: the
+transactional engine compares its position with the last stable offset after every poll);
+otherwise it is guessed: caught up once it has delivered nothing for ``idle_ms`` (the faust
+adapter). A guess by wall time alone misleads a worker whose poll takes longer than
+``idle_ms`` to process: every topic looks idle at once, and a backlog's windows close.
+Kafka Streams makes the same choice with stream time and ``max.task.idle.ms``; faust has
+neither, hence this module.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class PartitionClocks:
         self.wall = wall
         self._started_ms = wall()
         self._read: dict[tuple[str, int], tuple[int, int]] = {}  # -> (newest timestamp, seen at)
+        self._lagging: dict[tuple[str, int], bool] = {}  # reported by the consumer, where known
         self._last: dict[int, int] = {}
 
     def observe(self, topic: str, partition: int, timestamp_ms: int) -> None:
@@ -45,12 +51,21 @@ class PartitionClocks:
         newest = timestamp_ms if seen is None else max(seen[0], timestamp_ms)
         self._read[(topic, partition)] = (newest, self.wall())
 
+    def lagging(self, topic: str, partition: int, behind: bool) -> None:
+        """The consumer knows: ``topic``'s ``partition`` has records not yet read (or not)."""
+        self._lagging[(topic, partition)] = behind
+
     def now(self, partition: int) -> int:
         """``partition``'s time (ms): never later than the wall clock, never going back."""
         wall = self.wall()
         now = wall
         for topic in self.topics:
             seen = self._read.get((topic, partition))
+            behind = self._lagging.get((topic, partition))
+            if behind is not None:
+                if behind:  # hold time where this topic's records have got to
+                    now = min(now, self._last.get(partition, 0) if seen is None else seen[0])
+                continue
             if seen is None:
                 # Nothing read yet: hold time until the topic-partition has had time to deliver.
                 if wall - self._started_ms < self.idle_ms:

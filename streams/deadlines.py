@@ -90,6 +90,10 @@ class PartitionDeadlines:
         index = self._by_partition.get(partition)
         return iter(()) if index is None else index.pop_due(now_ms)
 
+    def drop(self, partition: int) -> None:
+        """Forget ``partition``'s cases (revoked, or its state is being rebuilt)."""
+        self._by_partition.pop(partition, None)
+
     def next_due_ms(self) -> int | None:
         dues = [d for i in self._by_partition.values() if (d := i.next_due_ms()) is not None]
         return min(dues, default=None)

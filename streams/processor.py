@@ -13,11 +13,13 @@ back to the store before the call returns, so between calls the store is the who
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ratifier.config import Settings
 from ratifier.errors import WireFormatError
 from ratifier.models import (
     Candidate,
@@ -33,8 +35,9 @@ from ratifier.policy import Policy
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
+from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, decode_state, encode_state
-from ratifier.streams.store import CaseStore, entry_header, entry_state, pack_entry
+from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
 from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class _Working:
     state: CaseState | None
     due_ms: int | None
     dirty: bool
+    size: int  # an estimate of its stored size: exact when loaded, plus each record applied
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class TallyStats:
     verdicts: int = 0
     deleted: int = 0  # cases whose state was removed (pruned) from the store
     late_verdicts: int = 0
+    oversized_outputs: int = 0  # outputs of a tick that no record limit could take (logged)
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
 
@@ -85,8 +90,10 @@ class TallyProcessor:
         store: CaseStore,
         settings: tally.TallySettings,
         clock: Callable[[], int] = now_ms,
+        limits: SizeLimits | None = None,
     ) -> None:
         self.topics = topics
+        self.limits = limits or SizeLimits.from_settings(Settings())
         self.policies = policies
         self.store = store
         self.settings = settings
@@ -137,6 +144,15 @@ class TallyProcessor:
     ) -> list[Outgoing]:
         expected: type[Candidate] | type[Verdict]
         expected = Candidate if source.topic == self.topics.candidates else Verdict
+        limit = (
+            self.limits.max_candidate_bytes
+            if expected is Candidate
+            else self.limits.max_verdict_bytes
+        )
+        if len(raw) > limit:
+            setting = "RATIFIER_MAX_CANDIDATE_BYTES" if expected is Candidate else "the verdict"
+            detail = f"{len(raw)} bytes, more than the limit of {limit} ({setting} limit)"
+            return [self._too_large(raw, source, detail)]
         try:
             record = codec.decode_as(raw, expected)
         except WireFormatError as exc:
@@ -201,12 +217,12 @@ class TallyProcessor:
     def _state(self, case_key: bytes, partition: int) -> CaseState | None:
         working = self._working.get(case_key)
         if working is None:
-            entry = self.store.get(case_key)
+            entry = self.store.get(case_key, partition)
             if entry is None:
                 return None
             state = decode_state(entry_state(entry))
             _, due_ms = entry_header(entry)
-            working = _Working(partition, state, due_ms, dirty=False)
+            working = _Working(partition, state, due_ms, dirty=False, size=len(entry))
             self._working[case_key] = working
         return working.state
 
@@ -239,6 +255,13 @@ class TallyProcessor:
         for decision in step.decisions:
             topic = self._decision_topics[type(decision)]
             out.append(Outgoing(topic, case_key, codec.encode(decision)))
+        size = self._size_after(case_key, step, raw)
+        if raw is not None and source is not None:
+            too_large = self._too_large_detail(out, size)
+            if too_large is not None:
+                return [self._too_large(raw, source, too_large)]
+        else:
+            out = self._drop_oversized(out)
         for rejection in step.rejected:
             if rejection.source is None and raw is not None and source is not None:
                 original, where = raw, source
@@ -248,13 +271,72 @@ class TallyProcessor:
                 where = rejection.source or tally.SourceRef("", -1, -1)
             out.append(self._dead_letter(original, where, rejection.reason, rejection.detail))
         if step.changed:
-            self._working[case_key] = _Working(partition, step.state, step.due_ms, dirty=True)
+            self._working[case_key] = _Working(
+                partition, step.state, step.due_ms, dirty=True, size=size
+            )
         self.index.schedule(case_key, partition, step.due_ms if step.state is not None else None)
         for record in out[: len(step.decisions)]:
             self.stats.decisions[record.topic] += 1
         if step.late:
             self.stats.late_verdicts += len(step.late)
         return out
+
+    # -- size limits -------------------------------------------------------------------------
+
+    def _size_after(self, case_key: bytes, step: tally.Step, raw: bytes | None) -> int:
+        """The stored size of the case after ``step``: estimated, exact once it could matter.
+
+        Encoding a state costs more than the rest of a record's handling, so it is done here
+        only when the estimate (the size as loaded plus every record applied since) comes near
+        the limit, which a case of ordinary records never does.
+        """
+        working = self._working.get(case_key)
+        estimate = (0 if working is None else working.size) + len(raw or b"")
+        if step.state is None or not step.changed:
+            return estimate
+        if estimate <= self.limits.max_record_bytes // 2:
+            return estimate
+        return HEADER_SIZE + len(encode_state(step.state))
+
+    def _too_large_detail(self, out: list[Outgoing], state_size: int) -> str | None:
+        limit = self.limits.max_record_bytes
+        if state_size > limit:
+            return f"the case's state would be {state_size} bytes, more than {limit}"
+        for record in out:
+            if len(record.value) > limit:
+                size = len(record.value)
+                return f"its decision for {record.topic} would be {size} bytes, more than {limit}"
+        return None
+
+    def _drop_oversized(self, out: list[Outgoing]) -> list[Outgoing]:
+        """A tick's outputs that no producer could send: logged, so the partition goes on.
+
+        The start-up check of every policy against the limits makes this unreachable unless
+        the limits changed while cases were open.
+        """
+        kept = []
+        for record in out:
+            if len(record.value) > self.limits.max_record_bytes:
+                self.stats.oversized_outputs += 1
+                logger.error(
+                    "dropped a %d-byte record for %s (case %r): over the %d-byte record limit",
+                    len(record.value),
+                    record.topic,
+                    record.key,
+                    self.limits.max_record_bytes,
+                )
+            else:
+                kept.append(record)
+        return kept
+
+    def _too_large(self, raw: bytes, source: tally.SourceRef, detail: str) -> Outgoing:
+        """A ``TOO_LARGE`` dead letter, with an excerpt of the record (the whole would not fit)."""
+        excerpt = raw[:DEAD_LETTER_EXCERPT_BYTES]
+        detail += (
+            f"; the dead letter keeps its first {len(excerpt)} of {len(raw)} bytes, "
+            f"sha256 {hashlib.sha256(raw).hexdigest()}"
+        )
+        return self._dead_letter(excerpt, source, DeadLetterReason.TOO_LARGE, detail)
 
     def _dead_letter(
         self, raw: bytes, source: tally.SourceRef, reason: DeadLetterReason, detail: str

@@ -1,13 +1,15 @@
-"""``ratifier tally run``: the stateful M-of-N tally (a faust worker)."""
+"""``ratifier tally run``: the stateful M-of-N tally, on the transactional or the faust engine."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from ratifier.admin import ensure_topics
-from ratifier.config import Settings
+from ratifier.cli._runner import run_worker
+from ratifier.config import TALLY_ENGINES, Settings
 from ratifier.policy import load_policies
 
 
@@ -16,15 +18,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     commands = parser.add_subparsers(dest="tally_command", required=True)
     run = commands.add_parser("run", help="run a tally worker (start more to share partitions)")
     run.add_argument("--policies", type=Path, default=None, help="folder of policy *.toml files")
+    run.add_argument(
+        "--engine",
+        choices=TALLY_ENGINES,
+        default=None,
+        help="transactional: exactly-once on Kafka transactions (default); faust: the "
+        "at-least-once faust adapter (default: RATIFIER_TALLY_ENGINE, else transactional)",
+    )
     run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ratifier.streams.worker import run_tally  # imports faust: only when running it
-
-    overrides = {"policy_dir": args.policies} if args.policies else {}
+    overrides: dict[str, Any] = {"policy_dir": args.policies} if args.policies else {}
+    if args.engine:
+        overrides["tally_engine"] = args.engine
     settings = Settings.from_env(**overrides)
     policies = load_policies(settings.policy_dir)
     asyncio.run(ensure_topics(settings))
-    run_tally(settings, policies)
-    return 0
+    if settings.tally_engine == "faust":
+        from ratifier.streams.worker import run_tally  # imports faust: only when running it
+
+        run_tally(settings, policies)
+        return 0
+    from ratifier.streams.transactional import TransactionalTally
+
+    return run_worker(lambda: TransactionalTally(settings, policies))

@@ -73,3 +73,27 @@ def test_a_record_is_handled_at_its_own_time_when_the_partition_lags() -> None:
     assert clocks.at(0, T0 + 40_000) == T0 + 40_000  # the candidate's window opens at its time
     assert clocks.at(0, T0 + 1_000) == T0 + 5_000  # never before the partition's time
     assert clocks.at(0, T0 + 90_000) == T0 + 60_000  # never after the wall clock
+
+
+def test_a_lagging_topic_holds_time_however_long_its_poll_took() -> None:
+    # A worker that reports lag is never fooled by a slow poll: the idle guess is not used.
+    clocks, wall = make()
+    wall.now = T0 + 60_000
+    clocks.lagging("c", 0, False)
+    clocks.lagging("v", 0, True)
+    clocks.observe("c", 0, T0 + 40_000)
+    clocks.observe("v", 0, T0 + 5_000)
+    wall.now += 30_000  # far past idle_ms without a record
+    assert clocks.now(0) == T0 + 5_000
+    clocks.lagging("v", 0, False)  # caught up: the wall clock again
+    assert clocks.now(0) == wall.now
+
+
+def test_a_lagging_topic_with_nothing_read_yet_stops_time() -> None:
+    clocks, wall = make()
+    wall.now = T0 + 60_000
+    clocks.lagging("c", 0, True)
+    clocks.lagging("v", 0, True)
+    assert clocks.now(0) < T0  # no window can close before the first record is read
+    clocks.observe("c", 0, T0 + 1_000)
+    assert clocks.at(0, T0 + 1_000) == T0 + 1_000  # a record is handled at its own time

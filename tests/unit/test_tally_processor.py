@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ratifier.errors import ConfigError
 from ratifier.models import (
     Candidate,
     DeadLetter,
@@ -32,6 +33,7 @@ from ratifier.models import (
 from ratifier.policy import Policy, load_policies
 from ratifier.schemas import codec
 from ratifier.streams import tally
+from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.state import CaseStatus, decode_state
 from ratifier.streams.store import (
@@ -80,7 +82,9 @@ def make_policy(*, max_attempts: int = 2, name: str = "p", veto: str = "retry") 
     return Policy.from_mapping(data, "test")
 
 
-def candidate(attempt: int = 1, case_id: str = CASE, policy: str = "p") -> Candidate:
+def candidate(
+    attempt: int = 1, case_id: str = CASE, policy: str = "p", content: str | None = None
+) -> Candidate:
     return Candidate(
         case_id=case_id,
         attempt=attempt,
@@ -88,7 +92,7 @@ def candidate(attempt: int = 1, case_id: str = CASE, policy: str = "p") -> Candi
         policy=policy,
         category="general",
         query="What is 2 + 2?",
-        content=f"Answer {attempt}: 4",
+        content=f"Answer {attempt}: 4" if content is None else content,
         producer="test",
         produced_at_ms=T0,
         metadata={"truth": "accept"},
@@ -123,11 +127,13 @@ def make_processor(
     policies: dict[str, Policy] | None = None,
     store: DictCaseStore | None = None,
     clock: Clock | None = None,
+    limits: SizeLimits | None = None,
 ) -> tuple[TallyProcessor, DictCaseStore, Clock]:
     store = DictCaseStore() if store is None else store
     clock = Clock() if clock is None else clock
     policies = {"p": make_policy()} if policies is None else policies
-    return TallyProcessor(TOPICS, policies, store, SETTINGS, clock=clock), store, clock
+    processor = TallyProcessor(TOPICS, policies, store, SETTINGS, clock=clock, limits=limits)
+    return processor, store, clock
 
 
 class Feeder:
@@ -503,27 +509,36 @@ def test_rebuild_ignores_entries_with_nothing_due() -> None:
     assert processor.tick({0}) == []
 
 
-@pytest.mark.parametrize(
-    ("decide", "keep_ms"),
-    [
-        pytest.param("pass", SETTINGS.retention_ms, id="passed-after-retention"),
-        pytest.param("retry", SETTINGS.retry_wait_ms, id="awaiting-retry-after-wait"),
-    ],
-)
-def test_decided_case_is_pruned_from_the_store(decide: str, keep_ms: int) -> None:
+def test_passed_case_is_pruned_from_the_store_after_retention() -> None:
     processor, store, clock = make_processor()
     feeder = Feeder(processor)
     clock.now = T0 + 100
     feeder.send(candidate())
-    if decide == "pass":
-        out = feeder.send_all([verdict("v1"), verdict("v2"), verdict("rt")])
-    else:
-        out = feeder.send_all([verdict("v1", Vote.REJECT), verdict("v2", Vote.REJECT)])
-    assert len(out) == 1
-    clock.now = T0 + 100 + keep_ms - 1
+    assert len(feeder.send_all([verdict("v1"), verdict("v2"), verdict("rt")])) == 1
+    clock.now = T0 + 100 + SETTINGS.retention_ms - 1
     assert processor.tick({0}) == []
     assert len(store) == 1
-    clock.now = T0 + 100 + keep_ms
+    clock.now = T0 + 100 + SETTINGS.retention_ms
+    assert processor.tick({0}) == []
+    assert store.get(KEY) is None
+    assert len(processor.index) == 0
+
+
+def test_a_retry_never_answered_escalates_then_is_pruned_after_retention() -> None:
+    processor, store, clock = make_processor()
+    feeder = Feeder(processor)
+    clock.now = T0 + 100
+    feeder.send(candidate())
+    assert len(feeder.send_all([verdict("v1", Vote.REJECT), verdict("v2", Vote.REJECT)])) == 1
+    clock.now = T0 + 100 + SETTINGS.retry_wait_ms - 1
+    assert processor.tick({0}) == []
+    clock.now = T0 + 100 + SETTINGS.retry_wait_ms
+    escalation = only(processor.tick({0}))
+    assert escalation.topic == TOPICS.escalate
+    packet = codec.decode_as(escalation.value, EscalationPacket)
+    assert packet.reason is EscalationReason.RETRY_TIMEOUT
+    assert stored_status(store) is CaseStatus.ESCALATED
+    clock.now = T0 + 100 + SETTINGS.retry_wait_ms + SETTINGS.retention_ms
     assert processor.tick({0}) == []
     assert store.get(KEY) is None
     assert len(processor.index) == 0
@@ -750,3 +765,54 @@ def test_dict_case_store_behaves_like_a_mapping() -> None:
     assert sorted(entries) == [(b"a", b"3"), (b"b", b"2")]
     store.delete(b"missing", 0)
     assert (len(store), store.get(b"b")) == (1, None)
+
+
+# --- size limits -------------------------------------------------------------------------------
+
+SMALL_LIMITS = SizeLimits(
+    max_candidate_bytes=2_000, max_verdict_bytes=1_000, max_record_bytes=4_000
+)
+
+
+def test_an_oversized_candidate_is_dead_lettered_before_it_touches_state() -> None:
+    processor, store, _ = make_processor(limits=SMALL_LIMITS)
+    big = candidate(content="x" * 3_000)
+    raw = codec.encode(big)
+    letter = dead_letter(Feeder(processor).send(big))
+    assert letter.reason is DeadLetterReason.TOO_LARGE
+    assert f"{len(raw)} bytes, more than the limit of 2000" in letter.detail
+    assert letter.original == raw[: len(letter.original)]  # an excerpt, never more than the limit
+    assert len(store) == 0
+
+
+def test_an_oversized_verdict_is_dead_lettered_and_the_case_goes_on() -> None:
+    processor, _, _ = make_processor(limits=SMALL_LIMITS)
+    feeder = Feeder(processor)
+    feeder.send(candidate())
+    huge = dataclasses.replace(verdict("v1"), reasons=(Reason("R1", "y" * 2_000),))
+    assert dead_letter(feeder.send(huge)).reason is DeadLetterReason.TOO_LARGE
+    out = feeder.send_all([verdict("v1"), verdict("v2"), verdict("rt")])
+    assert [o.topic for o in out] == [TOPICS.passed]
+
+
+def test_a_record_that_would_make_the_state_too_large_is_dead_lettered() -> None:
+    # Each candidate fits; three attempts of them would not: the third is refused, state kept.
+    limits = SizeLimits(max_candidate_bytes=3_000, max_verdict_bytes=1_000, max_record_bytes=6_000)
+    policies = {"p": make_policy(max_attempts=3)}
+    processor, store, _ = make_processor(limits=limits, policies=policies)
+    feeder = Feeder(processor)
+    for attempt in (1, 2):
+        feeder.send(candidate(attempt=attempt, content="z" * 2_500))
+        feeder.send_all([verdict("v1", Vote.REJECT, attempt), verdict("v2", Vote.REJECT, attempt)])
+    before = store.get(KEY)
+    letter = dead_letter(feeder.send(candidate(attempt=3, content="z" * 2_500)))
+    assert letter.reason is DeadLetterReason.TOO_LARGE
+    assert "state would be" in letter.detail
+    assert store.get(KEY) == before
+
+
+def test_policies_that_could_outgrow_the_record_limit_are_refused() -> None:
+    policy = make_policy(max_attempts=3)
+    SizeLimits(2_000, 1_000, 100_000).check_policy(policy)
+    with pytest.raises(ConfigError, match="RATIFIER_MAX_CANDIDATE_BYTES"):
+        SizeLimits(200_000, 16_384, 300_000).check_policy(policy)

@@ -1,0 +1,361 @@
+"""The transactional tally: a batch consume-process-produce loop over Kafka transactions.
+
+    consume candidates + verdicts (read_committed, co-partitioned, range assignment)
+      -> TallyProcessor (pure rules; state in a PartitionedCaseStore)
+      -> per input partition, ONE transaction per commit interval holding that partition's
+         decisions, dead letters, changelog entries and input offsets
+
+A crash anywhere commits all of an interval's work or none of it; a restarted or new owner
+restores the partition's state from the committed changelog and resumes at the committed
+offsets, which were written in the same transactions. Deadline ticks run in the same loop and
+the same transactions.
+
+Rebalances use aiokafka's eager protocol: every partition is given back on revocation (its open
+transaction committed first) and set up afresh on assignment: a new producer with the
+partition's transactional id (fencing any earlier owner), the changelog restored, the consumer
+moved to the committed offsets, the deadline index rebuilt. Nothing is kept across a rebalance,
+so no state can be stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import heapq
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from operator import attrgetter
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from ratifier.config import Settings
+from ratifier.kafka import make_consumer
+from ratifier.policy import Policy
+from ratifier.readiness import ReadinessFile
+from ratifier.streams.clock import PartitionClocks
+from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
+from ratifier.streams.limits import SizeLimits
+from ratifier.streams.processor import InputRecord, TallyProcessor
+from ratifier.streams.store import PartitionedCaseStore
+from ratifier.streams.tally import TallySettings
+from ratifier.streams.transactional.changelog import ChangelogReader
+from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
+from ratifier.streams.transactional.preflight import check_topics
+from ratifier.topics import TopicNames
+
+logger = logging.getLogger(__name__)
+
+ENGINE = "transactional"
+# A crashed worker's partitions move after this long; a paused one is fenced after it.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 3_000
+# A partition whose transaction failed is set up again after this long (a fenced one only
+# after a session timeout: by then, if this worker lost it, the group has told it so).
+RETRY_SETUP_S = 1.0
+
+_by_timestamp = attrgetter("timestamp")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, tally: TransactionalTally) -> None:
+        self.tally = tally
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.tally.release_all()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.tally.take_over({tp.partition for tp in assigned})
+
+
+class TransactionalTally:
+    """One tally worker. ``async with`` it, or ``start()``, ``run(stop)``, ``stop()``."""
+
+    def __init__(self, settings: Settings, policies: Mapping[str, Policy]) -> None:
+        self.settings = settings
+        self.names = TopicNames.from_settings(settings)
+        self.policies = policies
+        self.store = PartitionedCaseStore()
+        self.processor = TallyProcessor(
+            self.names,
+            policies,
+            self.store,
+            TallySettings(
+                hold_ms=settings.hold_ms,
+                retention_ms=settings.retention_ms,
+                retry_wait_ms=settings.retry_wait_ms,
+            ),
+            limits=SizeLimits.from_settings(settings),
+        )
+        self.headers = [
+            ("ratifier-worker", settings.worker_id.encode()),
+            ("ratifier-engine", ENGINE.encode()),
+        ]
+        self.clocks = PartitionClocks((self.names.candidates, self.names.verdicts))
+        self.readiness = ReadinessFile(settings, ENGINE, self.names.tally_app_id)
+        self._consumer: AIOKafkaConsumer = make_consumer(
+            settings,
+            group_id=self.names.tally_app_id,
+            client_id=f"ratifier-tally-{settings.worker_id}",
+            # Range assignment gives a worker the same partitions of both input topics: a case's
+            # candidate and verdicts (co-partitioned by case id) meet in one worker.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        )
+        self._changelog = ChangelogReader(settings, self.names.tally_changelog)
+        self._partitions: dict[int, PartitionTransactions] = {}
+        self._recovering: dict[int, float] = {}  # partition -> monotonic time of the next try
+        self._lock = asyncio.Lock()  # one of: a batch, a tick, a commit, a rebalance step
+        self._generation = 0  # bumped on every assignment: a batch fetched before is stale
+        self._trimmer = HeapTrimmer(glibc_malloc_trim())
+        self._last_commit = time.monotonic()
+        self._last_tick = 0.0
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await check_topics(self.settings, self.policies)
+        self.readiness.update(ready=False, partitions=())
+        await self._changelog.start()
+        try:
+            self._consumer.subscribe(
+                [self.names.candidates, self.names.verdicts], listener=_Rebalance(self)
+            )
+            await self._consumer.start()
+        except BaseException:
+            await self._changelog.stop()
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        try:
+            await self.release_all()
+            await self._consumer.stop()
+        finally:
+            await self._changelog.stop()
+            self.readiness.remove()
+
+    async def __aenter__(self) -> TransactionalTally:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        interval_s = self.settings.commit_interval_ms / 1000
+        gc.freeze()  # start-up's objects live as long as the process (see docs/benchmarks.md)
+        while not stop.is_set():
+            wait_s = min(interval_s, self.settings.tick_interval_s)
+            # Everything fetched, not max_records: aiokafka fills a capped poll from the same
+            # partitions first, and under a backlog a case's verdicts would wait behind its
+            # candidate's partition for longer than a hold. MAX_PARTITION_FETCH_BYTES bounds it.
+            batches = await self._consumer.getmany(timeout_ms=int(wait_s * 1000))
+            # Taken as the poll returns: records returned before (or during) a take-over predate
+            # its seek and come again; none can be returned after the seek and before the bump
+            # (no await between them), so no record is both dropped here and skipped by the seek.
+            generation = self._generation
+            async with self._lock:
+                if batches and generation == self._generation:
+                    await self._process(batches)
+                await self._report_lag()
+                await self._tick_when_due()
+                await self._retry_setups()
+                quiet = not batches
+                if quiet or time.monotonic() - self._last_commit >= interval_s:
+                    # Quiet input and waiting decisions: commit now rather than at the interval,
+                    # since a decision is visible to read_committed readers only once committed.
+                    await self._commit()
+
+    # -- processing --------------------------------------------------------------------------
+
+    async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        by_partition: dict[int, list[list[ConsumerRecord]]] = {}
+        for tp, records in batches.items():
+            by_partition.setdefault(tp.partition, []).append(records)
+        for partition, streams in by_partition.items():
+            transactions = self._partitions.get(partition)
+            if transactions is None:
+                continue  # being recovered: it is paused, and these records come again
+            inputs = []
+            # Both topics' records in timestamp order: a candidate before the verdicts it drew.
+            for m in heapq.merge(*streams, key=_by_timestamp):
+                self.clocks.observe(m.topic, partition, m.timestamp)
+                now = self.clocks.at(partition, m.timestamp)
+                inputs.append(InputRecord(m.topic, partition, m.offset, m.key, m.value, now))
+            try:
+                out = self.processor.handle_batch(inputs)
+                await transactions.send(out)
+                await transactions.write_changelog(self.store.take_changes(partition))
+                for records in streams:
+                    last = records[-1]
+                    transactions.advance(TopicPartition(last.topic, partition), last.offset + 1)
+            except Exception as exc:
+                await self._lose(partition, exc)
+
+    async def _report_lag(self) -> None:
+        """Tell the clocks which inputs have records waiting: those hold their partition's time."""
+        for tp in self._consumer.assignment():
+            if tp.partition not in self._partitions:
+                continue
+            stable = self._consumer.last_stable_offset(tp)
+            if stable is None:  # no fetch answered yet: treat as behind, time waits for it
+                self.clocks.lagging(tp.topic, tp.partition, True)
+                continue
+            position = await self._consumer.position(tp)
+            self.clocks.lagging(tp.topic, tp.partition, position < stable)
+
+    async def _tick_when_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick < self.settings.tick_interval_s:
+            return
+        self._last_tick = now
+        for partition, transactions in list(self._partitions.items()):
+            try:
+                out = self.processor.tick((partition,), self.clocks.now)
+                await transactions.send(out)
+                await transactions.write_changelog(self.store.take_changes(partition))
+            except Exception as exc:
+                await self._lose(partition, exc)
+        self._trimmer.maybe_trim(self.processor.stats.deleted)
+
+    async def _commit(self) -> None:
+        pending = [t for t in self._partitions.values() if t.pending]
+        self._last_commit = time.monotonic()
+        if not pending:
+            return
+        results = await asyncio.gather(*(t.commit() for t in pending), return_exceptions=True)
+        for transactions, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                await self._lose(transactions.partition, result)
+
+    # -- partitions --------------------------------------------------------------------------
+
+    async def take_over(self, partitions: set[int]) -> None:
+        """Set up newly assigned partitions: fence, restore, seek (rebalance listener)."""
+        async with self._lock:
+            self._generation += 1
+            self._recovering.clear()
+            self.readiness.update(ready=False, partitions=partitions, recovering=partitions)
+            await self._set_up(partitions)
+            # A poll that started during the set-up may hold records read before the seek.
+            self._generation += 1
+
+    async def release_all(self) -> None:
+        """Commit what is open and give every partition up (rebalance listener, stop)."""
+        async with self._lock:
+            await self._commit()
+            for partition in list(self._partitions):
+                await self._forget(partition)
+            self._recovering.clear()
+            self.readiness.update(ready=False, partitions=(), recovering=())
+
+    async def _set_up(self, partitions: set[int]) -> None:
+        if not partitions:
+            self._update_readiness()
+            return
+        opened: dict[int, PartitionTransactions] = {}
+        try:
+            for partition in partitions:
+                opened[partition] = PartitionTransactions(
+                    self.settings, self.names, partition, self.headers
+                )
+            # Fence first: after this, the changelog and the committed offsets are final.
+            await asyncio.gather(*(t.open() for t in opened.values()))
+            restored = await self._changelog.read(partitions)
+            for partition in partitions:
+                self.store.load(partition, iter(restored[partition]))
+            await self._seek_to_committed(partitions)
+        except Exception as exc:
+            logger.warning("could not set up partitions %s: %r", sorted(partitions), exc)
+            await asyncio.gather(*(t.close() for t in opened.values()))
+            for partition in partitions:
+                self.store.drop(partition)
+                self._recover_later(partition, RETRY_SETUP_S)
+            self._update_readiness()
+            return
+        self._partitions.update(opened)
+        for tp in self._input_partitions(partitions):
+            # Until the first fetch says otherwise, records may be waiting: time waits for them.
+            self.clocks.lagging(tp.topic, tp.partition, True)
+        self._resume(partitions)
+        self.processor.rebuild_index(self._partitions.keys())
+        logger.info(
+            "worker %s owns partitions %s (%d open cases)",
+            self.settings.worker_id,
+            sorted(self._partitions),
+            len(self.store),
+        )
+        self._update_readiness()
+
+    async def _seek_to_committed(self, partitions: set[int]) -> None:
+        # seek() rather than seek_to_beginning(): the latter waits for the fetcher's long poll.
+        tps = self._input_partitions(partitions)
+        committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
+        fresh = [tp for tp, offset in zip(tps, committed, strict=True) if offset is None]
+        beginnings = await self._consumer.beginning_offsets(fresh) if fresh else {}
+        for tp, offset in zip(tps, committed, strict=True):
+            self._consumer.seek(tp, beginnings[tp] if offset is None else offset)
+
+    async def _lose(self, partition: int, exc: BaseException) -> None:
+        """A partition's transaction failed: drop its uncommitted work, set it up again later.
+
+        Fenced means another worker has taken the partition over: it is set up again only if
+        the group still gives it to this worker a session timeout later (a paused worker learns
+        long before that it lost it, through a rebalance).
+        """
+        fenced = isinstance(exc, FENCED_ERRORS)
+        if fenced:
+            logger.warning("partition %d was taken over by another worker (fenced)", partition)
+        else:
+            logger.error("transaction of partition %d failed: %r", partition, exc)
+        await self._forget(partition)
+        delay = (SESSION_TIMEOUT_MS / 1000 + RETRY_SETUP_S) if fenced else RETRY_SETUP_S
+        self._recover_later(partition, delay)
+        self._update_readiness()
+
+    async def _forget(self, partition: int) -> None:
+        transactions = self._partitions.pop(partition, None)
+        if transactions is not None:
+            await transactions.close()
+        self.store.drop(partition)
+        self.store.take_changes(partition)
+        self.processor.index.drop(partition)
+
+    def _recover_later(self, partition: int, delay_s: float) -> None:
+        self._recovering[partition] = time.monotonic() + delay_s
+        assigned = self._consumer.assignment()
+        self._consumer.pause(*(tp for tp in self._input_partitions((partition,)) if tp in assigned))
+
+    async def _retry_setups(self) -> None:
+        now = time.monotonic()
+        due = {p for p, at in self._recovering.items() if at <= now}
+        if not due:
+            return
+        assigned = {tp.partition for tp in self._consumer.assignment()}
+        for partition in due:
+            del self._recovering[partition]
+        await self._set_up(due & assigned)
+
+    def _resume(self, partitions: Iterable[int]) -> None:
+        assigned = self._consumer.assignment()
+        self._consumer.resume(*(tp for tp in self._input_partitions(partitions) if tp in assigned))
+
+    def _input_partitions(self, partitions: Iterable[int]) -> list[TopicPartition]:
+        topics = (self.names.candidates, self.names.verdicts)
+        return [TopicPartition(topic, p) for p in partitions for topic in topics]
+
+    def _update_readiness(self) -> None:
+        recovering = set(self._recovering)
+        self.readiness.update(
+            ready=not recovering,
+            partitions=set(self._partitions) | recovering,
+            recovering=recovering,
+        )
