@@ -23,6 +23,7 @@ import orjson
 from ratifier.admin import group_member_count
 from ratifier.config import Settings
 from ratifier.polling import wait_until
+from ratifier.readiness import read_status
 from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
@@ -125,15 +126,20 @@ class Fleet:
                 "-m",
                 "ratifier",
                 *spec.args,
-                env=env,
+                env={**env, "RATIFIER_WORKER_ID": self.worker_id(spec)},
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
             )
             logger.info("started %s (pid %d)", spec.name, self._procs[spec.name].pid)
 
+    def worker_id(self, spec: ProcessSpec) -> str:
+        """The id a process writes in its records' headers and names its readiness file by."""
+        return f"{self.settings_env.get('RATIFIER_TOPIC_PREFIX', 'ratifier')}.{spec.name}"
+
     async def wait_ready(self, settings: Settings, timeout_s: float = 60.0) -> None:
-        """Wait until every started process's consumer group is stable with all its members.
+        """Wait until every started process's consumer group is stable with all its members,
+        and every tally has restored the state of the partitions it owns.
 
         Until then a group may still rebalance: work would move between instances (and be
         redelivered), and a short voting window could close before a validator is listening.
@@ -148,6 +154,22 @@ class Fleet:
                 return await group_member_count(settings, group) == members
 
             await wait_until(joined, timeout_s, f"consumer group {group} with {members} member(s)")
+        for name, spec in zip(self._procs, self._started, strict=True):
+            if spec.args[0] == "tally":
+                await self.wait_tally_ready(settings, name, timeout_s)
+
+    async def wait_tally_ready(self, settings: Settings, name: str, timeout_s: float) -> None:
+        """Wait until tally ``name`` (this very process, not an earlier one) says it is ready."""
+        process = self._procs[name]
+        worker_id = self.worker_id(self._started_specs[name])
+
+        async def ready() -> bool:
+            if process.returncode is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir}")
+            status = read_status(settings, worker_id)
+            return status is not None and status.pid == process.pid and status.ready
+
+        await wait_until(ready, timeout_s, f"{name} ready (partitions assigned, state restored)")
 
     def exited(self) -> dict[str, int]:
         """Processes that ended on their own, with their exit codes."""

@@ -9,26 +9,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from aiokafka import ConsumerRecord
+
 from ratifier.client import assign_all
 from ratifier.config import Settings
 from ratifier.kafka import make_consumer
 from ratifier.polling import wait_until
 
-__all__ = ["read_topics", "wait_until", "write_policy"]
+__all__ = ["read_records", "read_topics", "wait_until", "write_policy"]
 
 
 async def read_topics(
     settings: Settings, topics: Iterable[str], idle_s: float = 2.0
 ) -> list[bytes]:
     """Every record value on ``topics`` from the beginning, until none arrives for ``idle_s``."""
+    return [r.value or b"" for r in await read_records(settings, topics, idle_s)]
+
+
+async def read_records(
+    settings: Settings, topics: Iterable[str], idle_s: float = 2.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record on ``topics`` (headers too), until none arrives for ``idle_s``."""
     consumer = make_consumer(settings, group_id=None, client_id="ratifier-testing-reader")
     await consumer.start()
     try:
         await assign_all(consumer, topics, from_beginning=True)
-        values: list[bytes] = []
+        records: list[ConsumerRecord[bytes, bytes]] = []
         while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
-            values += [r.value or b"" for rs in batch.values() for r in rs]
-        return values
+            records += [r for rs in batch.values() for r in rs]
+        return records
     finally:
         await consumer.stop()
 

@@ -15,14 +15,18 @@ import faust
 
 from ratifier.config import Settings
 from ratifier.policy import Policy
+from ratifier.readiness import ReadinessFile
 from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
+from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
 from ratifier.topics import TALLY_TABLE, TopicNames
 
 logger = logging.getLogger(__name__)
+
+ENGINE = "faust"
 
 # A batch is handed over when this many events are buffered, or every BATCH_WAIT_S with what
 # is buffered: the wait bounds the latency a quiet stream adds (but take_events wakes that often
@@ -43,8 +47,9 @@ class FaustTableStore:
     committed (the agent does so before it acks the batch), or a crash could lose state.
     """
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table, headers: list[tuple[str, bytes]]) -> None:
         self.table = table
+        self.headers = headers
         self._dirty: dict[bytes, tuple[int, bytes | None]] = {}
 
     def get(self, key: bytes, partition: int) -> bytes | None:
@@ -74,7 +79,7 @@ class FaustTableStore:
         producer = self.table.app.producer
         topic = self.table.changelog_topic.get_topic_name()
         for key, (partition, entry) in dirty.items():
-            await producer.send(topic, key, entry, partition, None, None)
+            await producer.send(topic, key, entry, partition, None, self.headers)
 
     def entries(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self.table.data.items()))
@@ -95,7 +100,13 @@ def install_tally(
         value_type=bytes,
         help="Voting windows and attempt history per case (header + encoded CaseState).",
     )
-    store = FaustTableStore(table)
+    headers = [
+        ("ratifier-worker", settings.worker_id.encode()),
+        ("ratifier-engine", ENGINE.encode()),
+    ]
+    readiness = ReadinessFile(settings, ENGINE, names.tally_app_id)
+    readiness.update(ready=False, partitions=())
+    store = FaustTableStore(table, headers)
     processor = TallyProcessor(
         names,
         policies,
@@ -105,6 +116,7 @@ def install_tally(
             retention_ms=settings.retention_ms,
             retry_wait_ms=settings.retry_wait_ms,
         ),
+        limits=SizeLimits.from_settings(settings),
     )
     inputs = input_topic(app, settings)
     recovered = False
@@ -121,7 +133,7 @@ def install_tally(
         for record in records:
             # Not awaiting delivery here: faust flushes the producer before each offset commit,
             # so an input is never committed before what it caused is on the broker.
-            await producer.send(record.topic, record.key, record.value, None, None, None)
+            await producer.send(record.topic, record.key, record.value, None, None, headers)
 
     @app.agent(inputs, concurrency=1, name="tally")
     async def tally_agent(stream: faust.StreamT[Any]) -> None:
@@ -145,8 +157,10 @@ def install_tally(
     @table.on_recover
     async def rebuild_deadlines() -> None:
         nonlocal recovered
-        processor.rebuild_index(active_partitions())
+        partitions = active_partitions()
+        processor.rebuild_index(partitions)
         recovered = True
+        readiness.update(ready=True, partitions=partitions)
 
     @app.timer(interval=settings.tick_interval_s, name="tally-deadlines")
     async def close_due_windows() -> None:

@@ -40,6 +40,11 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         # A changelog the tally writes as bytes; faust must not try to (de)serialize it.
         value_serializer="raw",
         key_serializer="raw",
+        # faust reads unprefixed variables (BROKER_SESSION_TIMEOUT, PRODUCER_MAX_REQUEST_SIZE,
+        # APP_DATADIR, ...) that win over the settings above; the adapter relies on every one of
+        # them, so faust gets no environment: Ratifier's processes are set with RATIFIER_* only.
+        env={},
+        producer_max_request_size=settings.max_record_bytes,
     )
 
 

@@ -109,7 +109,10 @@ async def test_a_backlog_is_decided_by_its_votes_not_by_the_wall_clock(
 async def test_a_candidate_larger_than_a_fetch_is_read_and_passed_whole(
     settings: Settings, tmp_path: Path
 ) -> None:
-    tuned = tally_settings(settings, tmp_path, window_s=30)
+    # The candidate limit raised above one fetch (the default is below it).
+    tuned = tally_settings(settings, tmp_path, window_s=30).with_overrides(
+        max_candidate_bytes=MAX_PARTITION_FETCH_BYTES + 100_000
+    )
     names = TopicNames.from_settings(tuned)
     large = "L" * (MAX_PARTITION_FETCH_BYTES + 50_000)  # one record, a larger batch
     cases = [case(i, content=large) if i % 4 == 0 else case(i) for i in range(12)]

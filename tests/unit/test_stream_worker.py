@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+import pytest
+
 from ratifier.config import Settings
 from ratifier.streams.app import create_app
 from ratifier.streams.worker import FaustWorker
@@ -21,3 +23,17 @@ async def test_the_worker_freezes_what_start_up_made_once_it_is_ready(tmp_path: 
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_faust_environment_variables_cannot_override_the_adapters_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # faust reads these unprefixed variables and would let them win over the app's settings.
+    monkeypatch.setenv("BROKER_SESSION_TIMEOUT", "99")
+    monkeypatch.setenv("PRODUCER_MAX_REQUEST_SIZE", "5")
+    monkeypatch.setenv("BROKER_COMMIT_INTERVAL", "60")
+    settings = Settings.from_env(None, state_dir=tmp_path)
+    conf = create_app(settings).conf
+    assert conf.broker_session_timeout == 10.0
+    assert conf.producer_max_request_size == settings.max_record_bytes
+    assert conf.broker_commit_interval == 1.0
