@@ -56,7 +56,8 @@ def summarize(case_ids: Iterable[str], decisions: Iterable[Decision]) -> DemoSum
     escalations = [
         d for fs in finals.values() for d in fs.values() if isinstance(d, EscalationPacket)
     ]
-    attempts = [d.attempt for d in passes] + [d.attempt for d in escalations]
+    # An escalation's attempt is the one that never came after RETRY_TIMEOUT: count what ran.
+    attempts = [d.attempt for d in passes] + [len(d.attempts) for d in escalations]
     wrong = sum(1 for d in passes if d.candidate.metadata.get("truth") != "accept")
     total = len(cases) or 1
     return DemoSummary(
