@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import signal
 from collections import Counter, defaultdict
@@ -39,6 +40,7 @@ from ratifier.models import (
     now_ms,
 )
 from ratifier.schemas import codec
+from ratifier.streams.tally import decision_id
 from ratifier.testing import wait_until, write_policy
 from ratifier.topics import TopicNames
 
@@ -441,3 +443,69 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
     assert letter.detail
     # Held for hold_ms from when the tally read it, which is after it was produced.
     assert letter.dead_at_ms - orphan_verdict.produced_at_ms >= hold_ms
+
+
+# --- 4. a retry that is never answered -----------------------------------------------------------
+
+
+async def test_a_retry_never_answered_escalates_after_the_retry_wait(
+    settings: Settings, policy_dir: Path
+) -> None:
+    # No generator runs: the retry is published and nothing answers it.
+    write_policy(policy_dir, "noretry", ["judge"], accepts=1, window_seconds=30, max_attempts=3)
+    tuned = settings.with_overrides(policy_dir=policy_dir, tick_interval_s=0.2, retry_wait_ms=2_000)
+    names = TopicNames.from_settings(tuned)
+    fleet = await start_fleet(
+        tuned,
+        ProcessSpec.tally(),
+        ProcessSpec.validator("judge", SIMULATED, {"error_rate": 0.0, "seed": 1}),
+    )
+    try:
+        async with TopicTail(tuned, (*names.decisions, names.deadletter)) as tail:
+            async with Client(tuned) as client:
+                candidate = await client.submit(
+                    "an answer the judge rejects", policy="noretry", metadata={"truth": "reject"}
+                )
+
+                async def escalated() -> bool:
+                    assert not fleet.exited(), f"processes died: {fleet.exited()}"
+                    return any(isinstance(d, EscalationPacket) for d in decisions_of(tail, names))
+
+                await wait_until(escalated, 30, "the escalation after the retry wait")
+                # The attempt the generator never sent comes after all: the case is closed.
+                late = dataclasses.replace(
+                    candidate,
+                    attempt=2,
+                    candidate_id=f"{candidate.case_id}-late",
+                    previous_candidate_ids=(candidate.candidate_id,),
+                )
+                await client.send(late)
+
+                async def dead_lettered() -> bool:
+                    return len(tail.keys(names.deadletter)) >= 2  # the candidate, its verdict
+
+                await wait_until(dead_lettered, 30, "the late candidate's dead letter")
+            decisions = decisions_of(tail, names)
+            letters = [d for d in tail.decoded([names.deadletter]) if isinstance(d, DeadLetter)]
+    finally:
+        await fleet.stop()
+
+    # The judge also judged the late candidate: its verdict cannot count either.
+    by_topic = {letter.source_topic: letter for letter in letters}
+    assert len(by_topic) == len(letters) == 2, letters
+    assert by_topic[names.verdicts].reason is DeadLetterReason.UNKNOWN_ATTEMPT
+    letter = by_topic[names.candidates]
+
+    retry, packet = sorted(decisions, key=lambda d: d.attempt)
+    assert isinstance(retry, RetryRequest)
+    assert (retry.attempt, retry.reason) == (1, FailureReason.THRESHOLD_UNREACHABLE)
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.RETRY_TIMEOUT
+    assert packet.decided_at_ms - retry.decided_at_ms >= 2_000
+    # The escalation belongs to the attempt that never came: its id is never reused.
+    assert packet.attempt == 2
+    assert packet.decision_id == decision_id(candidate.case_id, 2) != retry.decision_id
+    assert [a.candidate for a in packet.attempts] == [candidate]
+    assert [v.validator_id for v in packet.attempts[0].verdicts] == ["judge"]
+    assert letter.reason is DeadLetterReason.CASE_CLOSED
+    assert codec.decode_as(letter.original, Candidate) == late
