@@ -77,6 +77,23 @@ class ReadinessFile:
             self.path.unlink()
 
 
+def all_statuses(settings: Settings) -> list[WorkerStatus]:
+    """Every worker status under the state dir, by worker id (those of dead processes too)."""
+    ids = sorted(path.stem for path in status_dir(settings).glob("*.json"))
+    return [status for worker_id in ids if (status := read_status(settings, worker_id))]
+
+
+def is_alive(status: WorkerStatus) -> bool:
+    """Whether the process that wrote ``status`` still runs (on this machine)."""
+    try:
+        os.kill(status.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_status(settings: Settings, worker_id: str) -> WorkerStatus | None:
     """The status a worker last wrote, or None if it wrote none (or stopped cleanly)."""
     try:

@@ -26,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "at-least-once faust adapter (default: RATIFIER_TALLY_ENGINE, else transactional)",
     )
     run.set_defaults(handler=_run)
+    status = commands.add_parser(
+        "status",
+        help="show the tally workers of this state dir; exit 0 only when all running ones are "
+        "ready (partitions assigned, state restored)",
+    )
+    status.set_defaults(handler=_status)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,3 +49,20 @@ def _run(args: argparse.Namespace) -> int:
     from ratifier.streams.transactional import TransactionalTally
 
     return run_worker(lambda: TransactionalTally(settings, policies))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ratifier.readiness import all_statuses, is_alive
+
+    settings = Settings.from_env()
+    running = [s for s in all_statuses(settings) if is_alive(s)]
+    for worker in running:
+        state = "ready" if worker.ready else "restoring"
+        print(
+            f"{worker.worker_id:<30} {worker.engine:<13} pid {worker.pid:<7} {state:<9} "
+            f"partitions {list(worker.partitions)}"
+        )
+    if not running:
+        print(f"no tally worker running (state dir {settings.state_dir})")
+        return 1
+    return 0 if all(worker.ready for worker in running) else 1
