@@ -3,26 +3,39 @@
     async with Client() as client:
         outcome = await client.decide("Paris is the capital of France.", query="Capital of France?")
 
-``decide`` needs a tally, the policy's validators and (for retries) a generator running.
+``decide`` needs a tally, the policy's validators and (for retries) a generator running. It
+raises :class:`~ratifier.errors.CandidateRejected` at once when the tally dead-letters the
+candidate, and every consumer raises :class:`~ratifier.errors.TopicsMissing` when its topics do
+not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ratifier.config import Settings
-from ratifier.errors import WireFormatError
+from ratifier.errors import CandidateRejected, StackError, TopicsMissing, WireFormatError
 from ratifier.kafka import make_consumer, make_producer
-from ratifier.models import Candidate, Decision, EscalationPacket, PassDecision, now_ms
+from ratifier.models import (
+    Candidate,
+    DeadLetter,
+    Decision,
+    EscalationPacket,
+    PassDecision,
+    now_ms,
+)
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
 
@@ -30,20 +43,27 @@ T = TypeVar("T")
 FinalOutcome = PassDecision | EscalationPacket
 
 
+# How long a topic may take to appear (one being created right now) before it counts as missing.
+_TOPIC_WAIT_S = 3.0
+# How long a consumer may take to learn the partitions of topics the broker says exist.
+_METADATA_WAIT_S = 15.0
+
+
 async def assign_all(
-    consumer: AIOKafkaConsumer, topics: Iterable[str], *, from_beginning: bool
+    consumer: AIOKafkaConsumer,
+    topics: Iterable[str],
+    *,
+    from_beginning: bool,
+    bootstrap_servers: str | None = None,
 ) -> None:
-    """Assign every partition of ``topics`` (no consumer group) at the start or the end."""
-    partitions: list[TopicPartition] = []
-    for topic in topics:
-        found = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if found:
-                break
-            await consumer._client.force_metadata_update()  # aiokafka has no public equivalent
-            found = consumer.partitions_for_topic(topic)
-            await asyncio.sleep(0.1)
-        partitions.extend(TopicPartition(topic, p) for p in sorted(found or ()))
+    """Assign every partition of ``topics`` (no consumer group) at the start or the end.
+
+    Raises :class:`TopicsMissing` within seconds when a topic does not exist (a consumer assigned
+    nothing would otherwise wait forever); ``bootstrap_servers`` is named in its message.
+    """
+    wanted = list(dict.fromkeys(topics))
+    await _require_topics(consumer, wanted, bootstrap_servers)
+    partitions = await _all_partitions(consumer, wanted)
     consumer.assign(partitions)
     if from_beginning:
         await consumer.seek_to_beginning(*partitions)
@@ -51,6 +71,37 @@ async def assign_all(
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before anything is submitted
             await consumer.position(tp)
+
+
+async def _require_topics(
+    consumer: AIOKafkaConsumer, topics: list[str], bootstrap_servers: str | None
+) -> None:
+    deadline = time.monotonic() + _TOPIC_WAIT_S
+    while True:
+        existing = await consumer.topics()  # always a fresh metadata request to the cluster
+        missing = [topic for topic in topics if topic not in existing]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TopicsMissing(missing, bootstrap_servers)
+        await asyncio.sleep(0.2)
+
+
+async def _all_partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> list[TopicPartition]:
+    deadline = time.monotonic() + _METADATA_WAIT_S
+    known = {topic: consumer.partitions_for_topic(topic) for topic in topics}
+    if not all(known.values()):
+        # The consumer's metadata predates topics made since it started. Assigning partition 0
+        # (every topic has one) makes it track them, which refreshes its metadata: aiokafka has
+        # no public call for the refresh alone.
+        consumer.assign([TopicPartition(topic, 0) for topic in topics])
+    while not all(known.values()):
+        if time.monotonic() >= deadline:
+            unknown = [topic for topic, found in known.items() if not found]
+            raise StackError(f"no partition metadata for {', '.join(unknown)}")
+        await asyncio.sleep(0.05)
+        known = {topic: consumer.partitions_for_topic(topic) for topic in topics}
+    return [TopicPartition(topic, p) for topic in topics for p in sorted(known[topic] or ())]
 
 
 class _SeenIds:
@@ -69,6 +120,45 @@ class _SeenIds:
         return True
 
 
+Source = tuple[str, int, int]  # where a record was written: topic, partition, offset
+
+
+class _Rejections:
+    """Matches the tally's dead letters to the candidates ``decide`` sent.
+
+    A dead letter names its source (topic, partition, offset), which the producer's
+    acknowledgement gives for the candidate. That works for every reason, even ``TOO_LARGE``,
+    whose dead letter keeps only an excerpt that does not decode. The tally may answer before
+    the acknowledgement reaches ``decide``, so dead letters nobody expects yet are kept (the
+    latest ``capacity``, without their bytes) for a later :meth:`expect` to claim.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._expected: dict[Source, Callable[[DeadLetter], None]] = {}
+        self._unclaimed: OrderedDict[Source, DeadLetter] = OrderedDict()
+        self._capacity = capacity
+
+    def expect(self, source: Source, on_rejected: Callable[[DeadLetter], None]) -> None:
+        letter = self._unclaimed.pop(source, None)
+        if letter is not None:
+            on_rejected(letter)
+        else:
+            self._expected[source] = on_rejected
+
+    def forget(self, source: Source) -> None:
+        self._expected.pop(source, None)
+
+    def arrived(self, letter: DeadLetter) -> None:
+        source = (letter.source_topic, letter.partition, letter.offset)
+        on_rejected = self._expected.pop(source, None)
+        if on_rejected is not None:
+            on_rejected(letter)
+            return
+        self._unclaimed[source] = replace(letter, original=b"")
+        if len(self._unclaimed) > self._capacity:
+            self._unclaimed.popitem(last=False)
+
+
 class Client:
     def __init__(self, settings: Settings | None = None, *, producer: str = "client") -> None:
         self.settings = settings or Settings.from_env()
@@ -78,6 +168,7 @@ class Client:
         self._waiters: dict[str, asyncio.Future[FinalOutcome]] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._watcher_ready: asyncio.Event | None = None
+        self._rejections = _Rejections()
 
     async def start(self) -> None:
         await self._producer.start()
@@ -129,9 +220,13 @@ class Client:
 
     async def send(self, candidate: Candidate) -> None:
         """Publish a candidate (any attempt) and wait for the broker's acknowledgement."""
-        await self._producer.send_and_wait(
+        await self._publish(candidate)
+
+    async def _publish(self, candidate: Candidate) -> Source:
+        written = await self._producer.send_and_wait(
             self.topics.candidates, codec.encode(candidate), key=candidate.case_id.encode()
         )
+        return (written.topic, written.partition, written.offset)
 
     async def submit(self, content: str, **fields: Any) -> Candidate:
         """Publish a first-attempt candidate for a new case; returns it (with its case id)."""
@@ -147,7 +242,12 @@ class Client:
         await consumer.start()
         seen = _SeenIds()
         try:
-            await assign_all(consumer, self.topics.decisions, from_beginning=from_beginning)
+            await assign_all(
+                consumer,
+                self.topics.decisions,
+                from_beginning=from_beginning,
+                bootstrap_servers=self.settings.bootstrap_servers,
+            )
             async for record in consumer:
                 try:
                     decision = codec.decode(record.value or b"")
@@ -161,16 +261,26 @@ class Client:
     async def decide(
         self, content: str, *, timeout_s: float = 300.0, **fields: Any
     ) -> FinalOutcome:
-        """Submit a new case and wait for its final outcome: a pass or an escalation."""
+        """Submit a new case and wait for its final outcome: a pass or an escalation.
+
+        Raises :class:`CandidateRejected` as soon as the tally dead-letters the candidate (an
+        unknown policy, too large, a closed case...): no outcome would ever come.
+        """
         await self._ensure_watcher()
         candidate = self.candidate(content, **fields)
         waiter: asyncio.Future[FinalOutcome] = asyncio.get_running_loop().create_future()
         self._waiters[candidate.case_id] = waiter
+        source: Source | None = None
         try:
-            await self.send(candidate)
+            source = await self._publish(candidate)
+            self._rejections.expect(
+                source, functools.partial(_reject, waiter, candidate.case_id, source)
+            )
             return await asyncio.wait_for(waiter, timeout_s)
         finally:
             self._waiters.pop(candidate.case_id, None)
+            if source is not None:
+                self._rejections.forget(source)
 
     async def _ensure_watcher(self) -> None:
         if self._watcher is None:
@@ -181,7 +291,8 @@ class Client:
         await asyncio.wait({ready, self._watcher}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if self._watcher.done():
-            self._watcher.result()  # re-raise why the watcher could not start
+            failed, self._watcher = self._watcher, None  # the next decide() tries again
+            failed.result()  # re-raise why the watcher could not start or stopped
 
     async def _watch_final_outcomes(self, ready: asyncio.Event) -> None:
         consumer = make_consumer(
@@ -190,22 +301,46 @@ class Client:
         await consumer.start()
         try:
             await assign_all(
-                consumer, (self.topics.passed, self.topics.escalate), from_beginning=False
+                consumer,
+                (self.topics.passed, self.topics.escalate, self.topics.deadletter),
+                from_beginning=False,
+                bootstrap_servers=self.settings.bootstrap_servers,
             )
             ready.set()
             async for record in consumer:
-                waiter = self._waiters.get((record.key or b"").decode())
-                if waiter is None or waiter.done():
-                    continue
-                try:
-                    outcome = codec.decode(record.value or b"")
-                except WireFormatError as exc:
-                    waiter.set_exception(exc)
-                    continue
-                if isinstance(outcome, PassDecision | EscalationPacket):
-                    waiter.set_result(outcome)
+                if record.topic == self.topics.deadletter:
+                    self._on_dead_letter(record.value or b"")
+                else:
+                    self._on_final_outcome(record.key or b"", record.value or b"")
         finally:
             await consumer.stop()
+
+    def _on_final_outcome(self, key: bytes, value: bytes) -> None:
+        waiter = self._waiters.get(key.decode())
+        if waiter is None or waiter.done():
+            return
+        try:
+            outcome = codec.decode(value)
+        except WireFormatError as exc:
+            waiter.set_exception(exc)
+            return
+        if isinstance(outcome, PassDecision | EscalationPacket):
+            waiter.set_result(outcome)
+
+    def _on_dead_letter(self, value: bytes) -> None:
+        try:
+            letter = codec.decode_as(value, DeadLetter)
+        except WireFormatError:
+            return  # not the tally's; nothing to match
+        if letter.source_topic == self.topics.candidates:
+            self._rejections.arrived(letter)
+
+
+def _reject(
+    waiter: asyncio.Future[FinalOutcome], case_id: str, source: Source, letter: DeadLetter
+) -> None:
+    if not waiter.done():
+        waiter.set_exception(CandidateRejected(case_id, letter.reason.value, letter.detail, source))
 
 
 class SyncClient:

@@ -2,6 +2,7 @@
 
     RatifierError
     ├── ConfigError             settings or environment are wrong (retry does not help)
+    │   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
     ├── PolicyError             a policy file is invalid or unknown (retry does not help)
     ├── StackError              the local Kafka/Redis stack cannot start or answer
     │   ├── PrerequisiteMissing Java, Maven or redis-server is not installed
@@ -9,6 +10,7 @@
     │   └── JarResolutionFailed Maven could not resolve the broker jars
     ├── WireFormatError         bytes are not a record Ratifier understands (retry does not help)
     │   └── UnknownSchema       a single-object fingerprint names no known schema
+    ├── CandidateRejected       the tally dead-lettered a candidate the client sent
     └── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
         └── ValidatorTimeout    it exceeded its time limit
 
@@ -17,6 +19,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RatifierError(Exception):
     retriable: bool = False
@@ -24,6 +28,18 @@ class RatifierError(Exception):
 
 class ConfigError(RatifierError):
     pass
+
+
+class TopicsMissing(ConfigError):
+    """Topics a consumer was to read do not exist: usually a wrong topic prefix."""
+
+    def __init__(self, topics: Iterable[str], bootstrap_servers: str | None = None) -> None:
+        self.topics = tuple(topics)
+        where = f" at {bootstrap_servers}" if bootstrap_servers else ""
+        super().__init__(
+            f"topics {', '.join(self.topics)} do not exist{where}: is RATIFIER_TOPIC_PREFIX "
+            "right? (`ratifier stack up` creates them)"
+        )
 
 
 class PolicyError(RatifierError):
@@ -52,6 +68,28 @@ class WireFormatError(RatifierError):
 
 class UnknownSchema(WireFormatError):
     pass
+
+
+class CandidateRejected(RatifierError):
+    """The tally dead-lettered a candidate: no decision will ever come for it.
+
+    ``reason`` is the dead letter's reason code (e.g. ``UNKNOWN_POLICY``, ``TOO_LARGE``) and
+    ``detail`` its sentence; ``source`` is where the candidate was written (topic, partition,
+    offset), the dead letter's source too.
+    """
+
+    def __init__(
+        self, case_id: str, reason: str, detail: str, source: tuple[str, int, int]
+    ) -> None:
+        self.case_id = case_id
+        self.reason = reason
+        self.detail = detail
+        self.source = source
+        topic, partition, offset = source
+        super().__init__(
+            f"the tally rejected the candidate for case {case_id} ({reason}): {detail} "
+            f"[dead letter of {topic}[{partition}]@{offset}]"
+        )
 
 
 class ValidatorError(RatifierError):

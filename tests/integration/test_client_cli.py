@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from aiohttp import web
 from ratifier.admin import admin_client, delete_topics, ensure_topics
 from ratifier.client import Client, SyncClient
 from ratifier.config import Settings
+from ratifier.errors import CandidateRejected, TopicsMissing
 from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.models import (
     Candidate,
@@ -49,6 +51,9 @@ LLM_JUDGE = "ratifier.validators.builtin.llm_judge:LLMJudge"
 GOOD = {"truth": "accept"}
 DOOMED = {"truth": "reject", "next_truth": "reject"}  # the demo generator keeps it wrong
 DECIDE_TIMEOUT_S = 45.0
+# A rejected case or a wrong prefix must fail this fast (CLI runs include Python's start-up on a
+# busy machine); before, they waited the whole timeout (300 s by default) or forever.
+FAIL_FAST_S = 15.0
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -241,6 +246,45 @@ async def test_decisions_yields_each_decision_id_once(served: Settings) -> None:
     assert kinds == ["EscalationPacket", "RetryRequest"]
 
 
+async def test_decide_fails_fast_when_the_policy_is_unknown(served: Settings) -> None:
+    started = time.monotonic()
+    async with Client(served, producer="it-rejected") as client:
+        with pytest.raises(CandidateRejected) as info:
+            await client.decide("an answer", policy="nope", metadata=GOOD, timeout_s=300)
+    assert time.monotonic() - started < FAIL_FAST_S
+    assert info.value.reason == "UNKNOWN_POLICY"
+    assert "'nope'" in info.value.detail
+    assert info.value.source[0] == TopicNames.from_settings(served).candidates
+    assert "UNKNOWN_POLICY" in str(info.value)
+
+
+async def test_decide_fails_fast_when_the_candidate_is_too_large(served: Settings) -> None:
+    # Its dead letter keeps only an excerpt, which does not decode: matched by its source.
+    content = "x" * (served.max_candidate_bytes + 1000)
+    started = time.monotonic()
+    async with Client(served, producer="it-too-large") as client:
+        with pytest.raises(CandidateRejected) as info:
+            await client.decide(content, metadata=GOOD, timeout_s=300)
+    assert time.monotonic() - started < FAIL_FAST_S
+    assert info.value.reason == "TOO_LARGE"
+    assert "sha256" in info.value.detail
+
+
+async def test_client_consumers_fail_fast_on_a_wrong_prefix(served: Settings) -> None:
+    wrong = served.with_overrides(topic_prefix=f"missing{uuid.uuid4().hex[:8]}")
+    started = time.monotonic()
+    async with Client(wrong, producer="it-wrong-prefix") as client:
+        with pytest.raises(TopicsMissing) as watching:
+            async for _ in client.decisions():
+                pass
+        with pytest.raises(TopicsMissing) as deciding:
+            await client.decide("an answer", timeout_s=300)
+    assert time.monotonic() - started < 2 * FAIL_FAST_S
+    assert set(watching.value.topics) == set(TopicNames.from_settings(wrong).decisions)
+    assert f"{wrong.topic_prefix}.deadletter" in deciding.value.topics
+    assert wrong.bootstrap_servers in str(deciding.value)
+
+
 # --- 5. the command line -------------------------------------------------------------------------
 
 
@@ -266,6 +310,31 @@ async def test_cli_submit_wait_prints_the_final_outcome(served: Settings) -> Non
     assert outcome["candidate"]["query"] == "is it good?"
     assert outcome["candidate"]["metadata"] == {"truth": "accept"}
     assert outcome["candidate"]["producer"] == "cli"
+
+
+async def test_cli_submit_wait_fails_fast_when_the_policy_is_unknown(served: Settings) -> None:
+    started = time.monotonic()
+    code, out, err = await run_cli(served, "submit", "an answer", "--policy", "nope", "--wait")
+    assert time.monotonic() - started < FAIL_FAST_S
+    assert code == 2, (out, err)
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("ratifier: error: the tally rejected the candidate for case ")
+    assert "(UNKNOWN_POLICY): policy 'nope' is not loaded" in line
+
+
+async def test_cli_watch_fails_fast_on_a_wrong_prefix(served: Settings) -> None:
+    wrong = served.with_overrides(topic_prefix=f"missing{uuid.uuid4().hex[:8]}")
+    started = time.monotonic()
+    code, out, err = await run_cli(wrong, "watch")
+    assert time.monotonic() - started < FAIL_FAST_S
+    assert code == 2, (out, err)
+    (line,) = err.splitlines()
+    assert line == (
+        f"ratifier: error: topics {', '.join(TopicNames.from_settings(wrong).decisions)} "
+        f"do not exist at {wrong.bootstrap_servers}: is RATIFIER_TOPIC_PREFIX right? "
+        "(`ratifier stack up` creates them)"
+    )
 
 
 async def test_cli_watch_prints_one_json_line_per_decision(served: Settings) -> None:

@@ -9,8 +9,9 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from ratifier.client import Client, _SeenIds
+from ratifier.client import Client, _Rejections, _SeenIds
 from ratifier.config import Settings
+from ratifier.errors import CandidateRejected, TopicsMissing
 from ratifier.fleet import SIMULATED, ProcessSpec
 from ratifier.jsonview import to_json
 from ratifier.loading import parse_params
@@ -123,6 +124,68 @@ def test_seen_ids_forgets_the_oldest_beyond_capacity() -> None:
         assert seen.add(i)
     assert [seen.add(i) for i in ("b", "c", "d")] == [False, False, False]
     assert seen.add("a")  # evicted: seen again as new
+
+
+# --- _Rejections: dead letters matched to sent candidates by source ---------------------------
+
+
+def letter_for(source: tuple[str, int, int], reason: DeadLetterReason) -> DeadLetter:
+    topic, partition, offset = source
+    return DeadLetter(b"original bytes", topic, partition, offset, reason, "why", 1)
+
+
+def test_rejection_after_expect_is_reported() -> None:
+    rejections, got = _Rejections(), []
+    rejections.expect(("p.candidates", 0, 7), got.append)
+    rejections.arrived(letter_for(("p.candidates", 0, 8), DeadLetterReason.MALFORMED))
+    rejections.arrived(letter_for(("p.candidates", 1, 7), DeadLetterReason.MALFORMED))
+    assert got == []
+    rejections.arrived(letter_for(("p.candidates", 0, 7), DeadLetterReason.UNKNOWN_POLICY))
+    assert [letter.reason for letter in got] == [DeadLetterReason.UNKNOWN_POLICY]
+
+
+def test_rejection_before_expect_is_kept_for_it_without_its_bytes() -> None:
+    # The tally can answer before the producer's acknowledgement reaches decide().
+    rejections, got = _Rejections(), []
+    rejections.arrived(letter_for(("p.candidates", 2, 3), DeadLetterReason.TOO_LARGE))
+    rejections.expect(("p.candidates", 2, 3), got.append)
+    (letter,) = got
+    assert (letter.reason, letter.detail, letter.original) == (
+        DeadLetterReason.TOO_LARGE,
+        "why",
+        b"",
+    )
+    rejections.expect(("p.candidates", 2, 3), got.append)  # claimed once
+    assert len(got) == 1
+
+
+def test_forgotten_expectations_and_old_unclaimed_letters_are_dropped() -> None:
+    rejections, got = _Rejections(capacity=2), []
+    rejections.expect(("p.candidates", 0, 1), got.append)
+    rejections.forget(("p.candidates", 0, 1))
+    for offset in (1, 2, 3):
+        rejections.arrived(letter_for(("p.candidates", 0, offset), DeadLetterReason.MALFORMED))
+    assert got == []
+    rejections.expect(("p.candidates", 0, 1), got.append)  # evicted beyond capacity
+    assert got == []
+    rejections.expect(("p.candidates", 0, 3), got.append)
+    assert len(got) == 1
+
+
+def test_error_messages_name_the_reason_and_the_topics() -> None:
+    rejected = CandidateRejected(
+        "case-9", "UNKNOWN_POLICY", "policy 'x' is not loaded", ("t", 1, 2)
+    )
+    assert str(rejected) == (
+        "the tally rejected the candidate for case case-9 (UNKNOWN_POLICY): "
+        "policy 'x' is not loaded [dead letter of t[1]@2]"
+    )
+    missing = TopicsMissing(["p.a", "p.b"], "host:9092")
+    assert missing.topics == ("p.a", "p.b")
+    assert str(missing) == (
+        "topics p.a, p.b do not exist at host:9092: is RATIFIER_TOPIC_PREFIX right? "
+        "(`ratifier stack up` creates them)"
+    )
 
 
 # --- Client.candidate --------------------------------------------------------------------------
