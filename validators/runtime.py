@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -27,11 +28,26 @@ logger = logging.getLogger(__name__)
 
 Judge = Callable[[Candidate], Awaitable[Judgement]]
 
+# The event-loop time by which the validator call in progress must return (its --timeout).
+# Per task: each candidate is judged in a task of its own, which gets its own copy.
+_deadline: ContextVar[float | None] = ContextVar("ratifier_validator_deadline", default=None)
+
+
+def time_left_s() -> float | None:
+    """Seconds left of the runtime's time limit for the validator call in progress.
+
+    None outside :func:`judge_safely`. A validator that retries reads it to stop in time with its
+    own error, rather than be cut off and recorded as a bare timeout.
+    """
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - asyncio.get_running_loop().time()
+
 
 async def judge_safely(judge: Judge, candidate: Candidate, timeout_s: float) -> Judgement:
     """Call the validator; a failure or timeout becomes an ABSTAIN with the error as its reason."""
     limit = asyncio.timeout(timeout_s)
     error: Exception
+    token = _deadline.set(asyncio.get_running_loop().time() + timeout_s)
     try:
         async with limit:
             return await judge(candidate)
@@ -45,6 +61,8 @@ async def judge_safely(judge: Judge, candidate: Candidate, timeout_s: float) -> 
     except Exception as exc:  # any failure of user code is reported, never dropped
         error, code = exc, "validator.error"
         logger.warning("validator failed on %s: %r", candidate.candidate_id, exc)
+    finally:
+        _deadline.reset(token)
     message = f"{type(error).__name__}: {error}"[:1000]
     return Judgement(vote=Vote.ABSTAIN, confidence=0.0, reasons=(Reason(code, message),))
 

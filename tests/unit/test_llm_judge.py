@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -15,7 +18,8 @@ from aiohttp import web
 from ratifier.errors import ConfigError, ValidatorError, ValidatorTimeout
 from ratifier.models import Candidate, Severity, Span, Vote
 from ratifier.validators.builtin import LLMJudge
-from ratifier.validators.builtin.llm_judge import parse_verdict
+from ratifier.validators.builtin.llm_judge import backoff_s, parse_verdict, retry_after_s
+from ratifier.validators.runtime import judge_safely
 
 KEY_ENV = "RATIFIER_TEST_LLM_KEY"
 SECRET = "sk-test-do-not-leak-0123456789"
@@ -52,12 +56,25 @@ class FakeChatServer:
     finish_reason: str = "stop"
     raw_body: bytes | None = None  # sent as is instead of a completion
     stall: bool = False
+    # Answered first, one a request: (status, headers), with an error body.
+    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    hang_ups: int = 0  # requests answered by closing the connection, before the failures
     received: list[Received] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.monotonic() of each request
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.received.append(Received(request.path, dict(request.headers), body))
+        self.received_at.append(time.monotonic())
+        if self.hang_ups:
+            self.hang_ups -= 1
+            assert request.transport is not None
+            request.transport.close()  # the client sees the connection closed, no answer
+            return web.Response()
+        if self.failures:
+            status, headers = self.failures.pop(0)
+            return web.json_response({"error": "busy"}, status=status, headers=headers)
         if self.stall:
             # Held until the test ends, so a client timeout is what ends the request.
             await asyncio.wait_for(self.release.wait(), 10)
@@ -330,16 +347,86 @@ async def test_non_json_body_raises(
 # --- HTTP failures --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 503, 429])
-async def test_server_errors_are_retriable(
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_transient_statuses_are_tried_max_tries_times(
     server: FakeChatServer, make_judge: Callable[..., LLMJudge], status: int
 ) -> None:
     server.status, server.raw_body = status, b'{"error": {"message": "overloaded, try later"}}'
     with pytest.raises(ValidatorError) as info:
-        await make_judge()(make_candidate())
-    assert info.value.retriable is True
+        await make_judge(max_tries=3, retry_backoff_s=0.01)(make_candidate())
+    assert len(server.received) == 3
     assert f"HTTP {status}" in str(info.value)
     assert "overloaded, try later" in str(info.value)
+    assert str(info.value).endswith("(gave up after 3 tries)")
+
+
+async def test_503_then_200_is_a_verdict(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.failures = [(503, {}), (502, {})]
+    judgement = await make_judge(retry_backoff_s=0.01)(make_candidate())
+    assert judgement.vote is Vote.ACCEPT
+    assert len(server.received) == 3
+    assert server.received[0].body == server.received[2].body  # the same request again
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_429_waits_as_long_as_retry_after_says(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], form: str
+) -> None:
+    if form == "seconds":
+        retry_after = "1"
+    else:  # HTTP dates have whole seconds: 2 s ahead is at least 1 s ahead
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    server.failures = [(429, {"Retry-After": retry_after})]
+    # A backoff of its own (0.01 s) far shorter than the server's wish: the wish wins.
+    judgement = await make_judge(retry_backoff_s=0.01)(make_candidate())
+    assert judgement.vote is Vote.ACCEPT
+    first, second = server.received_at
+    assert second - first >= 0.95
+
+
+async def test_retries_stop_where_the_runtime_time_limit_would_cut_them(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    # The server asks for a 30 s pause; the runtime gives the call 1 s (its --timeout). The
+    # judge gives up at once with the server's error, not a bare runtime timeout after 1 s.
+    server.failures = [(503, {"Retry-After": "30"})]
+    started = time.monotonic()
+    judgement = await judge_safely(make_judge(timeout_s=20), make_candidate(), timeout_s=1.0)
+    assert time.monotonic() - started < 0.5
+    (reason,) = judgement.reasons
+    assert (judgement.vote, reason.code) == (Vote.ABSTAIN, "validator.error")
+    assert "HTTP 503" in reason.message
+    assert "gave up after 1 try: the next, in 30.00s, would not end within the" in reason.message
+    assert len(server.received) == 1
+
+
+async def test_backoff_retries_fit_in_the_runtime_time_limit(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.status, server.raw_body = 503, b"{}"
+    judge = make_judge(max_tries=100, retry_backoff_s=0.1)
+    started = time.monotonic()
+    judgement = await judge_safely(judge, make_candidate(), timeout_s=1.5)
+    assert time.monotonic() - started < 1.5
+    (reason,) = judgement.reasons
+    assert reason.code == "validator.error"  # its own error, before the runtime's limit
+    assert "HTTP 503" in reason.message
+    assert "left of the time limit" in reason.message
+    assert 2 <= len(server.received) < 10
+
+
+async def test_a_stalled_try_is_cut_to_the_time_left(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.stall = True
+    judgement = await judge_safely(make_judge(timeout_s=20), make_candidate(), timeout_s=0.6)
+    (reason,) = judgement.reasons
+    assert reason.code == "validator.timeout"
+    assert "LLM endpoint" in reason.message  # the judge's message, not the runtime's
+    assert "did not answer within 0.5s" in reason.message
+    assert len(server.received) == 1
 
 
 @pytest.mark.parametrize("key_set", [True, False])
@@ -366,34 +453,85 @@ async def test_unauthorized_names_the_env_var_never_the_key(
     assert KEY_ENV in message
     assert SECRET not in message
     assert SECRET not in caplog.text
-    assert info.value.retriable is False
+    assert len(server.received) == 1  # not retried
 
 
-async def test_bad_request_is_not_retriable_and_hints_json_mode(
+@pytest.mark.parametrize("status", [400, 404, 422, 501])
+async def test_other_errors_are_not_retried(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge], status: int
+) -> None:
+    server.status, server.raw_body = status, b'{"error": "no such model"}'
+    with pytest.raises(ValidatorError, match=f"HTTP {status}"):
+        await make_judge(retry_backoff_s=0.01)(make_candidate())
+    assert len(server.received) == 1
+
+
+async def test_bad_request_hints_json_mode(
     server: FakeChatServer, make_judge: Callable[..., LLMJudge]
 ) -> None:
     server.status, server.raw_body = 400, b'{"error": "response_format not supported"}'
-    with pytest.raises(ValidatorError, match="json_mode=false") as info:
+    with pytest.raises(ValidatorError, match="json_mode=false"):
         await make_judge()(make_candidate())
-    assert info.value.retriable is False
 
 
 async def test_timeout_raises_validator_timeout(
     server: FakeChatServer, make_judge: Callable[..., LLMJudge]
 ) -> None:
     server.stall = True
-    with pytest.raises(ValidatorTimeout, match=r"0\.2s"):
-        await make_judge(timeout_s=0.2)(make_candidate())
+    with pytest.raises(ValidatorTimeout, match=r"0\.2s \(gave up after 2 tries\)"):
+        await make_judge(timeout_s=0.2, max_tries=2, retry_backoff_s=0.01)(make_candidate())
+    assert len(server.received) == 2
 
 
 async def test_unreachable_endpoint_raises() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with LLMJudge(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5) as judge:
-        with pytest.raises(ValidatorError, match="cannot reach") as info:
+    url = f"http://127.0.0.1:{port}/v1"
+    async with LLMJudge(base_url=url, model="m", timeout_s=5, retry_backoff_s=0.01) as judge:
+        with pytest.raises(ValidatorError, match=r"cannot reach.*\(gave up after 4 tries\)"):
             await judge(make_candidate())
-    assert info.value.retriable is True
+
+
+async def test_a_connection_closed_mid_answer_is_retried(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.hang_ups = 1
+    judgement = await make_judge(retry_backoff_s=0.01)(make_candidate())
+    assert judgement.vote is Vote.ACCEPT
+    assert len(server.received) == 2
+
+
+# --- Retry-After and backoff ----------------------------------------------------------------
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 3 ", 3.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("Sun, 01 Mar 2026 12:00:30 GMT", 30.0),
+        ("Sun, 01 Mar 2026 11:00:00 GMT", 0.0),  # already past
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header, NOW) == seconds
+
+
+def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
+    for tries, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (30, 8.0)]:
+        pauses = [backoff_s(tries, 0.5) for _ in range(200)]
+        assert all(ceiling / 2 <= p <= ceiling for p in pauses)
+        assert len(set(pauses)) > 100  # jittered
 
 
 # --- session lifecycle ----------------------------------------------------------------------
@@ -460,6 +598,9 @@ def test_parse_verdict_takes_reason_strings_and_limits_them() -> None:
         {"max_tokens": 0},
         {"max_tokens": 1.5},
         {"json_mode": "yes"},
+        {"max_tries": 0},
+        {"max_tries": 2.5},
+        {"retry_backoff_s": -1},
     ],
 )
 def test_bad_config(kwargs: dict[str, Any]) -> None:

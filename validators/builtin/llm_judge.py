@@ -6,17 +6,28 @@ like: ``POST {base_url}/chat/completions``. The model is asked for one JSON obje
 answer or from JSON embedded in prose or a code fence. Anything that is not a usable verdict raises
 :class:`~ratifier.errors.ValidatorError`, which the runtime turns into an ABSTAIN: a judge that
 could not judge must not be counted as a vote.
+
+Transient HTTP failures (429, 500, 502, 503, 504, a refused or reset connection, a try that timed
+out) are tried again after an exponential, jittered pause or the server's ``Retry-After``, within
+the validator runtime's time limit. A hand-written loop rather than tenacity: the pause comes from
+the response, each try's timeout shrinks to the time left, and the error raised is the last
+try's; each is a custom hook in tenacity, and the loop is shorter than the hooks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import itertools
 import json
 import logging
 import math
 import os
+import random
 import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +36,7 @@ import orjson
 
 from ratifier.errors import ConfigError, ValidatorError, ValidatorTimeout
 from ratifier.models import Candidate, Judgement, Reason, Severity, Span, Vote
+from ratifier.validators.runtime import time_left_s
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "LLMJudge", "parse_verdict"]
 
@@ -86,10 +98,52 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _error(message: str, *, retriable: bool) -> ValidatorError:
-    exc = ValidatorError(message)
-    exc.retriable = retriable
-    return exc
+# ---------------------------------------------------------------------------------------------
+# Retries of transient HTTP failures (pure helpers)
+# ---------------------------------------------------------------------------------------------
+
+# Overloaded or restarting servers and gateways; any other status will answer the same again.
+_TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_BACKOFF_S = 8.0
+# Stop this much before the runtime's time limit, so the judge's own error is the one recorded.
+_DEADLINE_MARGIN_S = 0.1
+# A try started with less time than this left would only end in a timeout.
+_MIN_TRY_S = 0.5
+
+
+class _Transient(Exception):
+    """A failure another try may fix; ``error`` is what to raise when no try is left."""
+
+    def __init__(self, error: ValidatorError, retry_after_s: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header (delay in seconds, or an HTTP date) as seconds from ``now``."""
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None  # unreadable: the judge's own backoff applies
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def backoff_s(tries: int, base_s: float) -> float:
+    """The pause after failed try number ``tries``: exponential, capped, half of it jittered.
+
+    The jitter keeps replicas that failed together from retrying together.
+    """
+    ceiling = min(_MAX_BACKOFF_S, base_s * 2.0 ** (tries - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +305,8 @@ class LLMJudge:
     The API key is read from the environment variable named by ``api_key_env`` on every call
     (so a rotated key is picked up) and sent as a bearer token only when set; it is never logged
     or put in error messages. One HTTP session is created on first use and reused; close it with
-    :meth:`aclose` or use ``async with``.
+    :meth:`aclose` or use ``async with``. A call makes up to ``max_tries`` tries (see the module
+    docstring); ``retry_backoff_s`` is the first pause, doubled after each failed try up to 8 s.
     """
 
     version = "1.0.0"
@@ -267,6 +322,8 @@ class LLMJudge:
         max_tokens: int = 512,
         json_mode: bool = True,
         system_prompt: str | None = None,
+        max_tries: int = 4,
+        retry_backoff_s: float = 0.5,
     ) -> None:
         if not base_url or not model:
             raise ConfigError("LLMJudge needs base_url and model")
@@ -296,6 +353,14 @@ class LLMJudge:
         if not isinstance(json_mode, bool):
             raise ConfigError(f"json_mode must be true or false, got {json_mode!r}")
         self.json_mode = json_mode
+        if not _is_number(max_tries) or int(max_tries) != max_tries or max_tries < 1:
+            raise ConfigError(f"max_tries must be a positive integer, got {max_tries!r}")
+        if not _is_number(retry_backoff_s) or retry_backoff_s < 0:
+            raise ConfigError(
+                f"retry_backoff_s must be a non-negative number, got {retry_backoff_s!r}"
+            )
+        self.max_tries = int(max_tries)
+        self.retry_backoff_s = float(retry_backoff_s)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -369,24 +434,91 @@ class LLMJudge:
         return judgement
 
     async def _post(self, body: dict[str, Any]) -> Any:
+        """POST ``body``, retrying transient failures until a try succeeds or time runs out."""
+        deadline = self._deadline()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._post_once(body, self._try_timeout_s(deadline))
+            except _Transient as failure:
+                pause = failure.retry_after_s
+                if pause is None:
+                    pause = backoff_s(tries, self.retry_backoff_s)
+                why_not = self._why_no_retry(tries, pause, deadline)
+                if why_not:
+                    error = failure.error
+                    raise type(error)(f"{error} ({why_not})") from None
+                log.info(
+                    "LLM judge %s: %s; try %d of %d in %.2fs",
+                    self.model,
+                    failure.error,
+                    tries + 1,
+                    self.max_tries,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+
+    def _deadline(self) -> float:
+        """The monotonic time by which the last try must end.
+
+        Under the validator runtime: just before its time limit (``--timeout``). Called directly:
+        as long as the judge's own schedule could take (every try timing out, every pause the
+        longest), so a long Retry-After cannot hold a caller indefinitely.
+        """
+        left = time_left_s()
+        if left is None:
+            left = self.timeout_s * self.max_tries + _MAX_BACKOFF_S * (self.max_tries - 1)
+        else:
+            left -= _DEADLINE_MARGIN_S
+        return time.monotonic() + left
+
+    def _try_timeout_s(self, deadline: float) -> float:
+        return max(0.001, min(self.timeout_s, deadline - time.monotonic()))
+
+    def _why_no_retry(self, tries: int, pause: float, deadline: float) -> str | None:
+        """Why failed try number ``tries`` is the last one, or None if another fits."""
+        counted = f"{tries} {'try' if tries == 1 else 'tries'}"
+        if tries >= self.max_tries:
+            return f"gave up after {counted}"
+        left = deadline - time.monotonic()
+        if pause + min(_MIN_TRY_S, self.timeout_s) > left:
+            return (
+                f"gave up after {counted}: the next, in {pause:.2f}s, would not end within the "
+                f"{max(0.0, left):.2f}s left of the time limit"
+            )
+        return None
+
+    async def _post_once(self, body: dict[str, Any], timeout_s: float) -> Any:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
         try:
             async with self._client().post(
-                self.url, data=orjson.dumps(body), headers=headers
+                self.url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as response:
                 status = response.status
                 raw = await response.read()
-        except TimeoutError:
-            raise ValidatorTimeout(
-                f"LLM endpoint {self.url} did not answer within {self.timeout_s:g}s"
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
+            raise _Transient(
+                ValidatorTimeout(f"LLM endpoint {self.url} did not answer within {timeout_s:.3g}s")
+            ) from None
+        except aiohttp.ClientConnectionError as exc:  # refused, reset, closed mid-answer
+            raise _Transient(
+                ValidatorError(f"cannot reach LLM endpoint {self.url}: {exc}")
             ) from None
         except aiohttp.ClientError as exc:
-            raise _error(f"cannot reach LLM endpoint {self.url}: {exc}", retriable=True) from exc
+            raise ValidatorError(f"cannot reach LLM endpoint {self.url}: {exc}") from exc
         if status >= 300:
-            raise self._http_error(status, raw.decode("utf-8", "replace"), key)
+            error = self._http_error(status, raw.decode("utf-8", "replace"), key)
+            if status in _TRANSIENT_STATUSES:
+                raise _Transient(error, retry_after_s(retry_after))
+            raise error
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -407,10 +539,8 @@ class LLMJudge:
                 hint = f"check the API key in the environment variable {self.api_key_env}"
             else:
                 hint = f"set the environment variable {self.api_key_env} to an API key"
-            return _error(f"{where}: not authorized; {hint}: {excerpt!r}", retriable=False)
-        if status == 429 or status >= 500:
-            return _error(f"{where} (try again later): {excerpt!r}", retriable=True)
+            return ValidatorError(f"{where}: not authorized; {hint}: {excerpt!r}")
         hint = ""
         if status == 400 and self.json_mode:
             hint = " (if the server does not support response_format, pass json_mode=false)"
-        return _error(f"{where}{hint}: {excerpt!r}", retriable=False)
+        return ValidatorError(f"{where}{hint}: {excerpt!r}")
