@@ -1,20 +1,18 @@
 """Ratifier's exceptions, one tree rooted at :class:`RatifierError`.
 
     RatifierError
-    ├── ConfigError             settings or environment are wrong (retry does not help)
+    ├── ConfigError             settings or environment are wrong
     │   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
-    ├── PolicyError             a policy file is invalid or unknown (retry does not help)
+    ├── PolicyError             a policy file is invalid or unknown
     ├── StackError              the local Kafka/Redis stack cannot start or answer
     │   ├── PrerequisiteMissing Java, Maven or redis-server is not installed
     │   ├── PortInUse           a port the stack needs is taken by another process
     │   └── JarResolutionFailed Maven could not resolve the broker jars
-    ├── WireFormatError         bytes are not a record Ratifier understands (retry does not help)
+    ├── WireFormatError         bytes are not a record Ratifier understands
     │   └── UnknownSchema       a single-object fingerprint names no known schema
     ├── CandidateRejected       the tally dead-lettered a candidate the client sent
     └── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
         └── ValidatorTimeout    it exceeded its time limit
-
-``retriable`` says whether trying the same thing again may succeed.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from collections.abc import Iterable
 
 
 class RatifierError(Exception):
-    retriable: bool = False
+    pass
 
 
 class ConfigError(RatifierError):
@@ -47,15 +45,15 @@ class PolicyError(RatifierError):
 
 
 class StackError(RatifierError):
-    retriable = True
+    pass
 
 
 class PrerequisiteMissing(StackError):
-    retriable = False
+    pass
 
 
 class PortInUse(StackError):
-    retriable = False
+    pass
 
 
 class JarResolutionFailed(StackError):
@@ -93,7 +91,7 @@ class CandidateRejected(RatifierError):
 
 
 class ValidatorError(RatifierError):
-    retriable = True
+    pass
 
 
 class ValidatorTimeout(ValidatorError):
