@@ -51,8 +51,8 @@ ENGINE = "transactional"
 # A crashed worker's partitions move after this long; a paused one is fenced after it.
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 3_000
-# A partition whose transaction failed is set up again after this long (a fenced one only
-# after a session timeout: by then, if this worker lost it, the group has told it so).
+# A partition whose set-up failed is tried again after this long; one whose transaction failed
+# after a session timeout more (by then, if this worker lost it, the group has told it so).
 RETRY_SETUP_S = 1.0
 
 _by_timestamp = attrgetter("timestamp")
@@ -163,11 +163,11 @@ class TransactionalTally:
             # (no await between them), so no record is both dropped here and skipped by the seek.
             generation = self._generation
             async with self._lock:
+                await self._set_up_due()
                 if batches and generation == self._generation:
                     await self._process(batches)
                 await self._report_lag()
                 await self._tick_when_due()
-                await self._retry_setups()
                 quiet = not batches
                 if quiet or time.monotonic() - self._last_commit >= interval_s:
                     # Quiet input and waiting decisions: commit now rather than at the interval,
@@ -239,14 +239,18 @@ class TransactionalTally:
     # -- partitions --------------------------------------------------------------------------
 
     async def take_over(self, partitions: set[int]) -> None:
-        """Set up newly assigned partitions: fence, restore, seek (rebalance listener)."""
+        """Newly assigned partitions: paused until the loop has set them up (rebalance listener).
+
+        The set-up (fence, restore, seek) runs in the loop, not here: aiokafka sends no
+        heartbeat until this callback returns, so a restore longer than the session timeout
+        would get the worker expelled from the group while it still believes it owns them.
+        """
         async with self._lock:
             self._generation += 1
-            self._recovering.clear()
+            now = time.monotonic()
+            self._recovering = dict.fromkeys(partitions, now)
+            self._consumer.pause(*self._input_partitions(partitions))
             self.readiness.update(ready=False, partitions=partitions, recovering=partitions)
-            await self._set_up(partitions)
-            # A poll that started during the set-up may hold records read before the seek.
-            self._generation += 1
 
     async def release_all(self) -> None:
         """Commit what is open and give every partition up (rebalance listener, stop)."""
@@ -307,18 +311,17 @@ class TransactionalTally:
     async def _lose(self, partition: int, exc: BaseException) -> None:
         """A partition's transaction failed: drop its uncommitted work, set it up again later.
 
-        Fenced means another worker has taken the partition over: it is set up again only if
-        the group still gives it to this worker a session timeout later (a paused worker learns
-        long before that it lost it, through a rebalance).
+        Only a session timeout later, and only if no rebalance happened meanwhile: a worker
+        cannot tell a broker hiccup from having been expelled from the group (paused, cut off)
+        before its next heartbeat, and setting a partition up fences whoever owns it now. By
+        then an expelled worker has been told so by a rebalance, which replaces this plan.
         """
-        fenced = isinstance(exc, FENCED_ERRORS)
-        if fenced:
+        if isinstance(exc, FENCED_ERRORS):
             logger.warning("partition %d was taken over by another worker (fenced)", partition)
         else:
             logger.error("transaction of partition %d failed: %r", partition, exc)
         await self._forget(partition)
-        delay = (SESSION_TIMEOUT_MS / 1000 + RETRY_SETUP_S) if fenced else RETRY_SETUP_S
-        self._recover_later(partition, delay)
+        self._recover_later(partition, SESSION_TIMEOUT_MS / 1000 + RETRY_SETUP_S)
         self._update_readiness()
 
     async def _forget(self, partition: int) -> None:
@@ -334,7 +337,7 @@ class TransactionalTally:
         assigned = self._consumer.assignment()
         self._consumer.pause(*(tp for tp in self._input_partitions((partition,)) if tp in assigned))
 
-    async def _retry_setups(self) -> None:
+    async def _set_up_due(self) -> None:
         now = time.monotonic()
         due = {p for p, at in self._recovering.items() if at <= now}
         if not due:

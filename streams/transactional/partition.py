@@ -125,7 +125,10 @@ class PartitionTransactions:
     async def close(self) -> None:
         """Stop the producer; an open transaction is left to the next owner (or the timeout)."""
         for delivery in self._deliveries:
-            delivery.cancel()
+            if delivery.done() and not delivery.cancelled():
+                delivery.exception()  # failed with the transaction: seen, not "never retrieved"
+            else:
+                delivery.cancel()
         try:
             await self._producer.stop()
         except Exception as exc:  # a failing stop must not stop the worker from going on
