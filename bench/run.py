@@ -54,6 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(profile.profile(ns.cases, ns.out, ns.target))
         return 0
 
+    if args[:1] == ["processor"]:  # the processor alone, offline (see bench/processor.py)
+        from bench import processor
+
+        parser = argparse.ArgumentParser(prog="bench/run.py processor")
+        parser.add_argument("--cases", type=int, default=20_000)
+        parser.add_argument("--runs", type=int, default=5)
+        parser.add_argument("--partitions", type=int, default=4)
+        parser.add_argument("--save", type=Path, help="write the figures as JSON")
+        parser.add_argument("--against", type=Path, help="an earlier --save: print before/after")
+        ns = parser.parse_args(args[1:])
+        return processor.main(ns.cases, ns.runs, ns.partitions, ns.save, ns.against)
+
     from bench import suite
 
     return asyncio.run(suite.main(args))
