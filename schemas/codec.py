@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar, cast
 
@@ -41,6 +43,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+from ratifier import models
 from ratifier.errors import UnknownSchema, WireFormatError
 from ratifier.models import (
     Candidate,
@@ -174,6 +177,10 @@ class _Codec:
     canonical_form: str
     to_avro: Callable[[Any], mapping.Datum]
     from_avro: Callable[[mapping.Datum], Any]
+    # The compiled fast path (see "compiled readers and writers" below); None where the schema
+    # uses a type it does not cover, and for older versions (those need resolution).
+    read_fast: _Read | None = None
+    write_fast: _Write | None = None
     # None for the current schema. For an older version: the current wire schema, which the old
     # body is resolved into, so that from_avro (written for the current shape) can read it.
     reader: dict[str, Any] | None = None
@@ -198,6 +205,8 @@ def _build_codecs(directory: Path) -> Iterator[_Codec]:
             canonical_form=canonical,
             to_avro=mapping.TO_AVRO[kind],
             from_avro=mapping.FROM_AVRO[kind],
+            read_fast=_compiled(_compile_reader, wire),
+            write_fast=_compiled(_compile_writer, wire),
         )
 
 
@@ -223,7 +232,8 @@ def _build_older_codecs(history: Path, current: dict[type, _Codec]) -> Iterator[
             seen.add(old.header)
             newest = current[old.kind]
             _check_resolves(version.name, old, newest)
-            yield version.name, dataclasses.replace(old, reader=newest.wire)
+            old = dataclasses.replace(old, reader=newest.wire, read_fast=None, write_fast=None)
+            yield version.name, old
 
 
 def _version_number(folder: Path) -> int:
@@ -318,6 +328,387 @@ def _fields_problem(writer: dict[str, Any], reader: dict[str, Any], where: str) 
     return None
 
 
+# --- compiled readers and writers ------------------------------------------------------------
+# fastavro interprets the schema for every message (per field: look the type up by name, check
+# defaults, dispatch), and mapping.py then converts its dicts to and from the models. On the
+# tally's hot path (decode every verdict, encode a decision holding the candidate and every vote)
+# that was most of the codec's time. So each current schema is also compiled, once at import,
+# into closures that read the body straight into the models and write it straight from them:
+# every model has its schema's fields, in the same order and with the same names (checked here:
+# a record type that does not gets no compiled path), enums are the models' StrEnum members,
+# arrays their tuples, a union [null, X] is None or an X.
+#
+# The compiled path is strict. Anything unusual (a truncated or garbled body, an unknown enum or
+# union index, a negative block count, a value of the wrong type) raises, and the caller redoes
+# the message with fastavro and mapping.py, so every error and edge case stays theirs. Avro's
+# binary encoding is fixed by the specification (zig-zag varints, one block per array and map,
+# as fastavro writes them), so both paths give the same bytes and the same records; the codec
+# tests compare them on generated records.
+
+_Read = Callable[[bytes, int], tuple[Any, int]]
+_Write = Callable[[bytearray, Any], None]
+_DOUBLE: Final = struct.Struct("<d")
+_MIN_INT: Final = -(2**31)
+_MAX_INT: Final = 2**31 - 1
+_MIN_LONG: Final = -(2**63)
+_MAX_LONG: Final = 2**63 - 1
+
+
+class _Unsupported(Exception):
+    """The compiled path does not handle this schema, or this value: fastavro does."""
+
+
+def _fast_encode(codec: _Codec, record: Record) -> bytes | None:
+    """``record``'s message by the compiled writer; None when fastavro must write it."""
+    if codec.write_fast is None:
+        return None
+    out = bytearray(codec.header)
+    try:
+        codec.write_fast(out, record)
+    except Exception:  # a value the compiled writer does not take: fastavro decides
+        return None
+    return bytes(out)
+
+
+def _fast_decode(codec: _Codec, data: bytes) -> Any:
+    """The record in ``data`` by the compiled reader; None when fastavro must read it."""
+    if codec.read_fast is None:
+        return None
+    try:
+        record, end = codec.read_fast(data, HEADER_SIZE)
+    except Exception:  # bad or unusual bytes: fastavro reads them again, and explains
+        return None
+    return record if end == len(data) else None
+
+
+def _compiled(compile_: Callable[[Any, dict[str, Any]], Any], schema: Any) -> Any:
+    try:
+        return compile_(schema, {})
+    except _Unsupported:
+        return None
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    byte = data[pos]
+    pos += 1
+    if byte < 0x80:  # one byte: most lengths, counts, indexes and small numbers
+        return (byte >> 1) ^ -(byte & 1), pos
+    value = byte & 0x7F
+    shift = 7
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    if value >> 64:
+        raise _Unsupported("varint longer than 64 bits")
+    return (value >> 1) ^ -(value & 1), pos
+
+
+def _read_int(data: bytes, pos: int) -> tuple[int, int]:
+    value, pos = _read_long(data, pos)
+    if not _MIN_INT <= value <= _MAX_INT:
+        raise _Unsupported("int out of range")
+    return value, pos
+
+
+def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    size, pos = _read_long(data, pos)
+    end = pos + size
+    if size < 0 or end > len(data):
+        raise _Unsupported("bytes length out of range")
+    return data[pos:end], end
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str, int]:
+    size = data[pos]
+    if size < 0x80 and not size & 1:  # a one-byte, non-negative length: most strings
+        size >>= 1
+        pos += 1
+    else:
+        size, pos = _read_long(data, pos)
+    end = pos + size
+    if size < 0 or end > len(data):
+        raise _Unsupported("string length out of range")
+    return data[pos:end].decode(), end
+
+
+def _read_double(data: bytes, pos: int) -> tuple[float, int]:
+    return _DOUBLE.unpack_from(data, pos)[0], pos + 8
+
+
+def _read_null(data: bytes, pos: int) -> tuple[None, int]:
+    return None, pos
+
+
+_PRIMITIVE_READERS: Final[dict[str, _Read]] = {
+    "null": _read_null,
+    "int": _read_int,
+    "long": _read_long,
+    "double": _read_double,
+    "string": _read_string,
+    "bytes": _read_bytes,
+}
+
+
+def _model_of(full_name: str) -> Any:
+    """The model class or enum of a named schema type (``ratifier.Verdict`` -> Verdict)."""
+    model = getattr(models, full_name.rpartition(".")[2], None)
+    if model is None:
+        raise _Unsupported(f"no model for {full_name}")
+    return model
+
+
+def _record_model(schema: dict[str, Any]) -> Any:
+    """The record's model, if its fields are the schema's, in order; else no compiled path."""
+    model = _model_of(schema["name"])
+    names = [f.name for f in dataclasses.fields(model)] if dataclasses.is_dataclass(model) else []
+    if names != [f["name"] for f in schema["fields"]]:
+        raise _Unsupported(f"{model.__name__}'s fields are not its schema's")
+    return model
+
+
+def _compile_reader(schema: Any, named: dict[str, _Read]) -> _Read:
+    """A reader of ``schema`` (parsed) giving its model; ``named`` collects named types."""
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_READERS:
+            return _PRIMITIVE_READERS[schema]
+        if schema in named:
+            return named[schema]
+        raise _Unsupported(schema)
+    if isinstance(schema, list):
+        return _union_reader([_compile_reader(branch, named) for branch in schema])
+    kind = schema["type"]
+    if kind == "record":
+        fields: list[_Read] = []
+        # Filled in place: a record refers to itself by name only after its definition.
+        named[schema["name"]] = reader = _record_reader(_record_model(schema), fields)
+        fields.extend(_compile_reader(f["type"], named) for f in schema["fields"])
+        return reader
+    if kind == "enum":
+        enum = _model_of(schema["name"])
+        members = tuple(enum(symbol) for symbol in schema["symbols"])
+        named[schema["name"]] = reader = _enum_reader(members)
+        return reader
+    if kind == "array":
+        return _array_reader(_compile_reader(schema["items"], named))
+    if kind == "map":
+        return _map_reader(_compile_reader(schema["values"], named))
+    return _compile_reader(kind, named)  # a primitive with attributes
+
+
+def _record_reader(model: Any, fields: list[_Read]) -> _Read:
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        values = []
+        for read_field in fields:
+            value, pos = read_field(data, pos)
+            values.append(value)
+        return model(*values), pos  # positional: the fields are in the schema's order
+
+    return read
+
+
+def _enum_reader(members: tuple[Any, ...]) -> _Read:
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        index, pos = _read_long(data, pos)
+        if not 0 <= index < len(members):
+            raise _Unsupported("enum index out of range")
+        return members[index], pos
+
+    return read
+
+
+def _union_reader(branches: list[_Read]) -> _Read:
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        index, pos = _read_long(data, pos)
+        if not 0 <= index < len(branches):
+            raise _Unsupported("union index out of range")
+        return branches[index](data, pos)
+
+    return read
+
+
+def _array_reader(read_item: _Read) -> _Read:
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        items: list[Any] = []
+        count, pos = _read_long(data, pos)
+        while count:
+            if count < 0:  # a block with its size in bytes: legal, rare, left to fastavro
+                raise _Unsupported("array block with a byte size")
+            for _ in range(count):
+                item, pos = read_item(data, pos)
+                items.append(item)
+            count, pos = _read_long(data, pos)
+        return tuple(items), pos  # the models hold tuples
+
+    return read
+
+
+def _map_reader(read_value: _Read) -> _Read:
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        values: dict[str, Any] = {}
+        count, pos = _read_long(data, pos)
+        while count:
+            if count < 0:
+                raise _Unsupported("map block with a byte size")
+            for _ in range(count):
+                key, pos = _read_string(data, pos)
+                values[key], pos = read_value(data, pos)
+            count, pos = _read_long(data, pos)
+        return values, pos
+
+    return read
+
+
+def _write_long(out: bytearray, value: int) -> None:
+    if not (isinstance(value, int) and _MIN_LONG <= value <= _MAX_LONG):
+        raise _Unsupported("not a long")
+    value = (value << 1) ^ (value >> 63)
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _write_int(out: bytearray, value: int) -> None:
+    if not (isinstance(value, int) and _MIN_INT <= value <= _MAX_INT):
+        raise _Unsupported("not an int")
+    _write_long(out, value)
+
+
+def _write_bytes(out: bytearray, value: bytes) -> None:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise _Unsupported("not bytes")
+    _write_long(out, len(value))
+    out += value
+
+
+def _write_string(out: bytearray, value: str) -> None:
+    if not isinstance(value, str):
+        raise _Unsupported("not a string")
+    encoded = value.encode()
+    if len(encoded) < 64:  # most strings: a one-byte length
+        out.append(len(encoded) << 1)
+    else:
+        _write_long(out, len(encoded))
+    out += encoded
+
+
+def _write_double(out: bytearray, value: float) -> None:
+    out += _DOUBLE.pack(value)
+
+
+def _write_null(out: bytearray, value: None) -> None:
+    if value is not None:
+        raise _Unsupported("not null")
+
+
+_PRIMITIVE_WRITERS: Final[dict[str, _Write]] = {
+    "null": _write_null,
+    "int": _write_int,
+    "long": _write_long,
+    "double": _write_double,
+    "string": _write_string,
+    "bytes": _write_bytes,
+}
+
+
+def _compile_writer(schema: Any, named: dict[str, _Write]) -> _Write:
+    """A writer of ``schema``'s model (parsed schema); ``named`` collects named types."""
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_WRITERS:
+            return _PRIMITIVE_WRITERS[schema]
+        if schema in named:
+            return named[schema]
+        raise _Unsupported(schema)
+    if isinstance(schema, list):
+        return _union_writer(schema, [_compile_writer(branch, named) for branch in schema])
+    kind = schema["type"]
+    if kind == "record":
+        _record_model(schema)  # the model's fields must be the schema's
+        writers: list[_Write] = []
+        names = [f["name"] for f in schema["fields"]]
+        named[schema["name"]] = writer = _record_writer(attrgetter(*names), writers)
+        writers.extend(_compile_writer(f["type"], named) for f in schema["fields"])
+        return writer
+    if kind == "enum":
+        named[schema["name"]] = writer = _enum_writer(schema["symbols"])
+        return writer
+    if kind == "array":
+        return _array_writer(_compile_writer(schema["items"], named))
+    if kind == "map":
+        return _map_writer(_compile_writer(schema["values"], named))
+    return _compile_writer(kind, named)
+
+
+def _record_writer(values_of: Callable[[Any], Any], writers: list[_Write]) -> _Write:
+    def write(out: bytearray, record: Any) -> None:
+        for write_field, value in zip(writers, values_of(record), strict=True):
+            write_field(out, value)
+
+    return write
+
+
+def _enum_writer(symbols: list[str]) -> _Write:
+    if len(symbols) > 64:
+        raise _Unsupported("an enum too large for one-byte indexes")
+    indexes = {symbol: index for index, symbol in enumerate(symbols)}
+
+    def write(out: bytearray, symbol: str) -> None:
+        out.append(indexes[symbol] << 1)  # the zig-zag varint of an index below 64: one byte
+
+    return write
+
+
+def _union_writer(schema: list[Any], branches: list[_Write]) -> _Write:
+    """Only the unions the contract has: null or one named type (the model's ``X | None``)."""
+    names = [b if isinstance(b, str) else b.get("name") for b in schema]
+    if len(schema) != 2 or "null" not in names:
+        raise _Unsupported("a union other than [null, named type]")
+    null_index = names.index("null")
+    other_index = 1 - null_index
+    if not isinstance(schema[other_index], dict):
+        raise _Unsupported("a union of null and a type that is not named")
+    other = _model_of(schema[other_index]["name"])
+    write_other = branches[other_index]
+
+    def write(out: bytearray, value: Any) -> None:
+        if value is None:
+            out.append(null_index << 1)
+        elif isinstance(value, other):
+            out.append(other_index << 1)
+            write_other(out, value)
+        else:
+            raise _Unsupported(f"not a {other.__name__} or None")
+
+    return write
+
+
+def _array_writer(write_item: _Write) -> _Write:
+    def write(out: bytearray, items: Any) -> None:
+        if len(items):  # one block, then the empty block that ends the array
+            _write_long(out, len(items))
+            for item in items:
+                write_item(out, item)
+        out.append(0)
+
+    return write
+
+
+def _map_writer(write_value: _Write) -> _Write:
+    def write(out: bytearray, values: Any) -> None:
+        if len(values):
+            _write_long(out, len(values))
+            for key, value in values.items():
+                _write_string(out, key)
+                write_value(out, value)
+        out.append(0)
+
+    return write
+
+
 _BY_TYPE: Final[dict[type, _Codec]] = {c.kind: c for c in _build_codecs(schema_dir())}
 _OLDER: Final[tuple[tuple[str, _Codec], ...]] = tuple(_build_older_codecs(history_dir(), _BY_TYPE))
 _BY_FINGERPRINT: Final[dict[bytes, _Codec]] = {
@@ -365,6 +756,9 @@ def encode(record: Record) -> bytes:
     codec = _BY_TYPE.get(type(record))
     if codec is None:
         codec = _codec_for(type(record))  # raises the TypeError
+    encoded = _fast_encode(codec, record)
+    if encoded is not None:
+        return encoded
     out = BytesIO()
     out.write(codec.header)
     schemaless_writer(out, codec.wire, codec.to_avro(record))
@@ -399,6 +793,9 @@ def decode_as(data: bytes, kind: type[T]) -> T:
 
 
 def _read_body(data: bytes, codec: _Codec) -> Any:
+    record = _fast_decode(codec, data)
+    if record is not None:
+        return record
     body = BytesIO(data)  # shares the bytes' buffer, no copy
     body.seek(HEADER_SIZE)
     try:

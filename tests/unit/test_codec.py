@@ -866,3 +866,95 @@ def test_docs_list_the_older_fingerprints_still_read() -> None:
 def test_a_missing_history_is_an_error_not_a_silent_loss(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"schema history .* is missing"):
         list(codec._build_older_codecs(tmp_path / "history", codec._BY_TYPE))
+
+
+# --- the compiled fast path ----------------------------------------------------------------------
+
+
+def _fastavro_encode(record: Any) -> bytes:
+    """``record`` written the general way: mapping.py's datum through fastavro."""
+    compiled = codec._BY_TYPE[type(record)]
+    out = BytesIO()
+    out.write(compiled.header)
+    schemaless_writer(out, compiled.wire, compiled.to_avro(record))
+    return out.getvalue()
+
+
+def _fastavro_decode(data: bytes, kind: type) -> Any:
+    compiled = codec._BY_TYPE[kind]
+    body = BytesIO(data[codec.HEADER_SIZE :])
+    return compiled.from_avro(schemaless_reader(body, compiled.wire, None))
+
+
+def test_every_current_record_type_is_compiled() -> None:
+    for kind in codec.RECORD_TYPES:
+        compiled = codec._BY_TYPE[kind]
+        assert compiled.read_fast is not None, kind
+        assert compiled.write_fast is not None, kind
+
+
+def test_older_schema_versions_are_never_compiled() -> None:
+    for _, older in codec._OLDER:
+        assert older.read_fast is None
+        assert older.write_fast is None
+
+
+@by_kind
+@slow
+@given(data=st.data())
+def test_compiled_path_writes_and_reads_what_fastavro_does(kind: type, data: st.DataObject) -> None:
+    record = data.draw(STRATEGIES[kind])
+    compiled = codec._BY_TYPE[kind]
+    encoded = codec._fast_encode(compiled, record)
+    assert encoded is not None
+    assert encoded == _fastavro_encode(record)
+    decoded = codec._fast_decode(compiled, encoded)
+    assert decoded == _fastavro_decode(encoded, kind) == record
+    assert type(decoded) is kind
+
+
+def test_compiled_reader_gives_the_models_types() -> None:
+    encoded = codec.encode(_verdict())
+    decoded = codec._fast_decode(codec._BY_TYPE[Verdict], encoded)
+    assert type(decoded) is Verdict
+    assert type(decoded.vote) is Vote
+    assert type(decoded.severity) is Severity
+    assert type(decoded.reasons) is tuple
+    assert type(decoded.reasons[0].span) is Span
+
+
+def test_unusual_but_valid_encodings_are_left_to_fastavro() -> None:
+    # previous_candidate_ids as two blocks, the second with its byte size (count -1, size 2):
+    # legal Avro that fastavro reads and the compiled reader declines.
+    candidate = Candidate("c", 1, "x", "p", "k", "q", "a", "g", 0, ("ab", "c"))
+    standard = codec.encode(candidate)
+    one_block = b"\x04\x04ab\x02c\x00"  # count 2, "ab", "c", end
+    two_blocks = b"\x02\x04ab\x01\x04\x02c\x00"  # count 1, "ab"; count -1 of 2 bytes, "c"; end
+    assert one_block in standard
+    unusual = standard.replace(one_block, two_blocks)
+    assert codec._fast_decode(codec._BY_TYPE[Candidate], unusual) is None
+    assert codec.decode(unusual) == candidate
+    # An over-long varint (attempt 1 as two bytes) is read to the same value by both paths.
+    overlong = bytearray(codec.encode(_verdict(case_id="c", attempt=1)))
+    position = codec.HEADER_SIZE + 1 + len(b"c")  # after case_id "c"
+    assert overlong[position] == 0x02
+    overlong[position : position + 1] = b"\x82\x00"
+    assert codec.decode(bytes(overlong)) == _fastavro_decode(bytes(overlong), Verdict)
+
+
+def _outcome(encode: Any, record: Any) -> tuple[str, Any]:
+    try:
+        return "bytes", encode(record)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"latency_ms": 1.5}, {"latency_ms": "3"}, {"attempt": 2**40}, {"vote": "MAYBE"}],
+    ids=["float-long", "str-long", "int-overflow", "unknown-symbol"],
+)
+def test_values_the_compiled_writer_refuses_get_fastavros_answer(changes: dict[str, Any]) -> None:
+    bad = dataclasses.replace(_verdict(), **changes)
+    assert codec._fast_encode(codec._BY_TYPE[Verdict], bad) is None
+    assert _outcome(codec.encode, bad) == _outcome(_fastavro_encode, bad)
