@@ -101,6 +101,7 @@ class TallyProcessor:
         self.index = PartitionDeadlines()
         self.stats = TallyStats()
         self._working: dict[bytes, _Working] = {}
+        self._candidates_topic = topics.candidates  # a property that formats: read it once
         self._decision_topics: dict[type, str] = {
             PassDecision: topics.passed,
             RetryRequest: topics.retry,
@@ -143,7 +144,7 @@ class TallyProcessor:
         self, source: tally.SourceRef, key: bytes | None, raw: bytes, now: int
     ) -> list[Outgoing]:
         expected: type[Candidate] | type[Verdict]
-        expected = Candidate if source.topic == self.topics.candidates else Verdict
+        expected = Candidate if source.topic == self._candidates_topic else Verdict
         limit = (
             self.limits.max_candidate_bytes
             if expected is Candidate

@@ -894,3 +894,11 @@ def test_held_second_opinion_is_not_held_twice() -> None:
         (Vote.ACCEPT, "other"),
     ]
     assert not trace.steps[1].changed
+
+
+def test_decision_id_is_uuid5_of_case_and_attempt() -> None:
+    namespace = uuid.UUID("309d8e0c-fd66-5a2e-a8e8-6f60c300fc36")
+    for case_id in ("", "case-1", "c" * 300, "é/ü-😀", "a/b"):
+        for attempt in (0, 1, 2, 17, 10**12, -1):
+            expected = str(uuid.uuid5(namespace, f"{case_id}/{attempt}"))
+            assert decision_id(case_id, attempt) == expected
