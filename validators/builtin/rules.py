@@ -276,7 +276,9 @@ class JsonSchemaRule:
         loaded = _load_schema(schema)
         cls = validators.validator_for(loaded)
         try:
-            cls.check_schema(loaded)
+            # types-jsonschema's Validator protocol narrows check_schema to a dict; jsonschema
+            # takes any schema, booleans included (its own protocol says Schema).
+            cls.check_schema(loaded)  # type: ignore[arg-type]
         except SchemaError as exc:
             raise ConfigError(f"invalid JSON schema: {exc.message}") from None
         format_checker = FormatChecker() if check_formats else None
