@@ -6,12 +6,20 @@ STAMP  := $(VENV)/.installed
 # Never let the source folder `ratifier/` shadow the installed package (which maps streams/ etc. in).
 export PYTHONSAFEPATH := 1
 
-.PHONY: dev prereqs stack-up stack-down test lint demo bench chaos clean
+.PHONY: dev prereqs stack-up stack-down test lint lock demo bench chaos clean
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+# Exactly the versions in the lock file (runtime, dev and bench, and the build's setuptools and
+# wheel), then the project itself without resolving again: --no-deps, and built with the locked
+# setuptools (--no-build-isolation). `pip check` fails if the lock no longer satisfies
+# pyproject.toml (a dependency changed without `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip "setuptools>=69" wheel
-	$(BIN)/pip install -q -e '.[dev,bench]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+	$(BIN)/pip check
 	touch $(STAMP)
 
 # Strict editable installs link files one by one; relinking picks up modules added since.
@@ -60,6 +68,24 @@ chaos: prereqs dev
 		--json .state/chaos/chaos-3.json $(CHAOS_ARGS) || status=1; \
 	$(CHAOS_ENV) $(BIN)/ratifier stack down; \
 	exit $$status
+
+# Re-resolve requirements.lock after a dependency changes in pyproject.toml. Pins that still fit
+# are kept; LOCK_ARGS=--upgrade moves everything to the newest allowed versions,
+# LOCK_ARGS='--upgrade-package aiokafka' one package. pip-tools runs from a venv of its own, with
+# the Python the lock is for (3.11, as in CI): markers are resolved for that Python.
+LOCK_ARGS  ?=
+LOCK_VENV  := .cache/pip-tools
+LOCK_TOOLS := pip==26.3 pip-tools==7.6.2
+
+lock:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and \
+		"make lock: the lock is for Python 3.11, set PYTHON=python3.11")'
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+		{ $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q $(LOCK_TOOLS); }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet \
+		--extra dev --extra bench --build-deps-for editable --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-trusted-host --no-emit-find-links \
+		--output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 clean:
 	-$(BIN)/ratifier stack down
