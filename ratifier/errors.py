@@ -1,18 +1,18 @@
 """Ratifier's exceptions, one tree rooted at :class:`RatifierError`.
 
-    RatifierError
-    ├── ConfigError             settings or environment are wrong
-    │   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
-    ├── PolicyError             a policy file is invalid or unknown
-    ├── StackError              the local Kafka/Redis stack cannot start or answer
-    │   ├── PrerequisiteMissing Java, Maven or redis-server is not installed
-    │   ├── PortInUse           a port the stack needs is taken by another process
-    │   └── JarResolutionFailed Maven could not resolve the broker jars
-    ├── WireFormatError         bytes are not a record Ratifier understands
-    │   └── UnknownSchema       a single-object fingerprint names no known schema
-    ├── CandidateRejected       the tally dead-lettered a candidate the client sent
-    └── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
-        └── ValidatorTimeout    it exceeded its time limit
+RatifierError
+├── ConfigError             settings or environment are wrong
+│   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
+├── PolicyError             a policy file is invalid or unknown
+├── StackError              the local Kafka/Redis stack cannot start or answer
+│   ├── PrerequisiteMissing Java, Maven or redis-server is not installed
+│   ├── PortInUse           a port the stack needs is taken by another process
+│   └── JarResolutionFailed Maven could not resolve the broker jars
+├── WireFormatError         bytes are not a record Ratifier understands
+│   └── UnknownSchema       a single-object fingerprint names no known schema
+├── CandidateRejected       the tally dead-lettered a candidate the client sent
+└── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
+    └── ValidatorTimeout    it exceeded its time limit
 """
 
 from __future__ import annotations
