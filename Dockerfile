@@ -9,13 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 # README.m[d]: pyproject names README.md as the long description; copied when present.
-COPY pyproject.toml README.m[d] ./
+COPY pyproject.toml requirements.lock README.m[d] ./
 # The user's top-level folders are mapped into the one import root `ratifier` (see pyproject).
 COPY ratifier ratifier
 COPY streams streams
 COPY schemas schemas
 COPY validators validators
-RUN pip install . && rm -rf /src/build
+# The locked versions, as `make` installs them; then the project itself without resolving again.
+RUN pip install -r requirements.lock && pip install --no-deps . && rm -rf /src/build
 
 # Never run as root; state (the tally's data dir) lives in the user's home.
 RUN useradd --create-home --uid 10001 ratifier

@@ -123,6 +123,13 @@ def test_process_commands(services: dict[str, Any]) -> None:
         assert ("red_team=true" in params) == (name == "redteam")
 
 
+def test_validators_wait_for_a_ready_tally(services: dict[str, Any]) -> None:
+    assert services["tally"]["healthcheck"]["test"] == ["CMD", "ratifier", "tally", "status"]
+    for name in ("sim-a", "sim-b", "sim-c", "sim-d", "redteam", "generator"):
+        assert services[name]["depends_on"]["tally"] == {"condition": "service_healthy"}
+    assert services["tally"]["environment"]["RATIFIER_TALLY_ENGINE"].endswith("transactional}")
+
+
 def test_one_validator_runs_two_replicas(services: dict[str, Any]) -> None:
     replicas = {
         name: s.get("deploy", {}).get("replicas", 1)
