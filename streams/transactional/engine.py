@@ -112,6 +112,7 @@ class TransactionalTally:
         self._trimmer = HeapTrimmer(glibc_malloc_trim())
         self._last_commit = time.monotonic()
         self._last_tick = 0.0
+        self._caught_up = False  # every owned input read to its last stable offset
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -168,10 +169,9 @@ class TransactionalTally:
                     await self._process(batches)
                 await self._report_lag()
                 await self._tick_when_due()
-                quiet = not batches
-                if quiet or time.monotonic() - self._last_commit >= interval_s:
-                    # Quiet input and waiting decisions: commit now rather than at the interval,
-                    # since a decision is visible to read_committed readers only once committed.
+                if self._decisions_waiting_caught_up() or (
+                    time.monotonic() - self._last_commit >= interval_s
+                ):
                     await self._commit()
 
     # -- processing --------------------------------------------------------------------------
@@ -202,15 +202,21 @@ class TransactionalTally:
 
     async def _report_lag(self) -> None:
         """Tell the clocks which inputs have records waiting: those hold their partition's time."""
+        caught_up = True
         for tp in self._consumer.assignment():
             if tp.partition not in self._partitions:
                 continue
             stable = self._consumer.last_stable_offset(tp)
-            if stable is None:  # no fetch answered yet: treat as behind, time waits for it
-                self.clocks.lagging(tp.topic, tp.partition, True)
-                continue
-            position = await self._consumer.position(tp)
-            self.clocks.lagging(tp.topic, tp.partition, position < stable)
+            # No fetch answered yet: behind, so time waits for it.
+            behind = stable is None or await self._consumer.position(tp) < stable
+            self.clocks.lagging(tp.topic, tp.partition, behind)
+            caught_up = caught_up and not behind
+        self._caught_up = caught_up
+
+    def _decisions_waiting_caught_up(self) -> bool:
+        """Commit now, not at the interval: a decision is visible only once committed, and with
+        nothing left to read the interval would only add latency (under a backlog it batches)."""
+        return self._caught_up and any(t.decisions_pending for t in self._partitions.values())
 
     async def _tick_when_due(self) -> None:
         now = time.monotonic()
