@@ -1,10 +1,12 @@
-"""Wait for a condition with a deadline, polling: for readiness checks across processes."""
+"""Wait for a condition with a deadline, polling; run a watcher beside a block of work."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 
 async def wait_until(
@@ -17,3 +19,15 @@ async def wait_until(
             return
         await asyncio.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``work`` as a task for the duration of the block; cancelled when the block ends."""
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

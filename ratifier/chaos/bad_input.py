@@ -45,6 +45,7 @@ from ratifier.models import (
     Vote,
     now_ms,
 )
+from ratifier.polling import in_background
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
 
@@ -226,10 +227,5 @@ class BadInput:
 @contextlib.asynccontextmanager
 async def following(bad: BadInput, observer: Observer) -> AsyncIterator[None]:
     """Runs :meth:`BadInput.follow` in the background for the duration of the block."""
-    task = asyncio.create_task(bad.follow(observer))
-    try:
+    async with in_background(bad.follow(observer)):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -22,6 +22,7 @@ from ratifier.client import Client
 from ratifier.config import Settings
 from ratifier.demo.runner import demo_processes
 from ratifier.fleet import Fleet
+from ratifier.polling import in_background
 
 logger = logging.getLogger(__name__)
 
@@ -203,13 +204,8 @@ async def supervising(fleet: Fleet, notes: list[str], progress: Progress) -> Asy
                 progress(f"   {notes[-1]}")
             await asyncio.sleep(1.0)
 
-    task = asyncio.create_task(watch())
-    try:
+    async with in_background(watch()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def engine_label(asked: str, log_dir: Path) -> str:
