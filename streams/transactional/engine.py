@@ -159,9 +159,8 @@ class TransactionalTally:
             # partitions first, and under a backlog a case's verdicts would wait behind its
             # candidate's partition for longer than a hold. MAX_PARTITION_FETCH_BYTES bounds it.
             batches = await self._consumer.getmany(timeout_ms=int(wait_s * 1000))
-            # Taken as the poll returns: records returned before (or during) a take-over predate
-            # its seek and come again; none can be returned after the seek and before the bump
-            # (no await between them), so no record is both dropped here and skipped by the seek.
+            # Taken as the poll returns: records returned before a rebalance's take-over belong
+            # to the old assignment; they are dropped, and the set-up's seek reads them again.
             generation = self._generation
             async with self._lock:
                 await self._set_up_due()
