@@ -156,5 +156,6 @@ def _parse(name: str, raw: str, type_name: Any) -> Any:
         if "Path" in kind:
             return Path(raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, got {raw!r}") from None
+        expected = {"int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {expected}, got {raw!r}") from None
     return raw

@@ -34,9 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ratifier.config import Settings
 
-    level = (args.log_level or Settings.from_env().log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        # Settings first: a bad RATIFIER_* variable is one line naming it, not a traceback.
+        level = (args.log_level or Settings.from_env().log_level).upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return int(args.handler(args) or 0)
     except RatifierError as exc:
         print(f"ratifier: error: {exc}", file=sys.stderr)

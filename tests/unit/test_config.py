@@ -104,3 +104,14 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.partitions = 9  # type: ignore[misc]
+
+
+def test_a_bad_variable_is_one_line_naming_it_with_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ratifier.cli import main
+
+    monkeypatch.setenv("RATIFIER_PARTITIONS", "abc")
+    assert main(["tally", "status"]) == 2
+    err = capsys.readouterr().err
+    assert err == "ratifier: error: RATIFIER_PARTITIONS must be an integer, got 'abc'\n"
