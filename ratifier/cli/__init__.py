@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from ratifier.errors import RatifierError
 
 # Command-group modules, in the order `ratifier --help` lists them.
-_GROUPS = ("stack", "tally", "validator", "generator", "client", "demo", "chaos")
+_GROUPS = ("stack", "tally", "validator", "generator", "client", "policy", "demo", "chaos")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ratifier")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ratifier", description="Kafka-native M-of-N consensus for AI outputs."
     )
     parser.add_argument("--log-level", default=None, help="override RATIFIER_LOG_LEVEL")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in _GROUPS:
         importlib.import_module(f"ratifier.cli.{name}").register(subparsers)
