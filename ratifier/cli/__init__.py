@@ -15,7 +15,17 @@ from collections.abc import Sequence
 from ratifier.errors import RatifierError
 
 # Command-group modules, in the order `ratifier --help` lists them.
-_GROUPS = ("stack", "tally", "validator", "generator", "client", "policy", "demo", "chaos")
+_GROUPS = (
+    "stack",
+    "tally",
+    "validator",
+    "generator",
+    "client",
+    "deadletters",
+    "policy",
+    "demo",
+    "chaos",
+)
 
 
 def _version() -> str:
