@@ -23,7 +23,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ratifier.config import Settings
 from ratifier.errors import CandidateRejected, StackError, TopicsMissing, WireFormatError
@@ -71,6 +71,31 @@ async def assign_all(
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before anything is submitted
             await consumer.position(tp)
+
+
+async def read_from_beginning(
+    settings: Settings, topics: Iterable[str], *, client_id: str, idle_s: float | None
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every committed record on ``topics`` from the beginning, as a group-less reader.
+
+    Stops once none has arrived for ``idle_s``; with ``None``, follows the topics for good.
+    """
+    consumer = make_consumer(settings, group_id=None, client_id=client_id)
+    await consumer.start()
+    try:
+        await assign_all(
+            consumer, topics, from_beginning=True, bootstrap_servers=settings.bootstrap_servers
+        )
+        timeout_ms = 1_000 if idle_s is None else int(idle_s * 1000)
+        while True:
+            batch = await consumer.getmany(timeout_ms=timeout_ms)
+            if not batch and idle_s is not None:
+                return
+            for records in batch.values():
+                for record in records:
+                    yield record
+    finally:
+        await consumer.stop()
 
 
 async def _require_topics(

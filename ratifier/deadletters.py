@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
-from ratifier.client import assign_all
+from ratifier.client import read_from_beginning
 from ratifier.config import Settings
 from ratifier.errors import WireFormatError
-from ratifier.kafka import make_consumer, make_producer
+from ratifier.kafka import make_producer
 from ratifier.models import Candidate, DeadLetter, DeadLetterReason, Verdict
 from ratifier.schemas import codec
 from ratifier.topics import TopicNames
@@ -28,29 +28,15 @@ NOT_REPLAYABLE = frozenset({DeadLetterReason.MALFORMED, DeadLetterReason.TOO_LAR
 
 
 async def dead_letters(
-    settings: Settings, *, from_beginning: bool = True, idle_s: float | None = 2.0
+    settings: Settings, *, idle_s: float | None = 2.0
 ) -> AsyncIterator[DeadLetter]:
     """The dead letters on ``<prefix>.deadletter``; with ``idle_s``, until none came that long."""
     names = TopicNames.from_settings(settings)
-    consumer = make_consumer(settings, group_id=None, client_id="ratifier-deadletters")
-    await consumer.start()
-    try:
-        await assign_all(
-            consumer,
-            [names.deadletter],
-            from_beginning=from_beginning,
-            bootstrap_servers=settings.bootstrap_servers,
-        )
-        timeout_ms = 1_000 if idle_s is None else int(idle_s * 1000)
-        while True:
-            batch = await consumer.getmany(timeout_ms=timeout_ms)
-            if not batch and idle_s is not None:
-                return
-            for records in batch.values():
-                for record in records:
-                    yield codec.decode_as(record.value or b"", DeadLetter)
-    finally:
-        await consumer.stop()
+    reader = read_from_beginning(
+        settings, [names.deadletter], client_id="ratifier-deadletters", idle_s=idle_s
+    )
+    async for record in reader:
+        yield codec.decode_as(record.value or b"", DeadLetter)
 
 
 def original_record(letter: DeadLetter) -> Candidate | Verdict | None:

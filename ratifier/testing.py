@@ -11,9 +11,8 @@ from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
-from ratifier.client import assign_all
+from ratifier.client import read_from_beginning
 from ratifier.config import Settings
-from ratifier.kafka import make_consumer
 from ratifier.polling import wait_until
 
 __all__ = ["read_records", "read_topics", "wait_until", "write_policy"]
@@ -30,16 +29,10 @@ async def read_records(
     settings: Settings, topics: Iterable[str], idle_s: float = 2.0
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record on ``topics`` (headers too), until none arrives for ``idle_s``."""
-    consumer = make_consumer(settings, group_id=None, client_id="ratifier-testing-reader")
-    await consumer.start()
-    try:
-        await assign_all(consumer, topics, from_beginning=True)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
-            records += [r for rs in batch.values() for r in rs]
-        return records
-    finally:
-        await consumer.stop()
+    reader = read_from_beginning(
+        settings, topics, client_id="ratifier-testing-reader", idle_s=idle_s
+    )
+    return [record async for record in reader]
 
 
 def write_policy(
