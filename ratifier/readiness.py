@@ -46,10 +46,6 @@ class ReadinessFile:
         self.path = status_path(settings, settings.worker_id)
         self._status = WorkerStatus(settings.worker_id, engine, os.getpid(), group)
 
-    @property
-    def status(self) -> WorkerStatus:
-        return self._status
-
     def update(
         self,
         *,

@@ -95,9 +95,6 @@ class PartitionedCaseStore:
     def __len__(self) -> int:
         return sum(len(data) for data in self._partitions.values())
 
-    def partition_size(self, partition: int) -> int:
-        return len(self._partitions.get(partition, ()))
-
     def take_changes(self, partition: int) -> dict[bytes, bytes | None]:
         """The latest entry (None: deleted) of each case changed since the last call."""
         return self._changes.pop(partition, {})

@@ -333,8 +333,7 @@ class TransactionalTally:
         transactions = self._partitions.pop(partition, None)
         if transactions is not None:
             await transactions.close()
-        self.store.drop(partition)
-        self.store.take_changes(partition)
+        self.store.drop(partition)  # its changes too: uncommitted, they are void
         self.processor.index.drop(partition)
 
     def _recover_later(self, partition: int, delay_s: float) -> None:
