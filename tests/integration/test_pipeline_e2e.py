@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
@@ -61,12 +63,28 @@ async def fleet(
         await fleet.stop()
 
 
+async def tally_status_says_ready(procs: Fleet, settings: Settings) -> None:
+    """``ratifier tally status``, as a script or healthcheck runs it, sees the running tally."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ratifier", "tally", "status",
+        env={**os.environ, **Fleet.env_for(settings), "PYTHONSAFEPATH": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    line = next(x for x in out.decode().splitlines() if procs.worker_id(ProcessSpec.tally()) in x)
+    assert process.returncode == 0, out.decode()
+    assert settings.tally_engine in line
+    assert "ready" in line
+    assert "partitions [0, 1, 2, 3]" in line
+
+
 async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettered(
     fleet: tuple[Fleet, Settings],
 ) -> None:
     procs, settings = fleet
     names = TopicNames.from_settings(settings)
     policy = load_policies(settings.policy_dir)["default"]
+    await tally_status_says_ready(procs, settings)
     decisions: list[Decision] = []
     finals: set[str] = set()
     case_ids: list[str] = []
