@@ -1,7 +1,7 @@
 """Which tally engine a benchmark runs, and which one actually ran.
 
 The engine is chosen by ``RATIFIER_TALLY_ENGINE`` (``Settings.tally_engine``), which the bench
-passes to ``ratifier tally run`` through :meth:`ratifier.fleet.Fleet.env_for`. The bench does
+passes to ``ratifier tally run`` through :meth:`ratifier.ops.fleet.Fleet.env_for`. The bench does
 not take the setting's word for it: a tally that writes in transactions leaves transaction
 markers (control records) in its output partitions, which occupy offsets but are never delivered
 to a consumer, so its topics' offsets run ahead of the records they hold. The faust engine
@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ratifier.client import assign_all
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer
+from ratifier.core.config import Settings
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import make_consumer
 
-# The values of Settings.tally_engine (ratifier.config.TALLY_ENGINES).
+# The values of Settings.tally_engine (ratifier.core.config.TALLY_ENGINES).
 TRANSACTIONAL, FAUST = "transactional", "faust"
 BOTH = "both"
 CHOICES = (BOTH, TRANSACTIONAL, FAUST)

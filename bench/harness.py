@@ -20,15 +20,15 @@ from typing import Any, Protocol, TypeVar
 
 import psutil
 
-from ratifier.admin import admin_client, delete_topics, ensure_topics
-from ratifier.client import assign_all
-from ratifier.config import Settings
-from ratifier.fleet import Fleet, ProcessSpec
-from ratifier.kafka import make_consumer, make_producer
-from ratifier.models import Candidate, Reason, Severity, Span, Verdict, Vote, now_ms
-from ratifier.policies import __file__ as _policies_init
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, Reason, Severity, Span, Verdict, Vote, now_ms
+from ratifier.core.policies import __file__ as _policies_init
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import admin_client, delete_topics, ensure_topics
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.topics import TopicNames
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent

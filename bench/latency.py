@@ -29,12 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench import harness
 from bench.engines import FAUST, engine_ran
-from ratifier.client import assign_all
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer, make_producer
-from ratifier.models import Candidate
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate
+from ratifier.core.topics import TopicNames
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
-from ratifier.topics import TopicNames
 
 WARMUP_CASES = 50
 # A step keeps up when its last decision arrives within this long of its last candidate (at

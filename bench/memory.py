@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import harness
 from bench.engines import engine_ran
-from ratifier.topics import TopicNames
+from ratifier.core.topics import TopicNames
 
 SETTLE_S = 2.0
 PRUNE_RETENTION_MS = 500

@@ -38,15 +38,15 @@ from typing import Any
 import orjson
 
 from bench import harness
-from ratifier.config import Settings
-from ratifier.kafka import MAX_PARTITION_FETCH_BYTES
-from ratifier.policy import load_policies
+from ratifier.core.config import Settings
+from ratifier.core.policy import load_policies
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
 from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, TallyProcessor
 from ratifier.streams.store import PartitionedCaseStore
 from ratifier.streams.tally import TallySettings
-from ratifier.topics import TopicNames
 
 T0 = 1_800_000_000_000
 # The loader's producer writes ~30 000 records a second: a few cases share each millisecond.

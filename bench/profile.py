@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from bench import harness
-from ratifier.fleet import Fleet
-from ratifier.topics import TopicNames
+from ratifier.core.topics import TopicNames
+from ratifier.ops.fleet import Fleet
 
 TARGETS = ("tally", "faust-relay")
 

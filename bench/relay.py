@@ -6,7 +6,7 @@ case: three accepting simulated voters and the red team (:class:`PassWatcher`). 
 in the Kafka machinery underneath:
 
 - ``raw``: a plain aiokafka consumer-to-producer loop with Ratifier's client settings
-  (``ratifier.kafka``). It flushes its producer before each offset commit, once a second, which
+  (``ratifier.io.kafka``). It flushes its producer before each offset commit, once a second, which
   is the faust tally's at-least-once contract. Every tally is measured against it.
 - ``raw-transactional``: the same loop in the transactional tally's protocol, one transaction
   per input partition committed every ``commit_interval_ms`` (bench/transactional_relay.py).
@@ -24,11 +24,11 @@ import signal
 import time
 from typing import Any
 
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer, make_producer
-from ratifier.models import Candidate, Verdict, Vote
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, Verdict, Vote
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
-from ratifier.topics import TopicNames
 
 RED_TEAM = "redteam"
 COMMIT_INTERVAL_S = 1.0

@@ -21,8 +21,8 @@ from typing import Any
 from bench import harness
 from bench.engines import FAUST, engine_ran
 from bench.relay import RAW, RAW_TRANSACTIONAL
-from ratifier.config import Settings
-from ratifier.topics import TopicNames
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
 
 # Where each relay's figures go in the results.
 RELAY_KEYS = {

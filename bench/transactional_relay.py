@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from bench.relay import PassWatcher
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer, make_producer
-from ratifier.topics import TopicNames
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_consumer, make_producer
 
 RETRY_BACKOFF_MS = 20
 

@@ -13,9 +13,8 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from ratifier.client import Client, SyncClient
-    from ratifier.config import Settings
-    from ratifier.errors import (
+    from ratifier.core.config import Settings
+    from ratifier.core.errors import (
         ConfigError,
         PolicyError,
         RatifierError,
@@ -23,8 +22,7 @@ if _typing.TYPE_CHECKING:
         ValidatorTimeout,
         WireFormatError,
     )
-    from ratifier.generator import Revision
-    from ratifier.models import (
+    from ratifier.core.models import (
         AttemptRecord,
         Candidate,
         DeadLetter,
@@ -43,39 +41,41 @@ if _typing.TYPE_CHECKING:
         Verdict,
         Vote,
     )
-    from ratifier.policy import Policy, load_policies
+    from ratifier.core.policy import Policy, load_policies
+    from ratifier.io.client import Client, SyncClient
+    from ratifier.runtimes.generator import Revision
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
-    "Client": "ratifier.client",
-    "SyncClient": "ratifier.client",
-    "Settings": "ratifier.config",
-    "ConfigError": "ratifier.errors",
-    "PolicyError": "ratifier.errors",
-    "RatifierError": "ratifier.errors",
-    "ValidatorError": "ratifier.errors",
-    "ValidatorTimeout": "ratifier.errors",
-    "WireFormatError": "ratifier.errors",
-    "Revision": "ratifier.generator",
-    "AttemptRecord": "ratifier.models",
-    "Candidate": "ratifier.models",
-    "DeadLetter": "ratifier.models",
-    "DeadLetterReason": "ratifier.models",
-    "Decision": "ratifier.models",
-    "EscalationPacket": "ratifier.models",
-    "EscalationReason": "ratifier.models",
-    "FailureReason": "ratifier.models",
-    "Judgement": "ratifier.models",
-    "OutcomeClass": "ratifier.models",
-    "PassDecision": "ratifier.models",
-    "Reason": "ratifier.models",
-    "RetryRequest": "ratifier.models",
-    "Severity": "ratifier.models",
-    "Span": "ratifier.models",
-    "Verdict": "ratifier.models",
-    "Vote": "ratifier.models",
-    "Policy": "ratifier.policy",
-    "load_policies": "ratifier.policy",
+    "Client": "ratifier.io.client",
+    "SyncClient": "ratifier.io.client",
+    "Settings": "ratifier.core.config",
+    "ConfigError": "ratifier.core.errors",
+    "PolicyError": "ratifier.core.errors",
+    "RatifierError": "ratifier.core.errors",
+    "ValidatorError": "ratifier.core.errors",
+    "ValidatorTimeout": "ratifier.core.errors",
+    "WireFormatError": "ratifier.core.errors",
+    "Revision": "ratifier.runtimes.generator",
+    "AttemptRecord": "ratifier.core.models",
+    "Candidate": "ratifier.core.models",
+    "DeadLetter": "ratifier.core.models",
+    "DeadLetterReason": "ratifier.core.models",
+    "Decision": "ratifier.core.models",
+    "EscalationPacket": "ratifier.core.models",
+    "EscalationReason": "ratifier.core.models",
+    "FailureReason": "ratifier.core.models",
+    "Judgement": "ratifier.core.models",
+    "OutcomeClass": "ratifier.core.models",
+    "PassDecision": "ratifier.core.models",
+    "Reason": "ratifier.core.models",
+    "RetryRequest": "ratifier.core.models",
+    "Severity": "ratifier.core.models",
+    "Span": "ratifier.core.models",
+    "Verdict": "ratifier.core.models",
+    "Vote": "ratifier.core.models",
+    "Policy": "ratifier.core.policy",
+    "load_policies": "ratifier.core.policy",
 }
 
 __all__ = [

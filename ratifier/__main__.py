@@ -1,5 +1,5 @@
 import sys
 
-from ratifier.cli import main
+from ratifier.app.cli import main
 
 sys.exit(main())

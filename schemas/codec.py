@@ -1,4 +1,4 @@
-"""Ratifier's wire codec: Avro single-object encoding of the records in :mod:`ratifier.models`.
+"""Ratifier's wire codec: Avro single-object encoding of the records in :mod:`ratifier.core.models`.
 
 Every message value on Ratifier's topics is::
 
@@ -43,9 +43,9 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from ratifier import models
-from ratifier.errors import UnknownSchema, WireFormatError
-from ratifier.models import (
+from ratifier.core import models
+from ratifier.core.errors import UnknownSchema, WireFormatError
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     EscalationPacket,

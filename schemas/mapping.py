@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from ratifier.models import (
+from ratifier.core.models import (
     AttemptRecord,
     Candidate,
     DeadLetter,

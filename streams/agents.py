@@ -13,16 +13,16 @@ from typing import Any
 
 import faust
 
-from ratifier.config import Settings
-from ratifier.policy import Policy
-from ratifier.readiness import ReadinessFile
+from ratifier.core.config import Settings
+from ratifier.core.policy import Policy
+from ratifier.core.topics import TALLY_TABLE, TopicNames
+from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
-from ratifier.topics import TALLY_TABLE, TopicNames
 
 logger = logging.getLogger(__name__)
 

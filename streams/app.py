@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from ratifier.config import Settings
-from ratifier.kafka import MAX_PARTITION_FETCH_BYTES
-from ratifier.topics import TopicNames
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 
 
 def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
@@ -35,7 +35,7 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         # Changelog records (~0.5-1 KB) and decisions go out in bursts: larger batches mean
         # fewer produce requests per burst (faust's default is 16 KB).
         producer_max_batch_size=256 * 1024,
-        # Bounds the records read ahead, as for every consumer of the project (ratifier.kafka).
+        # Bounds the records read ahead, as for every consumer of the project (ratifier.io.kafka).
         consumer_max_fetch_size=MAX_PARTITION_FETCH_BYTES,
         # A changelog the tally writes as bytes; faust must not try to (de)serialize it.
         value_serializer="raw",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ratifier.models import now_ms
+from ratifier.core.models import now_ms
 
 # A topic-partition that delivered nothing for this long no longer holds its partition's clock.
 IDLE_MS = 1_000

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ratifier.config import Settings
-from ratifier.errors import ConfigError
-from ratifier.policy import Policy
+from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
+from ratifier.core.policy import Policy
 
 # A verdict's reasons and spans; far more than any rationale needs.
 MAX_VERDICT_BYTES = 16 * 1024

@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ratifier.config import Settings
-from ratifier.errors import WireFormatError
-from ratifier.models import (
+from ratifier.core.config import Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     DeadLetterReason,
@@ -31,14 +31,14 @@ from ratifier.models import (
     Verdict,
     now_ms,
 )
-from ratifier.policy import Policy
+from ratifier.core.policy import Policy
+from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
 from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
-from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
 

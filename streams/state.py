@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from ratifier.errors import WireFormatError
-from ratifier.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
 
 __all__ = [
     "AttemptState",

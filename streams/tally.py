@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
-from ratifier.models import (
+from ratifier.core.models import (
     AttemptRecord,
     Candidate,
     DeadLetterReason,
@@ -33,7 +33,7 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
-from ratifier.policy import Policy, Threshold
+from ratifier.core.policy import Policy, Threshold
 from ratifier.streams.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
 
 __all__ = [

@@ -6,8 +6,8 @@ import gc
 
 import faust
 
-from ratifier.config import Settings
-from ratifier.policy import Policy
+from ratifier.core.config import Settings
+from ratifier.core.policy import Policy
 from ratifier.streams.agents import install_tally
 from ratifier.streams.app import create_app
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from ratifier.config import Settings
-from ratifier.errors import ValidatorTimeout, WireFormatError
-from ratifier.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
-from ratifier.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
+from ratifier.core.config import Settings
+from ratifier.core.errors import ValidatorTimeout, WireFormatError
+from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
 from ratifier.schemas import codec
-from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer
+from ratifier.core.config import Settings
+from ratifier.io.kafka import make_consumer
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,11 @@ from operator import attrgetter
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from ratifier.config import Settings
-from ratifier.kafka import make_consumer
-from ratifier.policy import Policy
-from ratifier.readiness import ReadinessFile
+from ratifier.core.config import Settings
+from ratifier.core.policy import Policy
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_consumer
+from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.limits import SizeLimits
@@ -43,7 +44,6 @@ from ratifier.streams.tally import TallySettings
 from ratifier.streams.transactional.changelog import ChangelogReader
 from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.transactional.preflight import check_topics
-from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 
-from ratifier.config import Settings
-from ratifier.kafka import make_producer
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_producer
 from ratifier.streams.processor import Outgoing
-from ratifier.topics import TopicNames
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ratifier.admin import ensure_topics, partition_counts, topic_config
-from ratifier.config import Settings
-from ratifier.errors import ConfigError
-from ratifier.policy import Policy
+from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
+from ratifier.core.policy import Policy
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import ensure_topics, partition_counts, topic_config
 from ratifier.streams.limits import SizeLimits
-from ratifier.topics import TopicNames
 
 # State is a key-value store: the changelog keeps each case's latest entry only.
 CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from ratifier import stack as local_stack
-from ratifier.admin import admin_client, delete_topics, ensure_topics
-from ratifier.config import ENV_PREFIX, Settings
-from ratifier.stack import StackStatus
+from ratifier.core.config import ENV_PREFIX, Settings
+from ratifier.io.admin import admin_client, delete_topics, ensure_topics
+from ratifier.ops import stack as local_stack
+from ratifier.ops.stack import StackStatus
 
 
 def _anchored(config: pytest.Config) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.config import Settings
-from ratifier.fleet import Fleet, ProcessSpec
-from ratifier.kafka import MAX_PARTITION_FETCH_BYTES, make_producer
-from ratifier.models import Candidate, PassDecision, Verdict, Vote, now_ms
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, PassDecision, Verdict, Vote, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES, make_producer
+from ratifier.io.testing import read_topics, write_policy
+from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.testing import read_topics, write_policy
-from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ratifier.stack import StackStatus
+from ratifier.ops.stack import StackStatus
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from ratifier.chaos.report import format_details, format_table
-from ratifier.chaos.runner import RunOptions, run_scenario
-from ratifier.chaos.scenarios import Scenario, select
-from ratifier.config import Settings
-from ratifier.stack import StackStatus
+from ratifier.app.chaos.report import format_details, format_table
+from ratifier.app.chaos.runner import RunOptions, run_scenario
+from ratifier.app.chaos.scenarios import Scenario, select
+from ratifier.core.config import Settings
+from ratifier.ops.stack import StackStatus
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from ratifier.admin import admin_client, delete_topics, ensure_topics
-from ratifier.client import Client, SyncClient
-from ratifier.config import Settings
-from ratifier.errors import CandidateRejected, TopicsMissing
-from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.models import (
+from ratifier.core.config import Settings
+from ratifier.core.errors import CandidateRejected, TopicsMissing
+from ratifier.core.models import (
     Candidate,
     Decision,
     EscalationPacket,
@@ -39,14 +36,17 @@ from ratifier.models import (
     RetryRequest,
     Vote,
 )
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import admin_client, delete_topics, ensure_topics
+from ratifier.io.client import Client, SyncClient
+from ratifier.io.testing import read_topics, wait_until, write_policy
+from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
+from ratifier.ops.stack import StackStatus
 from ratifier.schemas import codec
-from ratifier.stack import StackStatus
-from ratifier.testing import read_topics, wait_until, write_policy
-from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 
-DEMO_GENERATOR = "ratifier.demo.generator:improve"
+DEMO_GENERATOR = "ratifier.app.demo.generator:improve"
 LLM_JUDGE = "ratifier.validators.builtin.llm_judge:LLMJudge"
 GOOD = {"truth": "accept"}
 DOOMED = {"truth": "reject", "next_truth": "reject"}  # the demo generator keeps it wrong

@@ -15,12 +15,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from ratifier.admin import admin_client, delete_topics, ensure_topics
-from ratifier.config import Settings
-from ratifier.stack import wire
-from ratifier.stack.cluster import Cluster
-from ratifier.stack.kafka import HOST
-from ratifier.topics import TopicNames
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import admin_client, delete_topics, ensure_topics
+from ratifier.ops.stack import wire
+from ratifier.ops.stack.cluster import Cluster
+from ratifier.ops.stack.kafka import HOST
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 

@@ -9,14 +9,14 @@ import sys
 import orjson
 import pytest
 
-from ratifier.config import Settings
-from ratifier.deadletters import replay
-from ratifier.fleet import Fleet
-from ratifier.kafka import make_producer
-from ratifier.models import Candidate, DeadLetter, DeadLetterReason, Verdict, Vote, now_ms
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, DeadLetter, DeadLetterReason, Verdict, Vote, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.deadletters import replay
+from ratifier.io.kafka import make_producer
+from ratifier.io.testing import read_records
+from ratifier.ops.fleet import Fleet
 from ratifier.schemas import codec
-from ratifier.testing import read_records
-from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

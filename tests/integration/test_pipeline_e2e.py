@@ -15,15 +15,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ratifier.admin import ensure_topics
-from ratifier.client import Client
-from ratifier.config import TALLY_ENGINES, Settings
-from ratifier.demo.generator import chance
-from ratifier.demo.runner import demo_content, demo_processes
-from ratifier.demo.summary import summarize
-from ratifier.errors import WireFormatError
-from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.models import (
+from ratifier.app.demo.generator import chance
+from ratifier.app.demo.runner import demo_content, demo_processes
+from ratifier.app.demo.summary import summarize
+from ratifier.core.config import TALLY_ENGINES, Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     DeadLetterReason,
@@ -35,10 +32,13 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
-from ratifier.policy import load_policies
+from ratifier.core.policy import load_policies
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import ensure_topics
+from ratifier.io.client import Client
+from ratifier.io.testing import read_records, read_topics, wait_until
+from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.testing import read_records, read_topics, wait_until
-from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

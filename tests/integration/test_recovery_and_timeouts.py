@@ -19,12 +19,8 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ratifier.admin import ensure_topics
-from ratifier.client import Client, assign_all
-from ratifier.config import Settings
-from ratifier.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.kafka import make_consumer, make_producer
-from ratifier.models import (
+from ratifier.core.config import Settings
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     DeadLetterReason,
@@ -39,14 +35,18 @@ from ratifier.models import (
     Vote,
     now_ms,
 )
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import ensure_topics
+from ratifier.io.client import Client, assign_all
+from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.io.testing import wait_until, write_policy
+from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.schemas import codec
 from ratifier.streams.tally import decision_id
-from ratifier.testing import wait_until, write_policy
-from ratifier.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 
-DEMO_GENERATOR = "ratifier.demo.generator:improve"
+DEMO_GENERATOR = "ratifier.app.demo.generator:improve"
 # faust reads these from the environment: a SIGKILLed tally's group membership then expires in
 # 6 s (the broker's minimum) instead of faust's 60 s default, so its successor takes over soon.
 FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}

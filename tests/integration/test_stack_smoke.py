@@ -18,12 +18,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ratifier import stack as local_stack
-from ratifier.admin import admin_client, ensure_topics
-from ratifier.config import Settings
-from ratifier.errors import JarResolutionFailed, PortInUse, PrerequisiteMissing
-from ratifier.stack import StackStatus, kafka, maven, process
-from ratifier.topics import TopicNames
+from ratifier.core.config import Settings
+from ratifier.core.errors import JarResolutionFailed, PortInUse, PrerequisiteMissing
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import admin_client, ensure_topics
+from ratifier.ops import stack as local_stack
+from ratifier.ops.stack import StackStatus, kafka, maven, process
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ratifier.errors import ConfigError
-from ratifier.models import Candidate, Judgement, Severity, Span, Vote
+from ratifier.core.errors import ConfigError
+from ratifier.core.models import Candidate, Judgement, Severity, Span, Vote
 from ratifier.validators.builtin import JsonSchemaRule, LengthBounds, RegexRule
 
 

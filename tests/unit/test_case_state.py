@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratifier.errors import WireFormatError
-from ratifier.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
 from ratifier.streams import state as state_module
 from ratifier.streams.state import (
     AttemptState,

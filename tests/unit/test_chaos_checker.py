@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ratifier.chaos.checker import (
+from ratifier.app.chaos.checker import (
     BAD_INPUT_WRONG,
     CONFLICTING,
     DOUBLE_VOTES,
@@ -21,7 +21,7 @@ from ratifier.chaos.checker import (
     SourceRef,
     check,
 )
-from ratifier.models import (
+from ratifier.core.models import (
     AttemptRecord,
     Candidate,
     DeadLetter,

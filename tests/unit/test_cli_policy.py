@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.cli import main
+from ratifier.app.cli import main
 
 
 def test_policy_check_accepts_the_built_in_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    path = Path(str(resources.files("ratifier").joinpath("policies", "default.toml")))
+    path = Path(str(resources.files("ratifier.core.policies").joinpath("default.toml")))
     assert main(["policy", "check", str(path)]) == 0
     out = capsys.readouterr().out
     assert "ok, policy 'default'" in out

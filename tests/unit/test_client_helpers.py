@@ -9,13 +9,11 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from ratifier.client import Client, _Rejections, _SeenIds
-from ratifier.config import Settings
-from ratifier.errors import CandidateRejected, TopicsMissing
-from ratifier.fleet import SIMULATED, ProcessSpec
-from ratifier.jsonview import to_json
-from ratifier.loading import parse_params
-from ratifier.models import (
+from ratifier.app.cli.loading import parse_params
+from ratifier.core.config import Settings
+from ratifier.core.errors import CandidateRejected, TopicsMissing
+from ratifier.core.jsonview import to_json
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     DeadLetterReason,
@@ -28,6 +26,8 @@ from ratifier.models import (
     Vote,
     now_ms,
 )
+from ratifier.io.client import Client, _Rejections, _SeenIds
+from ratifier.ops.fleet import SIMULATED, ProcessSpec
 
 CANDIDATE = Candidate(
     case_id="case-1",
@@ -288,8 +288,8 @@ def test_tally_and_generator_specs() -> None:
 
 
 def test_each_process_names_the_consumer_group_it_joins() -> None:
-    from ratifier.fleet import ProcessSpec
-    from ratifier.topics import TopicNames
+    from ratifier.core.topics import TopicNames
+    from ratifier.ops.fleet import ProcessSpec
 
     names = TopicNames("p")
     assert ProcessSpec.tally().group(names) == "p.tally"

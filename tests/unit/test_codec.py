@@ -26,9 +26,9 @@ from fastavro.schema import load_schema, to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ratifier import models
-from ratifier.errors import UnknownSchema, WireFormatError
-from ratifier.models import (
+from ratifier.core import models
+from ratifier.core.errors import UnknownSchema, WireFormatError
+from ratifier.core.models import (
     AttemptRecord,
     Candidate,
     DeadLetter,

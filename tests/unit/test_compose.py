@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ratifier.config import Settings
+from ratifier.core.config import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 SIMULATED = "ratifier.validators.builtin.simulated:SimulatedValidator"
@@ -112,7 +112,7 @@ def test_process_commands(services: dict[str, Any]) -> None:
         "ratifier",
         "generator",
         "run",
-        "ratifier.demo.generator:improve",
+        "ratifier.app.demo.generator:improve",
     ]
     for name in ("sim-a", "sim-b", "sim-c", "sim-d", "redteam"):
         command = services[name]["command"]
@@ -147,7 +147,7 @@ def test_dockerfile_installs_every_mapped_folder() -> None:
 
 def test_validators_match_the_demo_topology(services: dict[str, Any]) -> None:
     """Compose runs the very processes `ratifier demo` starts: same ids, params and replicas."""
-    from ratifier.demo.runner import demo_processes
+    from ratifier.app.demo.runner import demo_processes
 
     demo: dict[str, list[str]] = {}
     replicas: dict[str, int] = {}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.config import Settings
-from ratifier.errors import ConfigError
+from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
 
 
 def test_defaults_describe_the_local_stack() -> None:
@@ -109,7 +109,7 @@ def test_settings_are_frozen() -> None:
 def test_a_bad_variable_is_one_line_naming_it_with_exit_code_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ratifier.cli import main
+    from ratifier.app.cli import main
 
     monkeypatch.setenv("RATIFIER_PARTITIONS", "abc")
     assert main(["tally", "status"]) == 2

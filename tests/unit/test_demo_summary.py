@@ -6,10 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from ratifier.demo.generator import DemoGenerator, chance
-from ratifier.demo.summary import DemoSummary, summarize
-from ratifier.generator import Revision
-from ratifier.models import (
+from ratifier.app.demo.generator import DemoGenerator, chance
+from ratifier.app.demo.summary import DemoSummary, summarize
+from ratifier.core.models import (
     AttemptRecord,
     Candidate,
     Decision,
@@ -23,6 +22,7 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
+from ratifier.runtimes.generator import Revision
 
 
 def cand(case_id: str, attempt: int = 1, truth: str = "accept", **meta: str) -> Candidate:

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from ratifier.generator import Revision, candidate_id_for, next_candidate
-from ratifier.models import Candidate, FailureReason, RetryRequest, now_ms
+from ratifier.core.models import Candidate, FailureReason, RetryRequest, now_ms
+from ratifier.runtimes.generator import Revision, candidate_id_for, next_candidate
 
 FAILED = Candidate(
     case_id="case-3",

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from ratifier.errors import ConfigError, ValidatorError, ValidatorTimeout
-from ratifier.models import Candidate, Severity, Span, Vote
+from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
+from ratifier.core.models import Candidate, Severity, Span, Vote
 from ratifier.validators.builtin import LLMJudge
 from ratifier.validators.builtin.llm_judge import backoff_s, parse_verdict, retry_after_s
 from ratifier.validators.runtime import judge_safely

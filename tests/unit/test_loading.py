@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ratifier.errors import ConfigError
-from ratifier.loading import load_target, parse_params
+from ratifier.app.cli.loading import load_target, parse_params
+from ratifier.core.errors import ConfigError
 
 MODULE = "ratifier_test_loading_target"
 
@@ -106,7 +106,7 @@ def test_dotted_attribute_path() -> None:
 
 
 def test_real_module_target() -> None:
-    assert load_target("ratifier.loading:parse_params") is parse_params
+    assert load_target("ratifier.app.cli.loading:parse_params") is parse_params
 
 
 @pytest.mark.usefixtures("target_module")
@@ -131,7 +131,7 @@ def test_bad_specs_raise_config_error(
 
 
 def test_metadata_values_stay_text() -> None:
-    from ratifier.loading import parse_metadata
+    from ratifier.app.cli.loading import parse_metadata
 
     assert parse_metadata(["flag=true", "x=null", 'l=["a"]', "eq=a=b"]) == {
         "flag": "true",

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from ratifier.errors import PolicyError
-from ratifier.policy import (
+from ratifier.core.errors import PolicyError
+from ratifier.core.policy import (
     Policy,
     Role,
     Supermajority,

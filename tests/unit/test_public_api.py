@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import ratifier
-from ratifier import client, config, errors, generator, models, policy
+from ratifier.core import config, errors, models, policy
+from ratifier.io import client
+from ratifier.runtimes import generator
 
 EXPECTED = {
     "Client": client.Client,

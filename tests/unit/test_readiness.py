@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from ratifier.config import Settings
-from ratifier.readiness import (
+from ratifier.core.config import Settings
+from ratifier.io.readiness import (
     ReadinessFile,
     WorkerStatus,
     all_statuses,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ratifier.errors import ConfigError
-from ratifier.models import Candidate, Judgement, Severity, Vote
+from ratifier.core.errors import ConfigError
+from ratifier.core.models import Candidate, Judgement, Severity, Vote
 from ratifier.validators.builtin import SimulatedValidator
 
 N = 4000

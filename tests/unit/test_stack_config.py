@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.admin import durability_configs
-from ratifier.config import Settings
-from ratifier.stack import kafka
-from ratifier.stack.cluster import Cluster, cluster_nodes
+from ratifier.core.config import Settings
+from ratifier.io.admin import durability_configs
+from ratifier.ops.stack import kafka
+from ratifier.ops.stack.cluster import Cluster, cluster_nodes
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -119,7 +119,7 @@ def test_cluster_client_settings_reach_all_three_nodes(settings: Settings) -> No
 
 
 def test_unknown_node_is_refused(settings: Settings) -> None:
-    from ratifier.errors import StackError
+    from ratifier.core.errors import StackError
 
     with pytest.raises(StackError, match="not 4"):
         Cluster.of(settings).node(4)

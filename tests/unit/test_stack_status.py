@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ratifier.cli import main
-from ratifier.errors import ConfigError
-from ratifier.stack import ServiceStatus, StackStatus, up
+from ratifier.app.cli import main
+from ratifier.core.errors import ConfigError
+from ratifier.ops.stack import ServiceStatus, StackStatus, up
 
 
 def _service(name: str, running: bool) -> ServiceStatus:
@@ -41,7 +41,7 @@ def test_cluster_status_hides_a_stopped_single_node() -> None:
 
 
 def test_only_one_or_three_brokers() -> None:
-    from ratifier.config import Settings
+    from ratifier.core.config import Settings
 
     with pytest.raises(ConfigError, match="not 2"):
         up(Settings.from_env({}), brokers=2)

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from ratifier.errors import StackError
-from ratifier.stack import wire
+from ratifier.core.errors import StackError
+from ratifier.ops.stack import wire
 
 
 def _string(value: str | None) -> bytes:

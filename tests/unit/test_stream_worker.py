@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.config import Settings
+from ratifier.core.config import Settings
 from ratifier.streams.app import create_app
 from ratifier.streams.worker import FaustWorker
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ratifier.errors import ConfigError
-from ratifier.models import (
+from ratifier.core.errors import ConfigError
+from ratifier.core.models import (
     Candidate,
     DeadLetter,
     DeadLetterReason,
@@ -30,7 +30,8 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
-from ratifier.policy import Policy, load_policies
+from ratifier.core.policy import Policy, load_policies
+from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.limits import SizeLimits
@@ -43,7 +44,6 @@ from ratifier.streams.store import (
     entry_state,
     pack_entry,
 )
-from ratifier.topics import TopicNames
 
 T0 = 1_700_000_000_000
 CASE = "case-1"

@@ -30,7 +30,7 @@ from typing import Any
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from ratifier.models import (
+from ratifier.core.models import (
     Candidate,
     DeadLetterReason,
     Decision,
@@ -42,7 +42,7 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
-from ratifier.policy import Policy, Role, Threshold
+from ratifier.core.policy import Policy, Role, Threshold
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.tally import (
     Rejection,

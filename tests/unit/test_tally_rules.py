@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from ratifier.models import (
+from ratifier.core.models import (
     Candidate,
     DeadLetterReason,
     Decision,
@@ -40,7 +40,7 @@ from ratifier.models import (
     Verdict,
     Vote,
 )
-from ratifier.policy import Policy
+from ratifier.core.policy import Policy
 from ratifier.streams.state import CaseState, CaseStatus, encode_state
 from ratifier.streams.tally import (
     Rejection,

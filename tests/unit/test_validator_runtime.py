@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ratifier.errors import ValidatorError, ValidatorTimeout
-from ratifier.models import Candidate, Judgement, Reason, Severity, Span, Verdict, Vote, now_ms
+from ratifier.core.errors import ValidatorError, ValidatorTimeout
+from ratifier.core.models import Candidate, Judgement, Reason, Severity, Span, Verdict, Vote, now_ms
 from ratifier.validators.runtime import judge_safely, to_verdict
 
 CANDIDATE = Candidate(

@@ -4,7 +4,7 @@ Works with OpenAI, Azure-style gateways, vLLM, llama.cpp server, Ollama (``/v1``
 like: ``POST {base_url}/chat/completions``. The model is asked for one JSON object
 ``{"vote", "confidence", "severity", "reasons"}``; :func:`parse_verdict` reads it from a JSON-mode
 answer or from JSON embedded in prose or a code fence. Anything that is not a usable verdict raises
-:class:`~ratifier.errors.ValidatorError`, which the runtime turns into an ABSTAIN: a judge that
+:class:`~ratifier.core.errors.ValidatorError`, which the runtime turns into an ABSTAIN: a judge that
 could not judge must not be counted as a vote.
 
 Transient HTTP failures (429, 500, 502, 503, 504, a refused or reset connection, a try that timed
@@ -34,8 +34,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ratifier.errors import ConfigError, ValidatorError, ValidatorTimeout
-from ratifier.models import Candidate, Judgement, Reason, Severity, Span, Vote
+from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
+from ratifier.core.models import Candidate, Judgement, Reason, Severity, Span, Vote
 from ratifier.validators.runtime import time_left_s
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "LLMJudge", "parse_verdict"]

@@ -1,7 +1,7 @@
 """Deterministic rule validators: regular expressions, length bounds, JSON schema.
 
 Each class compiles its configuration once in the constructor (a bad pattern or schema raises
-:class:`~ratifier.errors.ConfigError` at start-up, not on the first candidate) and judges with
+:class:`~ratifier.core.errors.ConfigError` at start-up, not on the first candidate) and judges with
 confidence 1.0, since a rule is certain about what it checks.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from jsonschema import FormatChecker, SchemaError, ValidationError, validators
 
-from ratifier.errors import ConfigError
-from ratifier.models import Candidate, Judgement, Reason, Severity, Span, Vote
+from ratifier.core.errors import ConfigError
+from ratifier.core.models import Candidate, Judgement, Reason, Severity, Span, Vote
 
 __all__ = ["JsonSchemaRule", "LengthBounds", "RegexRule"]
 

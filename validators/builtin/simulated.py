@@ -13,8 +13,8 @@ import asyncio
 import hashlib
 import random
 
-from ratifier.errors import ConfigError
-from ratifier.models import Candidate, Judgement, Reason, Severity, Vote
+from ratifier.core.errors import ConfigError
+from ratifier.core.models import Candidate, Judgement, Reason, Severity, Vote
 
 __all__ = ["SimulatedValidator"]
 

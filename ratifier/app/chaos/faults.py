@@ -1,0 +1,246 @@
+"""Fault patterns: what one scenario does to the running pipeline, again and again.
+
+A fault's ``apply(index)`` does its damage and returns once the pipeline has recovered from it
+(a restarted worker is back in its consumer group, a broker answers again), so the next fault
+hits a pipeline that is whole again rather than one still falling over from the last. It
+returns a short note for the run's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from ratifier.app.chaos.bad_input import BadInput
+from ratifier.core.config import Settings
+from ratifier.core.topics import TopicNames
+from ratifier.io.admin import admin_client
+from ratifier.ops.fleet import Fleet, ProcessSpec
+
+logger = logging.getLogger(__name__)
+
+TALLY = "tally"  # the name demo_processes gives the tally
+SIM_A = "sim-a"  # the demo's validator group with two instances
+REJOIN_TIMEOUT_S = 90.0
+# A SIGSTOPped worker stays stopped this long past the moment its group dropped it, so its
+# successor has read and decided some of the partitions it owned before it wakes up.
+PAUSE_PAST_TAKEOVER_S = 5.0
+BROKER_DOWN_S = 5.0
+
+
+class Fault(Protocol):
+    name: str
+
+    async def prepare(self) -> None:
+        """Before the load: set up what the pattern needs (a second worker)."""
+
+    async def apply(self, index: int) -> str:
+        """Fault number ``index`` (0-based); returns once the pipeline has recovered."""
+
+    async def finish(self) -> None:
+        """After the last fault: leave nothing paused or stopped."""
+
+
+async def stable_members(settings: Settings, group: str) -> frozenset[str] | None:
+    """The member ids of ``group`` while it is stable; None while it rebalances or is away."""
+    async with admin_client(settings) as admin:
+        (response,) = await admin.describe_consumer_groups([group])
+    _error, _group_id, state, *_rest, members = response.groups[0][:6]
+    return frozenset(member[0] for member in members) if state == "Stable" else None
+
+
+async def wait_members(
+    settings: Settings,
+    group: str,
+    members: int,
+    timeout_s: float,
+    *,
+    other_than: frozenset[str] = frozenset(),
+) -> float:
+    """Wait until ``group`` is stable with ``members`` members and, if ``other_than`` is given,
+    not exactly those members (a SIGKILLed member still counts until its session expires, so
+    only a new member id shows that the successor is in). Returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        try:
+            ids = await stable_members(settings, group)
+            if ids is not None and len(ids) == members and ids != other_than:
+                return time.monotonic() - started
+        except Exception as exc:  # the coordinator may be away while a broker restarts
+            logger.debug("group %s not described: %r", group, exc)
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"group {group} not stable with {members} member(s) in {timeout_s}s")
+        await asyncio.sleep(0.5)
+
+
+@dataclass
+class FleetFault:
+    """A fault on the fleet's processes; ``settings`` are the run's (prefix, brokers)."""
+
+    settings: Settings
+    fleet: Fleet
+
+    @property
+    def names(self) -> TopicNames:
+        return TopicNames.from_settings(self.settings)
+
+    async def prepare(self) -> None:
+        return None
+
+    async def finish(self) -> None:
+        return None
+
+
+@dataclass
+class TallyKill(FleetFault):
+    """kill -9 the tally, start it again at once (the same command: a successor)."""
+
+    name: str = "tally-kill"
+
+    async def apply(self, index: int) -> str:
+        group = self.names.tally_app_id
+        before = await stable_members(self.settings, group) or frozenset()
+        await self.fleet.kill_process(TALLY)
+        await self.fleet.start(ProcessSpec.tally(TALLY))
+        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S, other_than=before)
+        return f"tally killed and restarted; group whole after {took:.1f}s"
+
+
+@dataclass
+class TallyScale(FleetFault):
+    """1 -> 2 -> 1 tally workers: start a second, wait until both are in, stop the older one."""
+
+    name: str = "tally-scale"
+    current: str = TALLY
+
+    async def apply(self, index: int) -> str:
+        group = self.names.tally_app_id
+        newcomer = f"tally-{index + 2}"
+        await self.fleet.start(ProcessSpec.tally(newcomer))
+        await wait_members(self.settings, group, 2, REJOIN_TIMEOUT_S)
+        await self.fleet.stop_process(self.current)  # SIGTERM: a clean hand-over
+        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S)
+        stopped, self.current = self.current, newcomer
+        return f"{newcomer} joined, {stopped} stopped; one worker again after {took:.1f}s"
+
+
+@dataclass
+class TallyPause(FleetFault):
+    """With two tally workers: SIGSTOP one past its session timeout, then SIGCONT it.
+
+    The group drops the stopped worker and its partner takes its partitions over; on SIGCONT
+    the stopped one wakes up believing it still owns them, with whatever it had in flight.
+    """
+
+    name: str = "tally-pause"
+    workers: tuple[str, str] = (TALLY, "tally-b")
+
+    async def prepare(self) -> None:
+        await self.fleet.start(ProcessSpec.tally(self.workers[1]))
+        await wait_members(self.settings, self.names.tally_app_id, 2, REJOIN_TIMEOUT_S)
+
+    async def apply(self, index: int) -> str:
+        group = self.names.tally_app_id
+        paused = self.workers[index % 2]
+        self.fleet.pause_process(paused)
+        try:
+            taken_over = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S)
+            await asyncio.sleep(PAUSE_PAST_TAKEOVER_S)
+        finally:
+            self.fleet.resume_process(paused)
+        back = await wait_members(self.settings, group, 2, REJOIN_TIMEOUT_S)
+        return (
+            f"{paused} stopped; partner alone after {taken_over:.1f}s; "
+            f"resumed, both in after {back:.1f}s"
+        )
+
+
+@dataclass
+class ValidatorKill(FleetFault):
+    """kill -9 one of the two sim-a instances (in turn), start it again at once."""
+
+    name: str = "validator-kill"
+
+    async def apply(self, index: int) -> str:
+        victim = f"validator-{SIM_A}-{index % 2}"
+        spec = self.fleet.spec_of(victim)
+        group = self.names.validator_group(SIM_A)
+        before = await stable_members(self.settings, group) or frozenset()
+        await self.fleet.kill_process(victim)
+        await self.fleet.start(spec)
+        took = await wait_members(self.settings, group, 2, REJOIN_TIMEOUT_S, other_than=before)
+        return f"{victim} killed and restarted; group whole after {took:.1f}s"
+
+
+@dataclass
+class BrokerRestart(FleetFault):
+    """Stop the local single-node broker (cleanly) and start it again.
+
+    Only the broker of the local stack at these settings (its pid file under the state dir):
+    the run refuses to start this scenario unless told the broker may be restarted.
+    """
+
+    name: str = "broker-restart"
+
+    async def prepare(self) -> None:
+        from ratifier.ops.stack import kafka
+
+        if not kafka.status(self.settings).running:
+            raise RuntimeError(
+                f"no local stack broker runs for state dir {self.settings.state_dir}; "
+                "broker-restart can only restart a broker `ratifier stack up` started"
+            )
+
+    async def apply(self, index: int) -> str:
+        from ratifier.ops.stack import kafka
+
+        started = time.monotonic()
+        await asyncio.to_thread(kafka.stop, self.settings)
+        await asyncio.sleep(BROKER_DOWN_S)
+        await asyncio.to_thread(kafka.start, self.settings)
+        return f"broker stopped and started again in {time.monotonic() - started:.1f}s"
+
+
+@dataclass
+class ClusterBounce(FleetFault):
+    """On the 3-node cluster, in turn: bounce a broker, the active controller, the leader of a
+    tally input partition (candidates partition 0). One node is down at a time."""
+
+    name: str = "broker-restart"
+
+    async def apply(self, index: int) -> str:
+        from ratifier.ops.stack.cluster import Cluster
+
+        cluster = Cluster.of(self.settings)
+        started = time.monotonic()
+        role = ("broker", "controller", "input leader")[index % 3]
+        if role == "controller":
+            node = await cluster.controller_id()
+        elif role == "input leader":
+            node = await cluster.leader_of(self.names.candidates, 0)
+        else:
+            node = cluster.node_ids[(index // 3) % len(cluster.node_ids)]
+        await cluster.stop_node(node)
+        await asyncio.sleep(BROKER_DOWN_S)
+        await cluster.start_node(node)
+        return f"node {node} ({role}) stopped and back in sync in {time.monotonic() - started:.1f}s"
+
+
+@dataclass
+class BadInputRounds:
+    """The bad-input scenario's "fault": one round of bad records (see bad_input.py)."""
+
+    bad: BadInput
+    name: str = "bad-input"
+
+    async def prepare(self) -> None:
+        return None
+
+    async def apply(self, index: int) -> str:
+        return await self.bad.round()
+
+    async def finish(self) -> None:
+        return None

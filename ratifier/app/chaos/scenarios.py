@@ -1,0 +1,107 @@
+"""The catalogue: each scenario's fault pattern, how often it strikes, and the load's size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ratifier.app.chaos.bad_input import BadInput
+from ratifier.app.chaos.faults import (
+    BadInputRounds,
+    BrokerRestart,
+    ClusterBounce,
+    Fault,
+    TallyKill,
+    TallyPause,
+    TallyScale,
+    ValidatorKill,
+)
+from ratifier.core.config import Settings
+from ratifier.ops.fleet import Fleet
+
+FULL_CASES = 1500
+QUICK_CASES = 250
+
+
+@dataclass(frozen=True, slots=True)
+class FaultContext:
+    settings: Settings
+    fleet: Fleet
+    brokers: int
+    bad_input: BadInput
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    summary: str
+    make_fault: Callable[[FaultContext], Fault]
+    faults: int  # in the full suite
+    quick_faults: int = 0  # 0: not in the default --quick set (one fault when named)
+    bad_input: bool = False  # also re-send and send late verdicts beside the load
+    restarts_broker: bool = False
+
+    def fault_count(self, quick: bool) -> int:
+        return (self.quick_faults or 1) if quick else self.faults
+
+
+def _broker_fault(ctx: FaultContext) -> Fault:
+    if ctx.brokers == 1:
+        return BrokerRestart(ctx.settings, ctx.fleet)
+    return ClusterBounce(ctx.settings, ctx.fleet)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "tally-kill",
+        "kill -9 the tally, restarted at once",
+        lambda ctx: TallyKill(ctx.settings, ctx.fleet),
+        faults=10,
+        quick_faults=2,
+    ),
+    Scenario(
+        "tally-scale",
+        "1 -> 2 -> 1 tally workers (start a second, wait for both, stop the older)",
+        lambda ctx: TallyScale(ctx.settings, ctx.fleet),
+        faults=5,
+    ),
+    Scenario(
+        "tally-pause",
+        "two tally workers; SIGSTOP one past its session timeout, then SIGCONT",
+        lambda ctx: TallyPause(ctx.settings, ctx.fleet),
+        faults=3,
+        quick_faults=1,
+    ),
+    Scenario(
+        "broker-restart",
+        "single node: stop and start the broker; cluster: bounce a broker, the controller, "
+        "an input partition's leader",
+        _broker_fault,
+        faults=3,
+        restarts_broker=True,
+    ),
+    Scenario(
+        "validator-kill",
+        "kill -9 one instance of sim-a (two instances), restarted at once",
+        lambda ctx: ValidatorKill(ctx.settings, ctx.fleet),
+        faults=5,
+    ),
+    Scenario(
+        "bad-input",
+        "rounds of malformed, unknown, orphan and oversized records; 20% re-sent verdicts and "
+        "late verdicts throughout",
+        lambda ctx: BadInputRounds(ctx.bad_input),
+        faults=10,
+        quick_faults=3,
+        bad_input=True,
+    ),
+)
+
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+def select(names: list[str] | None, quick: bool) -> list[Scenario]:
+    """The named scenarios; by default all of them, or with ``quick`` the quick set."""
+    if names:
+        return [BY_NAME[name] for name in names]
+    return [s for s in SCENARIOS if s.quick_faults or not quick]

@@ -1,0 +1,134 @@
+"""Runs the demo: stack topics, a tally, five validator groups, a generator, N cases with truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ratifier.app.demo.generator import chance
+from ratifier.app.demo.summary import DemoSummary, summarize
+from ratifier.core.config import Settings
+from ratifier.core.models import Decision, EscalationPacket, PassDecision, RetryRequest
+from ratifier.io.admin import ensure_topics
+from ratifier.io.client import Client
+from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
+
+FIRST_ATTEMPT_GOOD_RATE = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class DemoValidator:
+    validator_id: str
+    error_rate: float
+    red_team: bool = False
+    instances: int = 1
+
+
+# Five groups with different error rates: one red-team, one scaled out to two instances.
+DEMO_VALIDATORS = (
+    DemoValidator("sim-a", 0.05, instances=2),
+    DemoValidator("sim-b", 0.10),
+    DemoValidator("sim-c", 0.15),
+    DemoValidator("sim-d", 0.25),
+    DemoValidator("redteam", 0.05, red_team=True),
+)
+
+
+def demo_processes(generator: str = "ratifier.app.demo.generator:improve") -> list[ProcessSpec]:
+    specs = [ProcessSpec.tally()]
+    for seed, v in enumerate(DEMO_VALIDATORS):
+        params: dict[str, object] = {"error_rate": v.error_rate, "seed": seed + 1}
+        if v.red_team:
+            params["red_team"] = True
+        specs += [
+            ProcessSpec.validator(v.validator_id, SIMULATED, params, instance=i)
+            for i in range(v.instances)
+        ]
+    specs.append(ProcessSpec.generator(generator))
+    return specs
+
+
+def demo_content(index: int, good: bool) -> tuple[str, str]:
+    query = f"Q{index}: summarise the refund policy for order #{10_000 + index} in two sentences."
+    verdict = "within 30 days with a receipt" if good else "at any time, no receipt needed"
+    content = (
+        f"Order #{10_000 + index} can be refunded {verdict}. Refunds go back to the original "
+        "payment method and usually arrive within five business days of approval."
+    )
+    return query, content
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    cases: int,
+    timeout_s: float = 180.0,
+    progress: Callable[[str], None] = print,
+) -> DemoSummary:
+    await ensure_topics(settings)
+    fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "demo" / settings.topic_prefix)
+    decisions: list[Decision] = []
+    finals: set[str] = set()
+    case_ids: list[str] = []
+    async with Client(settings, producer="demo") as client:
+        watcher = asyncio.create_task(_collect(client, decisions, finals))
+        await fleet.start(*demo_processes())
+        progress(f"started {len(demo_processes())} processes; logs in {fleet.log_dir}")
+        await fleet.wait_ready(settings)
+        started = time.monotonic()
+        try:
+            for i in range(cases):
+                good = chance("first", settings.topic_prefix, i) < FIRST_ATTEMPT_GOOD_RATE
+                query, content = demo_content(i, good)
+                candidate = client.candidate(
+                    content,
+                    query=query,
+                    category="billing",
+                    metadata={"truth": "accept" if good else "reject"},
+                )
+                case_ids.append(candidate.case_id)
+                await client.send(candidate)
+            while len(finals & set(case_ids)) < cases:
+                elapsed = time.monotonic() - started
+                if elapsed > timeout_s:
+                    progress(f"timed out after {elapsed:.0f}s")
+                    break
+                if exited := fleet.exited():
+                    raise RuntimeError(f"processes exited early: {exited}; see {fleet.log_dir}")
+                progress(_progress_line(decisions, len(finals), cases, elapsed))
+                await asyncio.sleep(1.0)
+            progress(_progress_line(decisions, len(finals), cases, time.monotonic() - started))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await fleet.stop()
+    return summarize(case_ids, decisions)
+
+
+async def _collect(client: Client, into: list[Decision], finals: set[str]) -> None:
+    async for decision in client.decisions(from_beginning=True):
+        into.append(decision)
+        if isinstance(decision, PassDecision | EscalationPacket):
+            finals.add(decision.case_id)
+
+
+def _progress_line(decisions: list[Decision], finished: int, cases: int, elapsed: float) -> str:
+    passed = sum(isinstance(d, PassDecision) for d in decisions)
+    retried = sum(isinstance(d, RetryRequest) for d in decisions)
+    escalated = sum(isinstance(d, EscalationPacket) for d in decisions)
+    return (
+        f"{elapsed:6.1f}s  final {finished}/{cases}  pass {passed}  retry {retried}  "
+        f"escalate {escalated}"
+    )
+
+
+def format_summary(summary: DemoSummary) -> str:
+    rows = summary.rows()
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
+    lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""One frozen settings object, read from ``RATIFIER_*`` environment variables.
+
+Every address, port and name the processes use comes from here, so a deployment changes them in
+one place. ``Settings.from_env()`` is the only reader of the environment.
+
+| variable | default | meaning |
+|---|---|---|
+| RATIFIER_BOOTSTRAP_SERVERS | 127.0.0.1:<kafka port> | Kafka bootstrap servers |
+| RATIFIER_KAFKA_PORT | 19092 | port of the local broker (`ratifier stack`) |
+| RATIFIER_KAFKA_CONTROLLER_PORT | 19093 | KRaft controller port of the local broker |
+| RATIFIER_KAFKA_VERSION | 4.3.0 | Apache Kafka version the local stack assembles |
+| RATIFIER_REDIS_PORT | 16379 | port of the local redis-server |
+| RATIFIER_REDIS_URL | redis://127.0.0.1:<redis port>/0 | Redis for read models |
+| RATIFIER_TOPIC_PREFIX | ratifier | prefix of every topic and consumer group |
+| RATIFIER_PARTITIONS | 4 | partitions of the topics Ratifier creates |
+| RATIFIER_REPLICATION_FACTOR | 1 | replication factor of those topics |
+| RATIFIER_STATE_DIR | ./.state | broker/redis data, logs, tally state |
+| RATIFIER_CACHE_DIR | ./.cache | resolved Kafka jars (reused when present) |
+| RATIFIER_POLICY_DIR | (built-in policies) | folder of policy ``*.toml`` files the tally loads |
+| RATIFIER_HOLD_MS | 30000 | how long verdicts wait for a candidate that has not arrived |
+| RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
+| RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
+| RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
+| RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once) or `faust` |
+| RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits |
+| RATIFIER_MAX_CANDIDATE_BYTES | 200000 | largest candidate the tally takes (else `TOO_LARGE`) |
+| RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends |
+| RATIFIER_WORKER_ID | (host-pid) | this process's id, in a header of each record it writes |
+| RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ratifier.core.errors import ConfigError
+
+ENV_PREFIX = "RATIFIER_"
+# The tally's engines: exactly-once on Kafka transactions (default), or the faust adapter.
+TALLY_ENGINES = ("transactional", "faust")
+
+
+def _mask_url_password(url: str) -> str:
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_version: str = "4.3.0"
+    redis_port: int = 16379
+    bootstrap_servers: str = ""
+    redis_url: str = field(default="", repr=False)
+    topic_prefix: str = "ratifier"
+    partitions: int = 4
+    replication_factor: int = 1
+    state_dir: Path = Path(".state")
+    cache_dir: Path = Path(".cache")
+    policy_dir: Path | None = None
+    hold_ms: int = 30_000
+    retention_ms: int = 60_000
+    retry_wait_ms: int = 600_000
+    tick_interval_s: float = 0.5
+    tally_engine: str = "transactional"
+    commit_interval_ms: int = 100
+    max_candidate_bytes: int = 200_000
+    max_record_bytes: int = 1_048_576
+    worker_id: str = ""
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
+        if not self.bootstrap_servers:
+            object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
+        if not self.redis_url:
+            object.__setattr__(self, "redis_url", f"redis://127.0.0.1:{self.redis_port}/0")
+        object.__setattr__(self, "state_dir", Path(self.state_dir).absolute())
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir).absolute())
+        if self.policy_dir is not None:
+            object.__setattr__(self, "policy_dir", Path(self.policy_dir).absolute())
+        if self.partitions < 1:
+            raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be >= 1, got {self.partitions}")
+        if self.replication_factor < 1:
+            raise ConfigError(
+                f"{ENV_PREFIX}REPLICATION_FACTOR must be >= 1, got {self.replication_factor}"
+            )
+        if not self.worker_id:
+            object.__setattr__(self, "worker_id", f"{socket.gethostname()}-{os.getpid()}")
+        if self.tally_engine not in TALLY_ENGINES:
+            raise ConfigError(
+                f"{ENV_PREFIX}TALLY_ENGINE must be one of {', '.join(TALLY_ENGINES)}, "
+                f"got {self.tally_engine!r}"
+            )
+        if self.commit_interval_ms < 1:
+            raise ConfigError(
+                f"{ENV_PREFIX}COMMIT_INTERVAL_MS must be >= 1, got {self.commit_interval_ms}"
+            )
+        if not 0 < self.max_candidate_bytes < self.max_record_bytes:
+            raise ConfigError(
+                f"{ENV_PREFIX}MAX_CANDIDATE_BYTES must be > 0 and below "
+                f"{ENV_PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), "
+                f"got {self.max_candidate_bytes}"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.topic_prefix):
+            raise ConfigError(
+                f"{ENV_PREFIX}TOPIC_PREFIX may hold only letters, digits, '.', '_' and '-': "
+                f"{self.topic_prefix!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``RATIFIER_*`` variables; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def redis_url_masked(self) -> str:
+        return _mask_url_password(self.redis_url)
+
+    @property
+    def kafka_url(self) -> str:
+        """The broker address in the form faust expects."""
+        return ",".join(f"kafka://{host}" for host in self.bootstrap_servers.split(","))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "redis_url"
+        )
+        return f"Settings({shown}, redis_url={self.redis_url_masked!r})"
+
+
+def _parse(name: str, raw: str, type_name: Any) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if "Path" in kind:
+            return Path(raw)
+    except ValueError:
+        expected = {"int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {expected}, got {raw!r}") from None
+    return raw

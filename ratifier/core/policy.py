@@ -1,0 +1,415 @@
+"""Governance policy: who votes, with what weight, and what it takes to pass.
+
+A policy is a TOML file (see ``docs/policy.md``). :func:`load_policy` reads one file,
+:func:`load_policies` a folder of them (by default the built-in ``ratifier/core/policies/``), and
+:meth:`Policy.from_mapping` builds one from already-parsed data. Every problem raises
+:class:`~ratifier.core.errors.PolicyError` naming the file and the field, and unknown keys are
+rejected so that a typo never passes silently.
+
+The :class:`Policy` object precomputes what the tally's hot path needs: the voters and red-team
+validators, a validator lookup by id, and per-category voter weight tables.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from ratifier.core.errors import PolicyError
+
+__all__ = [
+    "Policy",
+    "Role",
+    "Supermajority",
+    "Threshold",
+    "ValidatorSpec",
+    "VoterWeights",
+    "load_policies",
+    "load_policy",
+]
+
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+_MEMORY_SOURCE = "<policy>"
+
+
+class Role(StrEnum):
+    VOTER = "voter"  # counts toward the threshold
+    RED_TEAM = "red-team"  # never counts; a CRITICAL rejection is a veto
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSpec:
+    id: str
+    weight: float = 1.0
+    role: Role = Role.VOTER
+    category_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def weight_for(self, category: str) -> float:
+        """The weight for a candidate of ``category``: its own weight, else the default."""
+        return self.category_weights.get(category, self.weight)
+
+    def __hash__(self) -> int:
+        # The mapping is not hashable itself; policies are hashable so they can key caches.
+        return hash((self.id, self.weight, self.role, frozenset(self.category_weights.items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """Exactly one of: ``accepts`` (M accepting voters) or ``ratio`` (accepting weight share)."""
+
+    accepts: int | None = None
+    ratio: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Supermajority:
+    """Debate-protocol rule: before attempt ``min_rounds`` a pass also needs this weight share."""
+
+    ratio: float
+    min_rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoterWeights:
+    """The voters' weights for one category, in policy order, and their total."""
+
+    weights: tuple[tuple[str, float], ...]
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    version: str
+    validators: tuple[ValidatorSpec, ...]
+    threshold: Threshold
+    supermajority: Supermajority | None = None
+    max_attempts: int = 3
+    window_ms: int = 30_000
+    veto_escalates: bool = False
+    # Where the policy came from, for error messages; not part of its identity.
+    source: str = field(default=_MEMORY_SOURCE, compare=False)
+    # Precomputed in __post_init__ for the hot path.
+    voters: tuple[ValidatorSpec, ...] = field(init=False, compare=False, repr=False)
+    red_team: tuple[ValidatorSpec, ...] = field(init=False, compare=False, repr=False)
+    red_team_ids: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    _by_id: Mapping[str, ValidatorSpec] = field(init=False, compare=False, repr=False)
+    _default_weights: VoterWeights = field(init=False, compare=False, repr=False)
+    _weights_by_category: Mapping[str, VoterWeights] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._check()
+        voters = tuple(v for v in self.validators if v.role is Role.VOTER)
+        red_team = tuple(v for v in self.validators if v.role is Role.RED_TEAM)
+        set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
+        set_(self, "voters", voters)
+        set_(self, "red_team", red_team)
+        set_(self, "red_team_ids", tuple(v.id for v in red_team))
+        set_(self, "_by_id", {v.id: v for v in self.validators})
+        set_(self, "_default_weights", _voter_weights(voters, category=None))
+        # Only categories some voter names get their own table, so the cache stays bounded
+        # no matter which categories candidates carry.
+        named = sorted({c for v in voters for c in v.category_weights})
+        set_(self, "_weights_by_category", {c: _voter_weights(voters, c) for c in named})
+
+    def validator(self, validator_id: str) -> ValidatorSpec | None:
+        return self._by_id.get(validator_id)
+
+    def voter_weights(self, category: str) -> VoterWeights:
+        """The voters' weights for a candidate of ``category`` (precomputed, no allocation)."""
+        return self._weights_by_category.get(category, self._default_weights)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = _MEMORY_SOURCE) -> Policy:
+        """Build a policy from parsed TOML data; ``source`` names it in error messages."""
+        return _parse_policy(data, source)
+
+    def _check(self) -> None:
+        where = self.source
+        if not self.validators:
+            raise PolicyError(f"{where}: validators: at least one validator is required")
+        seen: set[str] = set()
+        for spec in self.validators:
+            _check_validator(spec, where)
+            if spec.id in seen:
+                raise PolicyError(f"{where}: validators: duplicate validator id {spec.id!r}")
+            seen.add(spec.id)
+        n_voters = sum(1 for v in self.validators if v.role is Role.VOTER)
+        if n_voters == 0:
+            raise PolicyError(f"{where}: validators: at least one validator must be a voter")
+        _check_threshold(self.threshold, n_voters, where)
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise PolicyError(f"{where}: max_attempts must be >= 1, got {self.max_attempts!r}")
+        if not isinstance(self.window_ms, int) or self.window_ms < 1:
+            raise PolicyError(f"{where}: window_seconds must be > 0 (at least 1 ms)")
+        if self.supermajority is not None:
+            _check_supermajority(self.supermajority, self.max_attempts, where)
+
+
+def _voter_weights(voters: tuple[ValidatorSpec, ...], category: str | None) -> VoterWeights:
+    pairs = tuple((v.id, v.weight if category is None else v.weight_for(category)) for v in voters)
+    # Summed left to right in policy order, exactly as the tally sums accepting weight, so that
+    # "every voter accepts" gives a share of exactly 1.0.
+    total = 0.0
+    for _, weight in pairs:
+        total += weight
+    return VoterWeights(pairs, total)
+
+
+def _check_validator(spec: ValidatorSpec, where: str) -> None:
+    if not _NAME_PATTERN.fullmatch(spec.id):
+        raise PolicyError(
+            f"{where}: validators.id {spec.id!r} may hold only letters, digits, '.', '_' and '-'"
+        )
+    if not _positive_number(spec.weight):
+        raise PolicyError(f"{where}: validator {spec.id!r}: weight must be > 0, got {spec.weight}")
+    for category, weight in spec.category_weights.items():
+        if not _positive_number(weight):
+            raise PolicyError(
+                f"{where}: validator {spec.id!r}: category_weights.{category} must be > 0, "
+                f"got {weight}"
+            )
+
+
+def _check_threshold(threshold: Threshold, n_voters: int, where: str) -> None:
+    if (threshold.accepts is None) == (threshold.ratio is None):
+        raise PolicyError(f"{where}: threshold: set exactly one of 'accepts' or 'ratio'")
+    if threshold.accepts is not None and not 1 <= threshold.accepts <= n_voters:
+        raise PolicyError(
+            f"{where}: threshold.accepts must be between 1 and the number of voters "
+            f"({n_voters}), got {threshold.accepts}"
+        )
+    if threshold.ratio is not None and not _ratio_in_range(threshold.ratio):
+        raise PolicyError(f"{where}: threshold.ratio must be in (0, 1], got {threshold.ratio}")
+
+
+def _check_supermajority(rule: Supermajority, max_attempts: int, where: str) -> None:
+    if not _ratio_in_range(rule.ratio):
+        raise PolicyError(f"{where}: supermajority.ratio must be in (0, 1], got {rule.ratio}")
+    if not 1 <= rule.min_rounds <= max_attempts:
+        raise PolicyError(
+            f"{where}: supermajority.min_rounds must be between 1 and max_attempts "
+            f"({max_attempts}), got {rule.min_rounds}"
+        )
+
+
+def _positive_number(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _ratio_in_range(value: float) -> bool:
+    return math.isfinite(value) and 0 < value <= 1
+
+
+# --- parsing: TOML data -> Policy --------------------------------------------------------------
+
+_TOP_KEYS = frozenset(
+    {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority"}
+    | {"veto", "validators"}
+)
+_VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights"})
+
+
+def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
+    fields_ = _Fields(data, source, prefix="")
+    fields_.reject_unknown(_TOP_KEYS)
+    name = fields_.string("name")
+    if not _NAME_PATTERN.fullmatch(name):
+        raise PolicyError(f"{source}: name {name!r} may hold only letters, digits, '.', '_', '-'")
+    window_seconds = fields_.number("window_seconds", default=30.0)
+    window_ms = round(window_seconds * 1000)
+    if window_ms < 1:
+        raise PolicyError(f"{source}: window_seconds must be > 0, got {window_seconds}")
+    threshold = fields_.optional_table("threshold")
+    if threshold is None:
+        raise PolicyError(f"{source}: [threshold] is required (accepts = M or ratio = r)")
+    return Policy(
+        name=name,
+        version=fields_.string("version"),
+        validators=_parse_validators(data.get("validators"), source),
+        threshold=_parse_threshold(threshold, source),
+        supermajority=_parse_supermajority(fields_.optional_table("supermajority"), source),
+        max_attempts=fields_.integer("max_attempts", default=3),
+        window_ms=window_ms,
+        veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
+        source=source,
+    )
+
+
+def _parse_threshold(table: Mapping[str, Any], source: str) -> Threshold:
+    fields_ = _Fields(table, source, prefix="threshold.")
+    fields_.reject_unknown(frozenset({"accepts", "ratio"}))
+    return Threshold(
+        accepts=fields_.optional_integer("accepts"), ratio=fields_.optional_number("ratio")
+    )
+
+
+def _parse_supermajority(table: Mapping[str, Any] | None, source: str) -> Supermajority | None:
+    if table is None:
+        return None
+    fields_ = _Fields(table, source, prefix="supermajority.")
+    fields_.reject_unknown(frozenset({"ratio", "min_rounds"}))
+    return Supermajority(ratio=fields_.number("ratio"), min_rounds=fields_.integer("min_rounds"))
+
+
+def _parse_veto(table: Mapping[str, Any] | None, source: str) -> bool:
+    if table is None:
+        return False
+    fields_ = _Fields(table, source, prefix="veto.")
+    fields_.reject_unknown(frozenset({"action"}))
+    action = fields_.string("action")
+    if action not in ("retry", "escalate"):
+        raise PolicyError(f"{source}: veto.action must be 'retry' or 'escalate', got {action!r}")
+    return action == "escalate"
+
+
+def _parse_validators(value: Any, source: str) -> tuple[ValidatorSpec, ...]:
+    if value is None:
+        raise PolicyError(f"{source}: validators: at least one [[validators]] entry is required")
+    if not isinstance(value, list):
+        raise PolicyError(f"{source}: validators must be an array of tables ([[validators]])")
+    return tuple(_parse_validator(entry, index, source) for index, entry in enumerate(value))
+
+
+def _parse_validator(entry: Any, index: int, source: str) -> ValidatorSpec:
+    prefix = f"validators[{index}]."
+    fields_ = _Fields(entry, source, prefix=prefix)
+    fields_.reject_unknown(_VALIDATOR_KEYS)
+    role_name = fields_.string("role", default=Role.VOTER.value)
+    try:
+        role = Role(role_name)
+    except ValueError:
+        raise PolicyError(
+            f"{source}: {prefix}role must be 'voter' or 'red-team', got {role_name!r}"
+        ) from None
+    return ValidatorSpec(
+        id=fields_.string("id"),
+        weight=fields_.number("weight", default=1.0),
+        role=role,
+        category_weights=_parse_category_weights(
+            fields_.optional_table("category_weights"), f"{prefix}category_weights.", source
+        ),
+    )
+
+
+def _parse_category_weights(
+    table: Mapping[str, Any] | None, prefix: str, source: str
+) -> dict[str, float]:
+    if table is None:
+        return {}
+    fields_ = _Fields(table, source, prefix=prefix)
+    return {category: fields_.number(category) for category in table}
+
+
+class _Fields:
+    """Typed access to one TOML table, with errors that name the file and the dotted field."""
+
+    def __init__(self, data: Any, source: str, prefix: str) -> None:
+        if not isinstance(data, Mapping):
+            raise PolicyError(f"{source}: {prefix.rstrip('.') or 'policy'} must be a table")
+        self._data: Mapping[str, Any] = data
+        self._source = source
+        self._prefix = prefix
+
+    def reject_unknown(self, allowed: frozenset[str]) -> None:
+        unknown = sorted(set(self._data) - allowed)
+        if unknown:
+            names = ", ".join(f"{self._prefix}{key}" for key in unknown)
+            raise PolicyError(
+                f"{self._source}: unknown key(s) {names} (allowed: {', '.join(sorted(allowed))})"
+            )
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self._required(key) if default is None else self._data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise self._error(key, "must be a non-empty string", value)
+        return value
+
+    def integer(self, key: str, default: int | None = None) -> int:
+        value = self._required(key) if default is None else self._data.get(key, default)
+        # bool is an int subclass: `accepts = true` is a typo, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._error(key, "must be an integer", value)
+        return value
+
+    def optional_integer(self, key: str) -> int | None:
+        return self.integer(key) if key in self._data else None
+
+    def number(self, key: str, default: float | None = None) -> float:
+        value = self._required(key) if default is None else self._data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(key, "must be a number", value)
+        if not math.isfinite(value):
+            raise self._error(key, "must be finite", value)
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        return self.number(key) if key in self._data else None
+
+    def optional_table(self, key: str) -> Mapping[str, Any] | None:
+        value = self._data.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise self._error(key, "must be a table", value)
+        return value
+
+    def _required(self, key: str) -> Any:
+        if key not in self._data:
+            raise PolicyError(f"{self._source}: {self._prefix}{key} is required")
+        return self._data[key]
+
+    def _error(self, key: str, problem: str, value: Any) -> PolicyError:
+        return PolicyError(f"{self._source}: {self._prefix}{key} {problem}, got {value!r}")
+
+
+# --- loading files -----------------------------------------------------------------------------
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and validate one policy file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
+    return _policy_from_text(text, str(path))
+
+
+def load_policies(directory: str | Path | None = None) -> dict[str, Policy]:
+    """Every ``*.toml`` policy in ``directory`` (None: the built-in policies), by name."""
+    folder: Traversable = (
+        resources.files("ratifier.core.policies") if directory is None else Path(directory)
+    )
+    if not folder.is_dir():
+        raise PolicyError(f"{folder}: policy folder does not exist")
+    files = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".toml") and entry.is_file()),
+        key=lambda entry: entry.name,
+    )
+    if not files:
+        raise PolicyError(f"{folder}: no policy files (*.toml) found")
+    policies: dict[str, Policy] = {}
+    for entry in files:
+        policy = _policy_from_text(entry.read_text(encoding="utf-8"), str(entry))
+        earlier = policies.get(policy.name)
+        if earlier is not None:
+            raise PolicyError(
+                f"{entry}: policy name {policy.name!r} is already defined in {earlier.source}"
+            )
+        policies[policy.name] = policy
+    return policies
+
+
+def _policy_from_text(text: str, source: str) -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+    return Policy.from_mapping(data, source)

@@ -1,0 +1,66 @@
+"""Topic and consumer-group names, derived from the topic prefix in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ratifier.core.config import Settings
+
+# The tally's table of cases; faust names its changelog topic after the app id and this.
+TALLY_TABLE = "cases"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    prefix: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        return cls(settings.topic_prefix)
+
+    @property
+    def candidates(self) -> str:
+        return f"{self.prefix}.candidates"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.prefix}.verdicts"
+
+    @property
+    def passed(self) -> str:
+        return f"{self.prefix}.decisions.pass"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.prefix}.decisions.retry"
+
+    @property
+    def escalate(self) -> str:
+        return f"{self.prefix}.decisions.escalate"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def decisions(self) -> tuple[str, str, str]:
+        return (self.passed, self.retry, self.escalate)
+
+    @property
+    def public(self) -> tuple[str, ...]:
+        """The topics Ratifier creates for users, in a stable order."""
+        return (self.candidates, self.verdicts, *self.decisions, self.deadletter)
+
+    def validator_group(self, validator_id: str) -> str:
+        return f"{self.prefix}.validator.{validator_id}"
+
+    def generator_group(self, generator_id: str) -> str:
+        return f"{self.prefix}.generator.{generator_id}"
+
+    @property
+    def tally_app_id(self) -> str:
+        return f"{self.prefix}.tally"
+
+    @property
+    def tally_changelog(self) -> str:
+        return f"{self.tally_app_id}-{TALLY_TABLE}-changelog"  # faust: <app>-<table>-changelog

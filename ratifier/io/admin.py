@@ -1,0 +1,188 @@
+"""Topic administration: create Ratifier's topics idempotently, delete them for test cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from aiokafka.errors import for_code as error_for_code
+
+from ratifier.core.config import Settings
+from ratifier.core.errors import StackError
+from ratifier.core.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+_READY_TIMEOUT_S = 30.0
+
+
+def default_topics(settings: Settings) -> tuple[str, ...]:
+    """Every topic Ratifier needs: the public ones plus the tally's tick topic."""
+    names = TopicNames.from_settings(settings)
+    return names.public
+
+
+def durability_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs that follow from the replication factor.
+
+    Replicated three ways or more, a topic takes acks=all writes only while two replicas are
+    in sync: such a write survives one broker's loss, and one broker down does not stop writes.
+    """
+    if settings.replication_factor >= 3:
+        return {"min.insync.replicas": "2"}
+    return {}
+
+
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id="ratifier-admin"
+    )
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.close()
+        raise StackError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}. "
+            "Is the broker running (`ratifier stack status`)?"
+        ) from exc
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def ensure_topics(
+    settings: Settings,
+    names: Iterable[str] | None = None,
+    *,
+    configs: Mapping[str, str] | None = None,
+) -> None:
+    """Create the topics that do not exist yet, then wait until every partition has a leader.
+
+    ``configs`` are topic configs for the topics created (e.g. ``cleanup.policy``). Existing
+    topics are left as they are (their partition count and configs are not changed).
+    """
+    wanted = list(dict.fromkeys(default_topics(settings) if names is None else names))
+    if not wanted:
+        return
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        settings.partitions,
+                        settings.replication_factor,
+                        topic_configs={**durability_configs(settings), **(configs or {})},
+                    )
+                    for name in missing
+                ]
+            )
+            failures = [
+                (topic, code, message)
+                for topic, code, message in _topic_errors(response)
+                # Another process may create the same topic between our list and create.
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if failures:
+                details = "; ".join(
+                    f"{topic}: {error_for_code(code).__name__} {message or ''}".strip()
+                    for topic, code, message in failures
+                )
+                raise StackError(f"could not create topics: {details}")
+            log.info("created topics %s", ", ".join(missing))
+        await _wait_for_leaders(admin, wanted)
+
+
+async def partition_counts(settings: Settings, names: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's partition count; None for a topic that does not exist."""
+    async with admin_client(settings) as admin:
+        described = await admin.describe_topics(list(names))
+    return {
+        topic["topic"]: (len(topic["partitions"]) if topic["error_code"] == 0 else None)
+        for topic in described
+    }
+
+
+async def topic_config(settings: Settings, names: Iterable[str], key: str) -> dict[str, str]:
+    """The value of topic config ``key`` (e.g. ``max.message.bytes``) for each existing topic."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    async with admin_client(settings) as admin:
+        responses = await admin.describe_configs(resources)
+    values: dict[str, str] = {}
+    for response in responses:
+        for error_code, _message, _kind, name, entries, *_ in response.resources:
+            found = [entry[1] for entry in entries if entry[0] == key]
+            if error_code == 0 and found:
+                values[name] = found[0]
+    return values
+
+
+async def group_member_count(settings: Settings, group: str) -> int:
+    """Members of consumer group ``group`` once it is Stable; 0 while it is forming or absent."""
+    async with admin_client(settings) as admin:
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+        except GroupCoordinatorNotAvailableError:
+            return 0  # a fresh broker creates __consumer_offsets on the first group
+    _error, _group_id, state, *_rest, members = response.groups[0][:6]
+    return len(members) if state == "Stable" else 0
+
+
+async def delete_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Delete topics; topics that do not exist are ignored."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        present = [name for name in wanted if name in existing]
+        if not present:
+            return
+        response = await admin.delete_topics(present)
+        for topic, code, *_ in response.topic_error_codes:
+            if code not in (0, UnknownTopicOrPartitionError.errno):
+                raise StackError(f"could not delete topic {topic}: {error_for_code(code).__name__}")
+
+
+def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
+    # CreateTopics v0 answers (topic, code); later versions add a message.
+    return [
+        (entry[0], entry[1], entry[2] if len(entry) > 2 else None)
+        for entry in response.topic_errors
+    ]
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Until metadata shows a leader for every partition, so the first produce does not fail."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    pending = list(names)
+    while True:
+        described = await admin.describe_topics(pending)
+        pending = [
+            topic["topic"]
+            for topic in described
+            if topic["error_code"] != 0
+            or not topic["partitions"]
+            or any(p["leader"] < 0 for p in topic["partitions"])
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"topics have no leader after {_READY_TIMEOUT_S:.0f} s: {pending}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,59 @@
+"""Helpers for testing against a real broker: polling with a deadline, reading topics back.
+
+Used by Ratifier's own integration tests; equally useful for testing your validators and
+generators end to end on the local stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiokafka import ConsumerRecord
+
+from ratifier.core.config import Settings
+from ratifier.core.polling import wait_until
+from ratifier.io.client import read_from_beginning
+
+__all__ = ["read_records", "read_topics", "wait_until", "write_policy"]
+
+
+async def read_topics(
+    settings: Settings, topics: Iterable[str], idle_s: float = 2.0
+) -> list[bytes]:
+    """Every record value on ``topics`` from the beginning, until none arrives for ``idle_s``."""
+    return [r.value or b"" for r in await read_records(settings, topics, idle_s)]
+
+
+async def read_records(
+    settings: Settings, topics: Iterable[str], idle_s: float = 2.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record on ``topics`` (headers too), until none arrives for ``idle_s``."""
+    reader = read_from_beginning(
+        settings, topics, client_id="ratifier-testing-reader", idle_s=idle_s
+    )
+    return [record async for record in reader]
+
+
+def write_policy(
+    folder: Path,
+    name: str,
+    voters: Iterable[str],
+    *,
+    accepts: int,
+    window_seconds: float,
+    max_attempts: int,
+) -> None:
+    """Write a minimal policy file: equal-weight voters, a count threshold, no red team."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'name = "{name}"',
+        'version = "test-1"',
+        f"max_attempts = {max_attempts}",
+        f"window_seconds = {window_seconds}",
+        "[threshold]",
+        f"accepts = {accepts}",
+    ]
+    for voter in voters:
+        lines += ["[[validators]]", f'id = "{voter}"']
+    (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")

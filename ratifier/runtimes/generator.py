@@ -1,0 +1,110 @@
+"""The generator loop: retry requests in, next-attempt candidates out.
+
+The user's function receives the :class:`RetryRequest` — the failed candidate, why it failed, and
+every dissenting validator's structured reasons — and returns new content (or a
+:class:`Revision` with content and metadata), from which the next attempt's candidate is built.
+The candidate id of an attempt is derived from (case, attempt), so a redelivered retry request
+produces the same id and the tally ignores the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratifier.core.config import Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import Candidate, RetryRequest, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.schemas import codec
+
+logger = logging.getLogger(__name__)
+
+_CANDIDATE_NAMESPACE = uuid.UUID("6f2a5d0e-3c1b-4e8a-9a55-2b7c1d0f4e11")
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    content: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+Improve = Callable[[RetryRequest], Awaitable[str | Revision]]
+
+
+def candidate_id_for(case_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(_CANDIDATE_NAMESPACE, f"{case_id}/{attempt}"))
+
+
+def next_candidate(retry: RetryRequest, revision: str | Revision, producer: str) -> Candidate:
+    if isinstance(revision, str):
+        revision = Revision(revision)
+    failed = retry.candidate
+    return Candidate(
+        case_id=retry.case_id,
+        attempt=retry.next_attempt,
+        candidate_id=candidate_id_for(retry.case_id, retry.next_attempt),
+        policy=failed.policy,
+        category=failed.category,
+        query=failed.query,
+        content=revision.content,
+        producer=producer,
+        produced_at_ms=now_ms(),
+        previous_candidate_ids=(*failed.previous_candidate_ids, failed.candidate_id),
+        metadata={**failed.metadata, **revision.metadata},
+    )
+
+
+class GeneratorWorker(ConsumeProduceWorker):
+    """Consumes ``<prefix>.decisions.retry`` as group ``<prefix>.generator.<id>``."""
+
+    def __init__(
+        self, settings: Settings, improve: Improve, *, generator_id: str = "default"
+    ) -> None:
+        self.improve = improve
+        self.generator_id = generator_id
+        names = TopicNames.from_settings(settings)
+        self._candidates_topic = names.candidates
+        client_id = f"generator-{generator_id}"
+        self._consumer = make_consumer(
+            settings, names.retry, group_id=names.generator_group(generator_id), client_id=client_id
+        )
+        self._producer = make_producer(settings, client_id=client_id)
+        self.produced = 0
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=64)
+            if not batches:
+                continue
+            records = [r for rs in batches.values() for r in rs]
+            deliveries = await asyncio.gather(*(self._regenerate(r.value or b"") for r in records))
+            await asyncio.gather(*(d for d in deliveries if d is not None))
+            await commit_processed(self._consumer, batches)
+
+    async def _regenerate(self, raw: bytes) -> asyncio.Future | None:  # type: ignore[type-arg]
+        try:
+            retry = codec.decode_as(raw, RetryRequest)
+        except WireFormatError as exc:
+            logger.error("skipping undecodable retry request: %s", exc)
+            return None
+        try:
+            revision = await self.improve(retry)
+        except Exception:
+            # The case stays open until the tally prunes it; the failure must be visible.
+            logger.exception(
+                "generator failed for case %s attempt %d", retry.case_id, retry.next_attempt
+            )
+            return None
+        candidate = next_candidate(retry, revision, producer=f"generator:{self.generator_id}")
+        self.produced += 1
+        delivery: asyncio.Future[Any] = await self._producer.send(
+            self._candidates_topic, codec.encode(candidate), key=candidate.case_id.encode()
+        )
+        return delivery
