@@ -40,7 +40,5 @@ def test_policy_check_refuses_a_policy_whose_cases_outgrow_a_record(
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--version"])
-    assert exit_info.value.code == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ratifier ")

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import sys
 import uuid
 
+import click
+
 from ratifier.app.cli.loading import parse_metadata
-from ratifier.core.config import Settings
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 from ratifier.core.errors import RatifierError
 from ratifier.core.jsonview import to_json
-from ratifier.io.client import Client
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    submit = subparsers.add_parser("submit", help="submit a candidate for a new case")
-    submit.add_argument("content", help="the candidate answer")
-    submit.add_argument("--query", default="", help="the question or context it answers")
-    submit.add_argument("--policy", default="default")
-    submit.add_argument("--category", default="general")
-    submit.add_argument("--case-id", default=None)
-    submit.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument(
-        "--wait",
-        action="store_true",
-        help="wait for the final outcome (fails at once, exit code 2, if the tally rejects it)",
-    )
-    submit.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds --wait waits (default: 300)"
-    )
-    submit.set_defaults(handler=_submit)
-
-    watch = subparsers.add_parser("watch", help="print decisions live, one JSON object a line")
-    watch.add_argument("--from-beginning", action="store_true")
-    watch.add_argument("--limit", type=int, default=None, help="stop after this many decisions")
-    watch.set_defaults(handler=_watch)
 
 
 def _quiet_kafka_logs() -> None:
@@ -47,48 +23,110 @@ def _quiet_kafka_logs() -> None:
         logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
-def _submit(args: argparse.Namespace) -> int:
+@click.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier submit 'Paris' --query 'Capital of France?'",
+        "ratifier submit 'Paris' --query 'Capital of France?' --wait --timeout 60",
+        'ratifier submit "$(cat answer.txt)" --policy strict --meta source=rag --meta user=42',
+    ),
+)
+@click.argument("content")
+@click.option("--query", default="", help="the question or context the candidate answers")
+@click.option("--policy", default="default", help="name of the policy that judges the case")
+@click.option("--category", default="general", help="category, for per-category metrics")
+@click.option("--case-id", default=None, help="case id  [default: a new UUID]")
+@click.option(
+    "--meta", multiple=True, metavar="KEY=VALUE", help="metadata carried with the candidate"
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="wait for the final outcome; fails at once (exit code 2) if the tally rejects the case",
+)
+@click.option("--timeout", type=float, default=300.0, help="seconds --wait waits")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    content: str,
+    query: str,
+    policy: str,
+    category: str,
+    case_id: str | None,
+    meta: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+) -> int:
+    """Submit a candidate for a new case.
+
+    CONTENT is the first attempt's answer; the candidate (or with --wait the final outcome)
+    is printed as JSON.
+    """
+    from ratifier.io.client import Client
+
     _quiet_kafka_logs()
-    case_id = args.case_id or str(uuid.uuid4())  # chosen here so a timeout can name it
+    case = case_id or str(uuid.uuid4())  # chosen here so a timeout can name it
     fields = {
-        "query": args.query,
-        "policy": args.policy,
-        "category": args.category,
-        "case_id": case_id,
-        "metadata": parse_metadata(args.meta),
+        "query": query,
+        "policy": policy,
+        "category": category,
+        "case_id": case,
+        "metadata": parse_metadata(meta),
     }
+    settings = settings_from(ctx)
 
     async def main() -> None:
-        async with Client(Settings.from_env(), producer="cli") as client:
-            if not args.wait:
-                print(to_json(await client.submit(args.content, **fields)))
+        async with Client(settings, producer="cli") as client:
+            if not wait:
+                click.echo(to_json(await client.submit(content, **fields)))
                 return
             try:
-                outcome = await client.decide(args.content, timeout_s=args.timeout, **fields)
+                outcome = await client.decide(content, timeout_s=timeout, **fields)
             except TimeoutError:
                 raise RatifierError(
-                    f"no final outcome for case {case_id} within {args.timeout:g} s: are a tally, "
-                    f"the validators of policy {args.policy!r} and a generator running?"
+                    f"no final outcome for case {case} within {timeout:g} s: are a tally, "
+                    f"the validators of policy {policy!r} and a generator running?"
                 ) from None
-            print(to_json(outcome))
+            click.echo(to_json(outcome))
 
     asyncio.run(main())
     return 0
 
 
-def _watch(args: argparse.Namespace) -> int:
+@click.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier watch                          # new decisions, until Ctrl-C",
+        "ratifier watch --from-beginning --limit 20",
+        "ratifier --prefix demo-1764650000 watch --from-beginning",
+    ),
+)
+@click.option("--from-beginning", is_flag=True, help="start at the topics' first decisions")
+@click.option("--limit", type=int, default=None, help="stop after this many decisions")
+@click.pass_context
+def watch(ctx: click.Context, from_beginning: bool, limit: int | None) -> int:
+    """Print decisions live, one JSON line each.
+
+    Pass, retry and escalate decisions, as JSON objects, one a line.
+    """
+    from ratifier.io.client import Client
+
     _quiet_kafka_logs()
+    settings = settings_from(ctx)
 
     async def main() -> None:
-        async with Client(Settings.from_env(), producer="cli") as client:
+        async with Client(settings, producer="cli") as client:
             count = 0
-            async for decision in client.decisions(from_beginning=args.from_beginning):
+            async for decision in client.decisions(from_beginning=from_beginning):
                 sys.stdout.write(to_json(decision) + "\n")
                 sys.stdout.flush()
                 count += 1
-                if args.limit is not None and count >= args.limit:
+                if limit is not None and count >= limit:
                     return
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
+
+
+commands = (submit, watch)

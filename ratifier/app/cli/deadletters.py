@@ -2,66 +2,58 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
 
+import click
 import orjson
 
-from ratifier.core.config import Settings
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 from ratifier.core.jsonview import to_json
 from ratifier.core.models import DeadLetter, DeadLetterReason
 
 REASONS = [reason.value for reason in DeadLetterReason]
+_REASON = click.Choice(REASONS)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "deadletters", help="records the tally set aside: show them, send fixed ones again"
-    )
-    commands = parser.add_subparsers(dest="deadletters_command", required=True)
-    tail = commands.add_parser(
-        "tail",
-        help="print dead letters as JSON lines: reason, detail, origin, the decoded record",
-        description="Example: ratifier deadletters tail --reason UNKNOWN_POLICY --limit 10",
-    )
-    tail.add_argument(
-        "--follow", action="store_true", help="keep waiting for new ones (default: stop when idle)"
-    )
-    tail.add_argument("--reason", action="append", choices=REASONS, help="only these (repeatable)")
-    tail.add_argument("--limit", type=int, default=None, help="stop after this many")
-    tail.set_defaults(handler=_tail)
+@click.group(context_settings=CONTEXT_SETTINGS)
+def deadletters() -> None:
+    """Dead letters: show them, replay fixed ones.
 
-    replay = commands.add_parser(
-        "replay",
-        help="send the dead-lettered candidates and verdicts with these reasons again to the "
-        "topic they came from (after fixing the cause, e.g. loading the missing policy)",
-        description="Example: ratifier deadletters replay --reason UNKNOWN_POLICY --dry-run",
-    )
-    replay.add_argument(
-        "--reason", action="append", choices=REASONS, required=True, help="repeatable"
-    )
-    replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
-    replay.add_argument("--limit", type=int, default=None, help="send at most this many")
-    replay.set_defaults(handler=_replay)
+    Records the tally set aside, each with its reason (docs/wire-format.md).
+    """
 
 
-def _tail(args: argparse.Namespace) -> int:
+@deadletters.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier deadletters tail",
+        "ratifier deadletters tail --reason UNKNOWN_POLICY --limit 10",
+        "ratifier deadletters tail --follow | jq .reason",
+    ),
+)
+@click.option("--follow", is_flag=True, help="keep waiting for new ones  [default: stop when idle]")
+@click.option("--reason", "reasons", multiple=True, type=_REASON, help="only these (repeatable)")
+@click.option("--limit", type=int, default=None, help="stop after this many")
+@click.pass_context
+def tail(ctx: click.Context, follow: bool, reasons: tuple[str, ...], limit: int | None) -> int:
+    """Print dead letters as JSON lines: reason, detail, origin, the decoded record."""
     from ratifier.io.deadletters import dead_letters, original_record
 
-    wanted = set(args.reason or REASONS)
+    wanted = set(reasons or REASONS)
+    settings = settings_from(ctx)
 
     async def main() -> None:
         shown = 0
-        idle_s = None if args.follow else 2.0
-        async for letter in dead_letters(Settings.from_env(), idle_s=idle_s):
+        idle_s = None if follow else 2.0
+        async for letter in dead_letters(settings, idle_s=idle_s):
             if letter.reason.value not in wanted:
                 continue
             sys.stdout.write(_line(letter, original_record(letter)) + "\n")
             sys.stdout.flush()
             shown += 1
-            if args.limit is not None and shown >= args.limit:
+            if limit is not None and shown >= limit:
                 return
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -81,16 +73,40 @@ def _line(letter: DeadLetter, record: object | None) -> str:
     return orjson.dumps(body).decode()
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from ratifier.io.deadletters import replay
+@deadletters.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier deadletters replay --reason UNKNOWN_POLICY --dry-run",
+        "ratifier deadletters replay --reason UNKNOWN_POLICY --reason UNKNOWN_VALIDATOR",
+    ),
+)
+@click.option(
+    "--reason", "reasons", multiple=True, required=True, type=_REASON, help="(repeatable)"
+)
+@click.option("--dry-run", is_flag=True, help="count, send nothing")
+@click.option("--limit", type=int, default=None, help="send at most this many")
+@click.pass_context
+def replay(ctx: click.Context, reasons: tuple[str, ...], dry_run: bool, limit: int | None) -> int:
+    """Send dead-lettered candidates and verdicts again to the topic they came from.
 
-    reasons = {DeadLetterReason(reason) for reason in args.reason}
+    For after the cause is fixed, e.g. the missing policy loaded.
+    """
+    from ratifier.io.deadletters import replay as replay_records
+
     report = asyncio.run(
-        replay(Settings.from_env(), reasons, dry_run=args.dry_run, limit=args.limit)
+        replay_records(
+            settings_from(ctx),
+            {DeadLetterReason(reason) for reason in reasons},
+            dry_run=dry_run,
+            limit=limit,
+        )
     )
-    verb = "would send" if args.dry_run else "sent"
-    print(
+    verb = "would send" if dry_run else "sent"
+    click.echo(
         f"{verb} {report.sent} record(s) {report.by_reason}; "
         f"{report.not_replayable} matching record(s) cannot be replayed (undecodable or excerpt)"
     )
     return 0
+
+
+commands = (deadletters,)

@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from pathlib import Path
 
+import click
 import orjson
 
-from ratifier.core.config import Settings
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("demo", help="run the demo pipeline with known ground truth")
-    parser.add_argument("--cases", type=int, default=300)
-    parser.add_argument("--summary-json", type=Path, default=None)
-    parser.add_argument("--timeout", type=float, default=180.0)
-    parser.add_argument(
-        "--prefix", default=None, help="topic prefix (default: a fresh one per run)"
-    )
-    parser.set_defaults(handler=_run)
+@click.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "make demo                      # starts the local stack first",
+        "ratifier demo --cases 1000 --summary-json summary.json",
+    ),
+)
+@click.option("--cases", type=int, default=300, help="cases the demo submits")
+@click.option("--timeout", type=float, default=180.0, help="seconds to wait for every outcome")
+@click.option(
+    "--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="also write the summary as JSON to this file",
+)  # fmt: skip
+@click.option(
+    "--prefix", default=None, help="topic prefix  [default: a fresh one per run, demo-<time>]"
+)
+@click.pass_context
+def demo(
+    ctx: click.Context, cases: int, timeout: float, summary_json: Path | None, prefix: str | None
+) -> int:
+    """Run the whole pipeline on the local stack.
 
+    A tally, five validators and a generator judge cases with known ground truth.
 
-def _run(args: argparse.Namespace) -> int:
+    Ends with a summary table; exit code 1 if a case lacks exactly one final outcome.
+    """
     from ratifier.app.demo.runner import format_summary, run_demo
 
-    prefix = args.prefix or f"demo-{int(time.time())}"
-    settings = Settings.from_env(topic_prefix=prefix)
-    print(f"demo: {args.cases} cases on topics {prefix}.* at {settings.bootstrap_servers}")
-    summary = asyncio.run(run_demo(settings, cases=args.cases, timeout_s=args.timeout))
-    print()
-    print(format_summary(summary))
-    if args.summary_json:
-        args.summary_json.write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    topic_prefix = prefix or f"demo-{int(time.time())}"
+    settings = settings_from(ctx, topic_prefix=topic_prefix)
+    click.echo(f"demo: {cases} cases on topics {topic_prefix}.* at {settings.bootstrap_servers}")
+    summary = asyncio.run(run_demo(settings, cases=cases, timeout_s=timeout))
+    click.echo()
+    click.echo(format_summary(summary))
+    if summary_json:
+        summary_json.write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
     ok = summary.no_final_outcome == 0 and summary.more_than_one_final_outcome == 0
     return 0 if ok else 1
+
+
+commands = (demo,)

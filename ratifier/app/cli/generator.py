@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-import argparse
+import click
 
 from ratifier.app.cli._runner import run_worker
 from ratifier.app.cli.loading import load_target, parse_params
-from ratifier.core.config import Settings
-from ratifier.runtimes.generator import GeneratorWorker
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("generator", help="run the generator loop")
-    commands = parser.add_subparsers(dest="generator_command", required=True)
-    run = commands.add_parser("run", help="consume retry requests, produce next attempts")
-    run.add_argument("target", metavar="MODULE:CALLABLE", help="async RetryRequest -> str|Revision")
-    run.add_argument("--id", default="default", dest="generator_id", help="generator group id")
-    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    run.set_defaults(handler=_run)
+@click.group(context_settings=CONTEXT_SETTINGS)
+def generator() -> None:
+    """Generator: retry requests in, attempts out."""
 
 
-def _run(args: argparse.Namespace) -> int:
-    improve = load_target(args.target, parse_params(args.param))
-    settings = Settings.from_env()
-    return run_worker(lambda: GeneratorWorker(settings, improve, generator_id=args.generator_id))
+@generator.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples("ratifier generator run ratifier.app.demo.generator:improve"),
+)
+@click.argument("target", metavar="MODULE:CALLABLE")
+@click.option("--id", "generator_id", default="default", help="generator id: the consumer group")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="call MODULE:CALLABLE as a factory with these keyword arguments (JSON values; repeatable)",
+)
+@click.pass_context
+def run(ctx: click.Context, target: str, generator_id: str, params: tuple[str, ...]) -> int:
+    """Consume retry requests and produce next attempts.
+
+    MODULE:CALLABLE is an async function RetryRequest -> str | Revision (or a factory of one).
+    """
+    from ratifier.runtimes.generator import GeneratorWorker
+
+    improve = load_target(target, parse_params(params))
+    settings = settings_from(ctx)
+    return run_worker(lambda: GeneratorWorker(settings, improve, generator_id=generator_id))
+
+
+commands = (generator,)

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from ratifier.core.config import Settings
+import click
+
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 from ratifier.core.policy import Policy, load_policy
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("policy", help="governance policy files")
-    commands = parser.add_subparsers(dest="policy_command", required=True)
-    check = commands.add_parser(
-        "check",
-        help="validate policy files, and that their largest case fits the record size limits "
-        "(RATIFIER_MAX_CANDIDATE_BYTES, RATIFIER_MAX_RECORD_BYTES); exit 2 on the first problem",
-    )
-    check.add_argument("files", type=Path, nargs="+", metavar="FILE", help="policy *.toml files")
-    check.set_defaults(handler=_check)
+@click.group(context_settings=CONTEXT_SETTINGS)
+def policy() -> None:
+    """Check governance policy files.
+
+    A policy sets the threshold, weights, red team and attempts (docs/policy.md).
+    """
 
 
-def _check(args: argparse.Namespace) -> int:
+@policy.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples("ratifier policy check policies/*.toml"),
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def check(ctx: click.Context, files: tuple[Path, ...]) -> int:
+    """Validate policy FILES, and that their largest case fits the record size limits.
+
+    The limits are RATIFIER_MAX_CANDIDATE_BYTES and RATIFIER_MAX_RECORD_BYTES. Exit code 2 on
+    the first problem, naming the file and field.
+    """
     from ratifier.streams.limits import SizeLimits
 
-    limits = SizeLimits.from_settings(Settings.from_env())
-    for path in args.files:
-        policy = load_policy(path)  # PolicyError names the file and field
-        limits.check_policy(policy)  # ConfigError names the settings to change
-        print(f"{path}: ok, {describe(policy)}; largest case {limits.worst_case_bytes(policy)} B")
+    limits = SizeLimits.from_settings(settings_from(ctx))
+    for path in files:
+        loaded = load_policy(path)  # PolicyError names the file and field
+        limits.check_policy(loaded)  # ConfigError names the settings to change
+        click.echo(
+            f"{path}: ok, {describe(loaded)}; largest case {limits.worst_case_bytes(loaded)} B"
+        )
     return 0
 
 
@@ -43,3 +53,6 @@ def describe(policy: Policy) -> str:
         f"policy {policy.name!r} version {policy.version!r}: {threshold}{red_team}, "
         f"{policy.max_attempts} attempts, window {policy.window_ms / 1000:g} s"
     )
+
+
+commands = (policy,)

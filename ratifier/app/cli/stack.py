@@ -3,95 +3,111 @@ and redis-server."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shlex
 
+import click
+
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 from ratifier.core.config import Settings
 
-_BROKERS_HELP = "Kafka nodes: 1, the single node (default), or 3, the local 3-node cluster"
+_BROKERS_HELP = "Kafka nodes: 1, the single node, or 3, the local 3-node cluster"
+_BROKERS = click.Choice(["1", "3"])
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "stack", help="the local Kafka (KRaft, from Maven Central jars) and redis-server"
-    )
-    commands = parser.add_subparsers(dest="stack_command", required=True)
-    up = commands.add_parser("up", help="start both services (if needed) and create the topics")
-    up.add_argument(
-        "--no-topics", action="store_true", help="do not create Ratifier's public topics"
-    )
-    up.add_argument("--brokers", type=int, choices=(1, 3), default=1, help=_BROKERS_HELP)
-    up.set_defaults(handler=_up)
-    down = commands.add_parser(
-        "down", help="stop the services; without --brokers every one that runs"
-    )
-    down.add_argument(
-        "--brokers",
-        type=int,
-        choices=(1, 3),
-        default=None,
-        help="1: the single node and redis; 3: only the cluster",
-    )
-    down.set_defaults(handler=_down)
-    status = commands.add_parser(
-        "status", help="show the services; exit code 0 only when Kafka and redis are up"
-    )
-    status.add_argument(
-        "--brokers",
-        type=int,
-        choices=(1, 3),
-        default=None,
-        help="the Kafka layout to judge (default: the cluster when only it runs)",
-    )
-    status.set_defaults(handler=_status)
-    env = commands.add_parser(
-        "env", help='print `export` lines that point Ratifier at a layout: eval "$(...)"'
-    )
-    env.add_argument("--brokers", type=int, choices=(1, 3), default=3, help=_BROKERS_HELP)
-    env.set_defaults(handler=_env)
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier stack up                 # Kafka on 127.0.0.1:19092, redis on 16379",
+        "ratifier stack status",
+        'ratifier stack up --brokers 3 && eval "$(ratifier stack env --brokers 3)"',
+        "ratifier stack down",
+    ),
+)
+def stack() -> None:
+    """Local Kafka (KRaft, from Maven Central jars) and redis.
+
+    Ports, versions and folders come from RATIFIER_KAFKA_PORT, RATIFIER_REDIS_PORT,
+    RATIFIER_KAFKA_VERSION, RATIFIER_STATE_DIR and RATIFIER_CACHE_DIR (docs/local-stack.md).
+    """
 
 
-def _up(args: argparse.Namespace) -> int:
+@stack.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--no-topics", is_flag=True, help="do not create Ratifier's public topics")
+@click.option("--brokers", type=_BROKERS, default="1", help=_BROKERS_HELP)
+@click.pass_context
+def up(ctx: click.Context, no_topics: bool, brokers: str) -> int:
+    """Start both services (if needed) and create the topics."""
     from ratifier.io.admin import ensure_topics
-    from ratifier.ops import stack
+    from ratifier.ops import stack as local_stack
 
-    settings = Settings.from_env()
-    status = stack.up(settings, brokers=args.brokers)
-    if not args.no_topics:
-        asyncio.run(ensure_topics(_client_settings(settings, args.brokers)))
-    print(status)
-    if args.brokers == 3:
-        print('point clients at the cluster with: eval "$(ratifier stack env --brokers 3)"')
+    settings = settings_from(ctx)
+    nodes = int(brokers)
+    status = local_stack.up(settings, brokers=nodes)
+    if not no_topics:
+        asyncio.run(ensure_topics(_client_settings(settings, nodes)))
+    click.echo(str(status))
+    if nodes == 3:
+        click.echo('point clients at the cluster with: eval "$(ratifier stack env --brokers 3)"')
     return 0 if status.running else 1
 
 
-def _down(args: argparse.Namespace) -> int:
-    from ratifier.ops import stack
+@stack.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--brokers",
+    type=_BROKERS,
+    default=None,
+    help="1: the single node and redis; 3: only the cluster  [default: every one that runs]",
+)
+@click.pass_context
+def down(ctx: click.Context, brokers: str | None) -> int:
+    """Stop the services."""
+    from ratifier.ops import stack as local_stack
 
-    settings = Settings.from_env()
-    stack.down(settings, brokers=args.brokers)
-    print(stack.status(settings, brokers=args.brokers))
+    settings = settings_from(ctx)
+    nodes = None if brokers is None else int(brokers)
+    local_stack.down(settings, brokers=nodes)
+    click.echo(str(local_stack.status(settings, brokers=nodes)))
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    from ratifier.ops import stack
+@stack.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--brokers",
+    type=_BROKERS,
+    default=None,
+    help="the Kafka layout to judge  [default: the cluster when only it runs]",
+)
+@click.pass_context
+def status(ctx: click.Context, brokers: str | None) -> int:
+    """Show the services; exit code 0 only when Kafka and redis are up."""
+    from ratifier.ops import stack as local_stack
 
-    status = stack.status(Settings.from_env(), brokers=args.brokers)
-    print(status)
-    return 0 if status.running else 1
+    nodes = None if brokers is None else int(brokers)
+    current = local_stack.status(settings_from(ctx), brokers=nodes)
+    click.echo(str(current))
+    return 0 if current.running else 1
 
 
-def _env(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    if args.brokers == 1:  # the defaults, whatever an earlier `eval` exported
+@stack.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        'eval "$(ratifier stack env --brokers 3)"   # clients now use the cluster',
+        'eval "$(ratifier stack env --brokers 1)"   # and back to the single node',
+    ),
+)
+@click.option("--brokers", type=_BROKERS, default="3", help=_BROKERS_HELP)
+@click.pass_context
+def env(ctx: click.Context, brokers: str) -> int:
+    """Print `export` lines that point Ratifier at a layout."""
+    settings = settings_from(ctx)
+    if brokers == "1":  # the defaults, whatever an earlier `eval` exported
         bootstrap, replication = f"127.0.0.1:{settings.kafka_port}", 1
     else:
-        cluster = _client_settings(settings, args.brokers)
+        cluster = _client_settings(settings, 3)
         bootstrap, replication = cluster.bootstrap_servers, cluster.replication_factor
-    print(f"export RATIFIER_BOOTSTRAP_SERVERS={shlex.quote(bootstrap)}")
-    print(f"export RATIFIER_REPLICATION_FACTOR={replication}")
+    click.echo(f"export RATIFIER_BOOTSTRAP_SERVERS={shlex.quote(bootstrap)}")
+    click.echo(f"export RATIFIER_REPLICATION_FACTOR={replication}")
     return 0
 
 
@@ -103,3 +119,6 @@ def _client_settings(settings: Settings, brokers: int) -> Settings:
     from ratifier.ops.stack.cluster import Cluster
 
     return Cluster.of(settings).settings
+
+
+commands = (stack,)

@@ -1,44 +1,57 @@
-"""``ratifier tally run``: the stateful M-of-N tally, on the transactional or the faust engine."""
+"""``ratifier tally run | status``: the stateful M-of-N tally, on the transactional or the faust
+engine."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
 from typing import Any
 
+import click
+
 from ratifier.app.cli._runner import run_worker
-from ratifier.core.config import TALLY_ENGINES, Settings
+from ratifier.app.cli.options import (
+    CONTEXT_SETTINGS,
+    console,
+    examples,
+    setting_option,
+    settings_from,
+)
+from ratifier.core.config import TALLY_ENGINES
 from ratifier.core.policy import load_policies
-from ratifier.io.admin import ensure_topics
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("tally", help="the stateful M-of-N tally")
-    commands = parser.add_subparsers(dest="tally_command", required=True)
-    run = commands.add_parser("run", help="run a tally worker (start more to share partitions)")
-    run.add_argument("--policies", type=Path, default=None, help="folder of policy *.toml files")
-    run.add_argument(
-        "--engine",
-        choices=TALLY_ENGINES,
-        default=None,
-        help="transactional: exactly-once on Kafka transactions (default); faust: the "
-        "at-least-once faust adapter (default: RATIFIER_TALLY_ENGINE, else transactional)",
-    )
-    run.set_defaults(handler=_run)
-    status = commands.add_parser(
-        "status",
-        help="show the tally workers of this state dir; exit 0 only when all running ones are "
-        "ready (partitions assigned, state restored)",
-    )
-    status.set_defaults(handler=_status)
+@click.group(context_settings=CONTEXT_SETTINGS)
+def tally() -> None:
+    """The M-of-N tally: verdicts in, decisions out."""
 
 
-def _run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"policy_dir": args.policies} if args.policies else {}
-    if args.engine:
-        overrides["tally_engine"] = args.engine
-    settings = Settings.from_env(**overrides)
+@tally.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier tally run                        # exactly-once, built-in policies",
+        "ratifier tally run --policies ./policies  # your *.toml policies",
+        "ratifier tally run --engine faust         # the at-least-once faust adapter",
+    ),
+)
+@setting_option(
+    "policy_dir",
+    "--policies",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder of policy *.toml files",
+)
+@setting_option(
+    "tally_engine",
+    "--engine",
+    type=click.Choice(TALLY_ENGINES),
+    help="transactional: exactly-once on Kafka transactions; faust: the at-least-once adapter",
+)
+@click.pass_context
+def run(ctx: click.Context, policy_dir: Path | None, tally_engine: str | None) -> int:
+    """Run a tally worker; start more to share the partitions."""
+    from ratifier.io.admin import ensure_topics
+
+    settings = settings_from(ctx, policy_dir=policy_dir, tally_engine=tally_engine)
     policies = load_policies(settings.policy_dir)
     asyncio.run(ensure_topics(settings))
     if settings.tally_engine == "faust":
@@ -51,18 +64,34 @@ def _run(args: argparse.Namespace) -> int:
     return run_worker(lambda: TransactionalTally(settings, policies))
 
 
-def _status(args: argparse.Namespace) -> int:
+@tally.command(context_settings=CONTEXT_SETTINGS)
+@click.pass_context
+def status(ctx: click.Context) -> int:
+    """Show this state dir's tally workers.
+
+    Exit code 0 only when every running one is ready (partitions assigned, state restored).
+    """
+    from rich.table import Table
+
     from ratifier.io.readiness import all_statuses, is_alive
 
-    settings = Settings.from_env()
+    settings = settings_from(ctx)
     running = [s for s in all_statuses(settings) if is_alive(s)]
+    if not running:
+        click.echo(f"no tally worker running (state dir {settings.state_dir})")
+        return 1
+    table = Table("worker", "engine", "pid", "state", "partitions", box=None)
     for worker in running:
         state = "ready" if worker.ready else "restoring"
-        print(
-            f"{worker.worker_id:<30} {worker.engine:<13} pid {worker.pid:<7} {state:<9} "
-            f"partitions {list(worker.partitions)}"
+        table.add_row(
+            worker.worker_id, worker.engine, str(worker.pid), state, _ranges(worker.partitions)
         )
-    if not running:
-        print(f"no tally worker running (state dir {settings.state_dir})")
-        return 1
+    console().print(table)
     return 0 if all(worker.ready for worker in running) else 1
+
+
+def _ranges(partitions: Any) -> str:
+    return ",".join(str(p) for p in sorted(partitions)) or "-"
+
+
+commands = (tally,)

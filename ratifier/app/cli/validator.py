@@ -2,45 +2,68 @@
 
 from __future__ import annotations
 
-import argparse
+import click
 
 from ratifier.app.cli._runner import run_worker
 from ratifier.app.cli.loading import load_target, parse_params
-from ratifier.core.config import Settings
-from ratifier.validators.runtime import ValidatorWorker
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
+
+SIMULATED = "ratifier.validators.builtin.simulated:SimulatedValidator"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("validator", help="run validators")
-    commands = parser.add_subparsers(dest="validator_command", required=True)
-    run = commands.add_parser(
-        "run", help="judge candidates as consumer group <prefix>.validator.<ID>"
-    )
-    run.add_argument("target", metavar="MODULE:CALLABLE", help="async Candidate -> Judgement")
-    run.add_argument("--id", required=True, dest="validator_id", help="validator id (the group)")
-    run.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="call MODULE:CALLABLE as a factory with these keyword arguments (JSON values)",
-    )
-    run.add_argument("--version", default=None, help="validator version recorded in verdicts")
-    run.add_argument("--timeout", type=float, default=30.0, help="seconds before ABSTAIN")
-    run.add_argument("--concurrency", type=int, default=16, help="candidates judged at once")
-    run.set_defaults(handler=_run)
+@click.group(context_settings=CONTEXT_SETTINGS)
+def validator() -> None:
+    """Validators, one consumer group per id."""
 
 
-def _run(args: argparse.Namespace) -> int:
-    judge = load_target(args.target, parse_params(args.param))
-    settings = Settings.from_env()
+@validator.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        f"ratifier validator run {SIMULATED} --id judge-1 --param accuracy=0.9",
+        "ratifier validator run mypkg.judges:fact_check --id facts --timeout 20",
+    ),
+)
+@click.argument("target", metavar="MODULE:CALLABLE")
+@click.option("--id", "validator_id", required=True, help="validator id: the consumer group's name")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="call MODULE:CALLABLE as a factory with these keyword arguments (JSON values; repeatable)",
+)
+@click.option("--version", default=None, help="validator version recorded in verdicts")
+@click.option("--timeout", type=float, default=30.0, help="seconds before a verdict is ABSTAIN")
+@click.option("--concurrency", type=int, default=16, help="candidates judged at once")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    target: str,
+    validator_id: str,
+    params: tuple[str, ...],
+    version: str | None,
+    timeout: float,
+    concurrency: int,
+) -> int:
+    """Judge candidates as consumer group <prefix>.validator.<ID>.
+
+    MODULE:CALLABLE is an async function Candidate -> Judgement (or a factory of one, with
+    --param). See docs/validators.md.
+    """
+    from ratifier.validators.runtime import ValidatorWorker
+
+    judge = load_target(target, parse_params(params))
+    settings = settings_from(ctx)
     return run_worker(
         lambda: ValidatorWorker(
             settings,
-            args.validator_id,
+            validator_id,
             judge,
-            version=args.version,
-            timeout_s=args.timeout,
-            concurrency=args.concurrency,
+            version=version,
+            timeout_s=timeout,
+            concurrency=concurrency,
         )
     )
+
+
+commands = (validator,)
