@@ -22,7 +22,7 @@ import psutil
 
 from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Reason, Severity, Span, Verdict, Vote, now_ms
-from ratifier.core.policies import __file__ as _policies_init
+from ratifier.core.polling import wait_until
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.client import assign_all
@@ -33,7 +33,6 @@ from ratifier.schemas import codec
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RUN_PY = BENCH_DIR / "run.py"
-DEFAULT_POLICY = Path(_policies_init).parent / "default.toml"
 VALIDATORS = ("sim-a", "sim-b", "sim-c", "sim-d", "redteam")
 VERDICTS_PER_CASE = len(VALIDATORS)
 # ~300 characters, like a short model answer.
@@ -72,18 +71,6 @@ async def topics_for(settings: Settings, extra: Iterable[str] = ()) -> AsyncIter
                 t for t in await admin.list_topics() if t.startswith((f"{prefix}.", f"{prefix}-"))
             ]
         await delete_topics(settings, ours)
-
-
-def write_policy(directory: Path, window_seconds: int) -> Path:
-    """A copy of the built-in default policy with another window length."""
-    directory.mkdir(parents=True, exist_ok=True)
-    text = DEFAULT_POLICY.read_text(encoding="utf-8")
-    lines = [
-        f"window_seconds = {window_seconds}" if line.startswith("window_seconds") else line
-        for line in text.splitlines()
-    ]
-    (directory / "default.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return directory
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -243,16 +230,17 @@ async def live_keys(settings: Settings, topic: str, idle_s: float = 2.0) -> int:
 
 async def wait_assigned(settings: Settings, group: str, members: int, timeout_s: float) -> float:
     """perf_counter when ``group`` is first seen Stable with ``members`` members (polled 20/s)."""
-    deadline = time.monotonic() + timeout_s
     async with admin_client(settings) as admin:
-        while time.monotonic() < deadline:
+
+        async def stable() -> bool:
             with contextlib.suppress(Exception):  # the group may not exist yet
                 (response,) = await admin.describe_consumer_groups([group])
                 _error, _group_id, state, *_rest, found = response.groups[0][:6]
-                if state == "Stable" and len(found) >= members:
-                    return time.perf_counter()
-            await asyncio.sleep(0.05)
-    raise TimeoutError(f"group {group} not stable with {members} members in {timeout_s}s")
+                return bool(state == "Stable" and len(found) >= members)
+            return False
+
+        await wait_until(stable, timeout_s, f"group {group} stable with {members} members", 0.05)
+    return time.perf_counter()
 
 
 async def committed(settings: Settings, group: str, topic: str) -> int:

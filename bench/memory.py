@@ -24,6 +24,7 @@ from pathlib import Path
 from bench import harness
 from bench.engines import engine_ran
 from ratifier.core.topics import TopicNames
+from ratifier.io.testing import write_policy
 
 SETTLE_S = 2.0
 PRUNE_RETENTION_MS = 500
@@ -32,7 +33,17 @@ VERDICTS = harness.VERDICTS_PER_CASE
 
 async def open_windows(engine: str, count: int, timeout_s: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="ratifier-bench-policy-") as tmp:
-        policy_dir = harness.write_policy(Path(tmp), window_seconds=36_000)
+        # The built-in default policy's voters and red team, with windows that never close.
+        policy_dir = Path(tmp)
+        write_policy(
+            policy_dir,
+            "default",
+            harness.VALIDATORS[:-1],
+            red_team=harness.VALIDATORS[-1:],
+            accepts=3,
+            window_seconds=36_000,
+            max_attempts=3,
+        )
         settings = harness.base_settings(
             topic_prefix=harness.unique_prefix("mo"), policy_dir=policy_dir, tally_engine=engine
         )

@@ -4,6 +4,7 @@ RatifierError
 ├── ConfigError             settings or environment are wrong
 │   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
 ├── PolicyError             a policy file is invalid or unknown
+├── WaitTimeout             a condition waited for did not hold in time (also a TimeoutError)
 ├── StackError              the local Kafka/Redis stack cannot start or answer
 │   ├── PrerequisiteMissing Java, Maven or redis-server is not installed
 │   ├── PortInUse           a port the stack needs is taken by another process
@@ -11,8 +12,14 @@ RatifierError
 ├── WireFormatError         bytes are not a record Ratifier understands
 │   └── UnknownSchema       a single-object fingerprint names no known schema
 ├── CandidateRejected       the tally dead-lettered a candidate the client sent
-└── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
-    └── ValidatorTimeout    it exceeded its time limit
+├── ValidatorError          a validator callable failed (becomes an ABSTAIN verdict)
+│   └── ValidatorTimeout    it exceeded its time limit
+└── ReviewError             a review action was refused; nothing was changed
+    ├── UnknownReviewer     no reviewer has that token or id
+    ├── UnknownItem         no review item for that case
+    ├── AlreadyResolved     the item was resolved already (by this or another reviewer)
+    ├── StaleClaim          the reviewer's claim timed out or another reviewer holds the item
+    └── InvalidResolution   the resolution itself is wrong (empty correction, unknown candidate)
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ class TopicsMissing(ConfigError):
 
 class PolicyError(RatifierError):
     pass
+
+
+class WaitTimeout(RatifierError, TimeoutError):
+    """A condition waited for (ratifier.core.polling) did not hold before the deadline."""
 
 
 class StackError(RatifierError):
@@ -95,4 +106,28 @@ class ValidatorError(RatifierError):
 
 
 class ValidatorTimeout(ValidatorError):
+    pass
+
+
+class ReviewError(RatifierError):
+    """A review action was refused; the queue, the item and the outcomes are unchanged."""
+
+
+class UnknownReviewer(ReviewError):
+    pass
+
+
+class UnknownItem(ReviewError):
+    pass
+
+
+class AlreadyResolved(ReviewError):
+    pass
+
+
+class StaleClaim(ReviewError):
+    pass
+
+
+class InvalidResolution(ReviewError):
     pass

@@ -43,8 +43,10 @@ def write_policy(
     accepts: int,
     window_seconds: float,
     max_attempts: int,
-) -> None:
-    """Write a minimal policy file: equal-weight voters, a count threshold, no red team."""
+    red_team: Iterable[str] = (),
+) -> Path:
+    """Write a minimal policy file (the one policy writer of tests and benchmarks): equal-weight
+    voters, a count threshold, and red-team validators whose veto retries; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f'name = "{name}"',
@@ -54,6 +56,13 @@ def write_policy(
         "[threshold]",
         f"accepts = {accepts}",
     ]
+    red = list(red_team)
+    if red:
+        lines += ["[veto]", 'action = "retry"']
     for voter in voters:
         lines += ["[[validators]]", f'id = "{voter}"']
-    (folder / f"{name}.toml").write_text("\n".join(lines) + "\n")
+    for member in red:
+        lines += ["[[validators]]", f'id = "{member}"', 'role = "red-team"']
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -11,12 +11,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ratifier.core.errors import PortInUse, PrerequisiteMissing, StackError
+from ratifier.core.polling import wait_until_sync
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,11 @@ def terminate(pid: int, marker: str, *, timeout_s: float, name: str) -> None:
         return
     log.info("stopping %s (pid %s)", name, pid)
     _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_alive(pid, marker):
-            return
-        time.sleep(0.1)
+    try:
+        wait_until(lambda: not is_alive(pid, marker), timeout_s=timeout_s, what=f"{name} to stop")
+        return
+    except StackError:
+        pass
     log.warning("%s (pid %s) ignored SIGTERM for %.0f s; sending SIGKILL", name, pid, timeout_s)
     _signal(pid, signal.SIGKILL)
     wait_until(lambda: not is_alive(pid, marker), timeout_s=10, what=f"{name} to die")
@@ -204,24 +204,9 @@ def wait_until(
     timeout_s: float,
     what: str,
     failed: Callable[[], str | None] = lambda: None,
-    interval_s: float = 0.1,
 ) -> float:
-    """Poll ``ready`` until true; returns the seconds it took.
-
-    ``failed`` returns a reason to give up early (the process died), so a crash is reported at
-    once instead of after the whole timeout.
-    """
-    start = time.monotonic()
-    deadline = start + timeout_s
-    while True:
-        if ready():
-            return time.monotonic() - start
-        reason = failed()
-        if reason is not None:
-            raise StackError(f"gave up waiting for {what}: {reason}")
-        if time.monotonic() >= deadline:
-            raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+    """The one poller (ratifier.core.polling), blocking, raising StackError."""
+    return wait_until_sync(ready, timeout_s=timeout_s, what=what, failed=failed, error=StackError)
 
 
 @contextlib.contextmanager
