@@ -2,7 +2,7 @@
 
 It reads the same input as the raw relay, decodes and counts the same way (:class:`PassWatcher`)
 and writes the same one record per case, but in the transactional engine's protocol
-(issue 9, ``../shared/notes/exactly-once.md``):
+(docs/delivery.md):
 
 - one transactional producer per input partition number (candidates *p* and verdicts *p*
   together: they are co-partitioned, so a case's records all land in one partition's task),
