@@ -49,6 +49,7 @@ from ratifier.core.models import (
     Candidate,
     DeadLetter,
     EscalationPacket,
+    Outcome,
     PassDecision,
     Record,
     RetryRequest,
@@ -82,9 +83,12 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
     RetryRequest,
     EscalationPacket,
     DeadLetter,
+    Outcome,
 )
 
-T = TypeVar("T", Candidate, Verdict, PassDecision, RetryRequest, EscalationPacket, DeadLetter)
+T = TypeVar(
+    "T", Candidate, Verdict, PassDecision, RetryRequest, EscalationPacket, DeadLetter, Outcome
+)
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
@@ -189,6 +193,8 @@ class _Codec:
 def _build_codecs(directory: Path) -> Iterator[_Codec]:
     named = _load_named_types(directory)
     for kind in RECORD_TYPES:
+        if f"{NAMESPACE}.{kind.__name__}" not in named and directory != schema_dir():
+            continue  # a record type added after that release (e.g. Outcome after v2)
         standalone = _standalone(f"{NAMESPACE}.{kind.__name__}", named)
         contract = parse_schema(standalone, named_schemas={})
         wire = parse_schema(_without_logical_types(standalone), named_schemas={})
@@ -662,6 +668,10 @@ def _enum_writer(symbols: list[str]) -> _Write:
     return write
 
 
+# Primitive union branches the compiled writer takes, by the Python type a model holds there.
+_PRIMITIVE_MODELS: Final[dict[str, type]] = {"string": str, "int": int, "long": int}
+
+
 def _union_writer(schema: list[Any], branches: list[_Write]) -> _Write:
     """Only the unions the contract has: null or one named type (the model's ``X | None``)."""
     names = [b if isinstance(b, str) else b.get("name") for b in schema]
@@ -669,9 +679,12 @@ def _union_writer(schema: list[Any], branches: list[_Write]) -> _Write:
         raise _Unsupported("a union other than [null, named type]")
     null_index = names.index("null")
     other_index = 1 - null_index
-    if not isinstance(schema[other_index], dict):
+    if isinstance(schema[other_index], str) and schema[other_index] in _PRIMITIVE_MODELS:
+        other: Any = _PRIMITIVE_MODELS[schema[other_index]]  # e.g. Outcome.attempt: int | None
+    elif not isinstance(schema[other_index], dict):
         raise _Unsupported("a union of null and a type that is not named")
-    other = _model_of(schema[other_index]["name"])
+    else:
+        other = _model_of(schema[other_index]["name"])
     write_other = branches[other_index]
 
     def write(out: bytearray, value: Any) -> None:

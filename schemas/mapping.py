@@ -30,6 +30,7 @@ from ratifier.core.models import (
     EscalationPacket,
     EscalationReason,
     FailureReason,
+    Outcome,
     OutcomeClass,
     PassDecision,
     Reason,
@@ -288,6 +289,51 @@ def dead_letter_from_avro(d: Datum) -> DeadLetter:
     )
 
 
+# --- Outcome ---------------------------------------------------------------------------------
+
+
+def _optional(type_name: str, value: Any) -> Any:
+    return None if value is None else (type_name, value)
+
+
+def outcome_to_avro(o: Outcome) -> Datum:
+    return {
+        "outcome_id": o.outcome_id,
+        "case_id": o.case_id,
+        "kind": o.kind,
+        "reviewer": o.reviewer,
+        "decided_at_ms": o.decided_at_ms,
+        "attempt": _optional("int", o.attempt),
+        "candidate_id": _optional("string", o.candidate_id),
+        "content": _optional("string", o.content),
+        "query": o.query,
+        "category": o.category,
+        "note": _optional("string", o.note),
+        "policy": o.policy,
+        "policy_version": o.policy_version,
+        "resolves": o.resolves,
+    }
+
+
+def outcome_from_avro(d: Datum) -> Outcome:
+    return Outcome(
+        outcome_id=d["outcome_id"],
+        case_id=d["case_id"],
+        kind=_OUTCOME[d["kind"]],
+        reviewer=d["reviewer"],
+        decided_at_ms=d["decided_at_ms"],
+        attempt=d["attempt"],
+        candidate_id=d["candidate_id"],
+        content=d["content"],
+        query=d["query"],
+        category=d["category"],
+        note=d["note"],
+        policy=d["policy"],
+        policy_version=d["policy_version"],
+        resolves=tuple(d["resolves"]),
+    )
+
+
 # The top-level records (one per topic), in the order topics are listed.
 TO_AVRO: dict[type, Callable[[Any], Datum]] = {
     Candidate: candidate_to_avro,
@@ -296,6 +342,7 @@ TO_AVRO: dict[type, Callable[[Any], Datum]] = {
     RetryRequest: retry_request_to_avro,
     EscalationPacket: escalation_packet_to_avro,
     DeadLetter: dead_letter_to_avro,
+    Outcome: outcome_to_avro,
 }
 FROM_AVRO: dict[type, Callable[[Datum], Any]] = {
     Candidate: candidate_from_avro,
@@ -304,4 +351,5 @@ FROM_AVRO: dict[type, Callable[[Datum], Any]] = {
     RetryRequest: retry_request_from_avro,
     EscalationPacket: escalation_packet_from_avro,
     DeadLetter: dead_letter_from_avro,
+    Outcome: outcome_from_avro,
 }

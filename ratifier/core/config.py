@@ -27,6 +27,8 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends |
 | RATIFIER_WORKER_ID | (host-pid) | this process's id, in a header of each record it writes |
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
+| RATIFIER_REVIEW_TOKENS_FILE | (none) | reviewers: one `reviewer-id token` a line (docs/review.md) |
+| RATIFIER_REVIEW_CLAIM_S | 600 | how long a reviewer's claim on a queued item lasts |
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class Settings:
     max_record_bytes: int = 1_048_576
     worker_id: str = ""
     log_level: str = "info"
+    review_tokens_file: Path | None = None
+    review_claim_s: float = 600.0
 
     def __post_init__(self) -> None:
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
@@ -85,6 +89,10 @@ class Settings:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).absolute())
         if self.policy_dir is not None:
             object.__setattr__(self, "policy_dir", Path(self.policy_dir).absolute())
+        if self.review_tokens_file is not None:
+            object.__setattr__(self, "review_tokens_file", Path(self.review_tokens_file).absolute())
+        if self.review_claim_s <= 0:
+            raise ConfigError(f"{ENV_PREFIX}REVIEW_CLAIM_S must be > 0, got {self.review_claim_s}")
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be >= 1, got {self.partitions}")
         if self.replication_factor < 1:

@@ -191,4 +191,67 @@ class DeadLetter:
 
 
 Decision = PassDecision | RetryRequest | EscalationPacket
-Record = Candidate | Verdict | PassDecision | RetryRequest | EscalationPacket | DeadLetter
+# Record: every top-level record type; defined below Outcome, which it includes.
+
+
+# --- outcomes (issue 13): every case's final answer and where it came from --------------------
+
+AUTO_REVIEWER = "auto"  # Outcome.reviewer of an automatic pass
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A case's one final outcome, with its provenance (``<prefix>.outcomes``).
+
+    ``kind`` is confirmed (a candidate taken as it was: passed on attempt 1, or confirmed by a
+    reviewer), corrected (passed after a retry, or a reviewer wrote the right answer) or
+    unresolved (a reviewer could not settle it: no answer). ``reviewer`` is the reviewer's id,
+    or ``"auto"`` when the tally's pass decided.
+    """
+
+    outcome_id: str  # derived from the case id: one outcome per case
+    case_id: str
+    kind: OutcomeClass
+    reviewer: str
+    decided_at_ms: int
+    attempt: int | None  # the attempt whose candidate is the answer; None for a written answer
+    candidate_id: str | None
+    content: str | None  # the answer; None when unresolved
+    query: str
+    category: str
+    note: str | None  # the reviewer's note, or why it is unresolved
+    policy: str
+    policy_version: str
+    resolves: tuple[str, ...]  # the decision ids this outcome settles
+
+
+Record = (
+    Candidate | Verdict | PassDecision | RetryRequest | EscalationPacket | DeadLetter | Outcome
+)
+
+
+# --- alerts (issue 11): the governance monitor's alarms ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alarm raised or cleared by the monitor (``<prefix>.alerts``, docs/monitoring.md).
+
+    ``kind`` and ``state`` are plain strings on the wire, so a new alarm kind needs no schema
+    change: kinds are VOTE_INFLATION, DRIFT, CORRELATED_VALIDATORS, ESCALATION_CAPACITY; states
+    RAISED and CLEARED. ``subject`` names what the alarm is about (a validator and category, a
+    pair of validators, a policy); ``value`` is the figure measured over ``sample_size``
+    observations and ``threshold`` the policy's limit it crossed (or came back within).
+    """
+
+    alert_id: str  # derived from what it says: the same alarm replayed has the same id
+    kind: str
+    state: str
+    policy: str
+    subject: str
+    value: float
+    threshold: float
+    sample_size: int
+    message: str
+    monitor: str  # the worker id of the monitor that raised it
+    at_ms: int  # the time of the record that changed the alarm

@@ -43,19 +43,49 @@ class TopicNames:
         return f"{self.prefix}.deadletter"
 
     @property
+    def outcomes(self) -> str:
+        """Every case's one final outcome with its provenance (the outcomes runtime writes it)."""
+        return f"{self.prefix}.outcomes"
+
+    @property
+    def alerts(self) -> str:
+        """The monitor's alarms, raised and cleared (docs/monitoring.md)."""
+        return f"{self.prefix}.alerts"
+
+    @property
     def decisions(self) -> tuple[str, str, str]:
         return (self.passed, self.retry, self.escalate)
 
     @property
     def public(self) -> tuple[str, ...]:
         """The topics Ratifier creates for users, in a stable order."""
-        return (self.candidates, self.verdicts, *self.decisions, self.deadletter)
+        return (self.candidates, self.verdicts, *self.decisions, self.deadletter, self.outcomes, self.alerts)
 
     def validator_group(self, validator_id: str) -> str:
         return f"{self.prefix}.validator.{validator_id}"
 
     def generator_group(self, generator_id: str) -> str:
         return f"{self.prefix}.generator.{generator_id}"
+
+    @property
+    def outcomes_group(self) -> str:
+        """The outcomes runtime's consumer group (and transactional id)."""
+        return f"{self.prefix}.outcomes"
+
+    @property
+    def review_feed_group(self) -> str:
+        """The consumer group that feeds escalations into the review queue."""
+        return f"{self.prefix}.review"
+
+    @property
+    def trusted_group(self) -> str:
+        """The consumer group that writes the trusted answers store from the outcomes."""
+        return f"{self.prefix}.trusted"
+
+    @property
+    def monitor_group(self) -> str:
+        """The governance monitor's consumer group."""
+        return f"{self.prefix}.monitor"
 
     @property
     def tally_app_id(self) -> str:
