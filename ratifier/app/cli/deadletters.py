@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import textwrap
 
 import click
 import orjson
@@ -15,6 +16,9 @@ from ratifier.core.models import DeadLetter, DeadLetterReason
 
 REASONS = [reason.value for reason in DeadLetterReason]
 _REASON = click.Choice(REASONS)
+_REASONS_EPILOG = "\n\n\b\nReasons:\n" + "\n".join(
+    f"  {line}" for line in textwrap.wrap(", ".join(REASONS), 90)
+)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -31,10 +35,18 @@ def deadletters() -> None:
         "ratifier deadletters tail",
         "ratifier deadletters tail --reason UNKNOWN_POLICY --limit 10",
         "ratifier deadletters tail --follow | jq .reason",
-    ),
+    )
+    + _REASONS_EPILOG,
 )
 @click.option("--follow", is_flag=True, help="keep waiting for new ones  [default: stop when idle]")
-@click.option("--reason", "reasons", multiple=True, type=_REASON, help="only these (repeatable)")
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    type=_REASON,
+    metavar="REASON",
+    help="only this reason (repeatable; the reasons are listed below)",
+)
 @click.option("--limit", type=int, default=None, help="stop after this many")
 @click.pass_context
 def tail(ctx: click.Context, follow: bool, reasons: tuple[str, ...], limit: int | None) -> int:
@@ -78,10 +90,17 @@ def _line(letter: DeadLetter, record: object | None) -> str:
     epilog=examples(
         "ratifier deadletters replay --reason UNKNOWN_POLICY --dry-run",
         "ratifier deadletters replay --reason UNKNOWN_POLICY --reason UNKNOWN_VALIDATOR",
-    ),
+    )
+    + _REASONS_EPILOG,
 )
 @click.option(
-    "--reason", "reasons", multiple=True, required=True, type=_REASON, help="(repeatable)"
+    "--reason",
+    "reasons",
+    multiple=True,
+    required=True,
+    type=_REASON,
+    metavar="REASON",
+    help="replay the dead letters of this reason (repeatable; the reasons are listed below)",
 )
 @click.option("--dry-run", is_flag=True, help="count, send nothing")
 @click.option("--limit", type=int, default=None, help="send at most this many")
