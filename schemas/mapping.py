@@ -168,6 +168,7 @@ def pass_decision_to_avro(p: PassDecision) -> Datum:
         "policy_version": p.policy_version,
         "outcome": p.outcome,
         "decided_at_ms": p.decided_at_ms,
+        "accept_share": p.accept_share,
     }
 
 
@@ -183,6 +184,7 @@ def pass_decision_from_avro(d: Datum) -> PassDecision:
         policy_version=d["policy_version"],
         outcome=_OUTCOME[d["outcome"]],
         decided_at_ms=d["decided_at_ms"],
+        accept_share=d["accept_share"],
     )
 
 
@@ -225,6 +227,7 @@ def attempt_record_to_avro(a: AttemptRecord) -> Datum:
         "candidate": candidate_to_avro(a.candidate),
         "verdicts": [verdict_to_avro(v) for v in a.verdicts],
         "failure": a.failure,
+        "late_verdicts": [verdict_to_avro(v) for v in a.late_verdicts],
     }
 
 
@@ -233,6 +236,7 @@ def attempt_record_from_avro(d: Datum) -> AttemptRecord:
         candidate=candidate_from_avro(d["candidate"]),
         verdicts=tuple([verdict_from_avro(v) for v in d["verdicts"]]),
         failure=_FAILURE[d["failure"]],
+        late_verdicts=tuple([verdict_from_avro(v) for v in d["late_verdicts"]]),
     )
 
 

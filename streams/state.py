@@ -10,8 +10,9 @@ The codec (:func:`encode_state` / :func:`decode_state`) writes positional JSON a
 no field names, enum members as small integers, and the fields a counted verdict shares with its
 attempt (case id, attempt, candidate id) left out. The first element is a format version.
 Enum code tables below are append-only: reordering them would misread stored state. Optional
-trailing elements (``closed_at_ms``) are written only when set, so states without them keep their
-bytes; a tally from before such an element cannot read a state that has it.
+trailing elements (``closed_at_ms``, an attempt's ``late_verdicts``) are written only when set,
+so states without them keep their bytes; a tally from before such an element cannot read a state
+that has it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class AttemptState:
     failure: FailureReason | None = None  # set when the attempt failed
     # Validators heard only after the decision (each once: a redelivery is not another one).
     late: tuple[str, ...] = ()
+    # Those late verdicts themselves, in arrival order, for escalation packets: recorded against
+    # their attempt, never counted. States written before this field hold only the ids above.
+    late_verdicts: tuple[Verdict, ...] = ()
 
     @property
     def number(self) -> int:
@@ -119,6 +123,7 @@ _FAILURES = (
     FailureReason.WINDOW_TIMEOUT,
     FailureReason.VETO,
     FailureReason.SUPERMAJORITY_UNREACHABLE,
+    FailureReason.RETRY_NOT_DIFFERENT,
 )
 _STATUS_CODES = {member: code for code, member in enumerate(_STATUSES)}
 _VOTE_CODES = {member: code for code, member in enumerate(_VOTES)}
@@ -167,7 +172,7 @@ def decode_state(data: bytes) -> CaseState:
 
 
 def _encode_attempt(attempt: AttemptState) -> list[Any]:
-    return [
+    fields = [
         _encode_candidate(attempt.candidate),
         attempt.opened_at_ms,
         attempt.deadline_ms,
@@ -176,10 +181,15 @@ def _encode_attempt(attempt: AttemptState) -> list[Any]:
         attempt.late,
         [_encode_vote(verdict) for verdict in attempt.votes.values()],
     ]
+    # Optional trailing element, only when set (see the module docstring).
+    if attempt.late_verdicts:
+        fields.append([_encode_vote(verdict) for verdict in attempt.late_verdicts])
+    return fields
 
 
 def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
-    candidate_raw, opened_at, deadline, decided_at, failure, late, votes = item
+    candidate_raw, opened_at, deadline, decided_at, failure, late, votes, *optional = item
+    (late_votes,) = optional or ((),)  # more than one extra element: a ValueError
     candidate = _decode_candidate(case_id, candidate_raw)
     verdicts = (_decode_vote(candidate, vote) for vote in votes)
     return AttemptState(
@@ -190,6 +200,7 @@ def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
         decided_at_ms=decided_at,
         failure=None if failure is None else _FAILURES[failure],
         late=tuple(late),
+        late_verdicts=tuple(_decode_vote(candidate, vote) for vote in late_votes),
     )
 
 

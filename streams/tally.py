@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
+from rapidfuzz.fuzz import ratio as _similarity_percent
+
+from ratifier.core.consensus import Evidence, posterior
 from ratifier.core.models import (
     AttemptRecord,
     Candidate,
@@ -119,6 +122,12 @@ def on_candidate(
         return _unchanged(state, settings, rejected=(Rejection(candidate, reason, detail, None),))
     effects = _Effects()
     opened = _open_window(state, candidate, policy, now_ms)
+    if _not_different(state, candidate, policy):
+        # Retry amplification: the generator resubmitted (almost) the same answer. Voting on it
+        # again would cost every validator a call and loop to the same failure: escalate now.
+        outcome = _Outcome(FailureReason.RETRY_NOT_DIFFERENT, 0.0)
+        assert opened.latest is not None
+        opened = _decide(opened, opened.latest, outcome, policy, now_ms, effects)
     return effects.step(_apply_held(opened, policy, now_ms, effects), True, settings)
 
 
@@ -209,6 +218,20 @@ def _candidate_problem(
         detail = f"policy {policy.name!r} allows at most {policy.max_attempts} attempts"
         return DeadLetterReason.WRONG_ATTEMPT, detail
     return None
+
+
+def retry_similarity(previous: str, current: str) -> float:
+    """How alike two candidates' contents are, 0..1 (rapidfuzz's normalised Indel ratio)."""
+    return float(_similarity_percent(previous, current)) / 100.0
+
+
+def _not_different(state: CaseState | None, candidate: Candidate, policy: Policy) -> bool:
+    """A retry whose content is at least the policy's maximum similarity to the last attempt's."""
+    limit = policy.max_retry_similarity
+    if limit is None or state is None or state.latest is None or candidate.attempt < 2:
+        return False
+    previous = state.latest.candidate.content
+    return retry_similarity(previous, candidate.content) >= limit - _RELATIVE_EPSILON
 
 
 def _expected_attempt(state: CaseState | None) -> int | None:
@@ -335,6 +358,7 @@ def _count(
             attempt.decided_at_ms,
             attempt.failure,
             (*attempt.late, verdict.validator_id),
+            (*attempt.late_verdicts, verdict),
         )
         return _with_attempt(state, late)
     votes = dict(attempt.votes)
@@ -352,11 +376,15 @@ def _count(
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     failure: FailureReason | None  # None: pass
-    confidence: float  # accepting voter weight / total voter weight
+    share: float  # accepting voter weight / total voter weight
 
 
-def _evaluate(policy: Policy, attempt: AttemptState) -> _Outcome | None:
-    """Pass, fail, or None (keep waiting), from the votes counted so far."""
+def _evaluate(policy: Policy, attempt: AttemptState, hold: bool = True) -> _Outcome | None:
+    """Pass, fail, or None (keep waiting), from the votes counted so far.
+
+    With ``hold`` and a policy with ``complete_packets``, a certain failure still waits until
+    every validator has answered (the deadline decides otherwise, see _close_at_deadline).
+    """
     votes = attempt.votes
     table = policy.voter_weights(attempt.candidate.category)
     accepting = pending = 0.0
@@ -377,6 +405,8 @@ def _evaluate(policy: Policy, attempt: AttemptState) -> _Outcome | None:
         if verdict is None:
             red_team_pending = True
         elif verdict.vote is Vote.REJECT and verdict.severity is Severity.CRITICAL:
+            if hold and policy.complete_packets and len(votes) < len(policy.validators):
+                return None  # the veto is certain; wait for the rest of the packet
             return _Outcome(FailureReason.VETO, accepting / total)
     threshold = policy.threshold
     met = _threshold_met(threshold, n_accepting, accepting, total)
@@ -390,6 +420,8 @@ def _evaluate(policy: Policy, attempt: AttemptState) -> _Outcome | None:
         # A red-team validator still to answer could veto: wait for it (or the deadline).
         return None if red_team_pending else _Outcome(None, accepting / total)
     if not reachable:
+        if hold and policy.complete_packets and (n_pending or red_team_pending):
+            return None  # the failure is certain (pending only shrinks); complete the packet
         failure = (
             FailureReason.SUPERMAJORITY_UNREACHABLE
             if ordinary_reachable
@@ -397,6 +429,39 @@ def _evaluate(policy: Policy, attempt: AttemptState) -> _Outcome | None:
         )
         return _Outcome(failure, accepting / total)
     return None
+
+
+def _confidence(policy: Policy, attempt: AttemptState) -> float:
+    """The posterior probability that the attempt's candidate is acceptable, from every voter's
+    counted vote (red team aside), in policy order so the same votes give the same bits."""
+    table = policy.voter_weights(attempt.candidate.category)
+    mean_weight = table.total / len(table.weights)
+    votes = attempt.votes
+    evidence: list[Evidence] = []
+    for validator_id, weight in table.weights:
+        verdict = votes.get(validator_id)
+        if verdict is None or verdict.vote is Vote.ABSTAIN:
+            continue  # unheard and abstaining voters carry no evidence either way
+        spec = policy.validator(validator_id)
+        assert spec is not None  # the table is built from the policy's voters
+        sign = 1 if verdict.vote is Vote.ACCEPT else -1
+        evidence.append(Evidence(sign, spec.reliability, verdict.confidence, weight / mean_weight))
+    return posterior(policy.prior, evidence)
+
+
+def _vote_split(policy: Policy, attempt: AttemptState) -> EscalationReason:
+    """How a failed last attempt's voters stood: TIE, REJECTED or NO_CONSENSUS (by weight)."""
+    accepting = rejecting = 0.0
+    for validator_id, weight in policy.voter_weights(attempt.candidate.category).weights:
+        verdict = attempt.votes.get(validator_id)
+        if verdict is not None and verdict.vote is Vote.ACCEPT:
+            accepting += weight
+        elif verdict is not None and verdict.vote is Vote.REJECT:
+            rejecting += weight
+    scale = max(accepting, rejecting, 1.0)
+    if abs(accepting - rejecting) <= _RELATIVE_EPSILON * scale:
+        return EscalationReason.TIE
+    return EscalationReason.REJECTED if rejecting > accepting else EscalationReason.NO_CONSENSUS
 
 
 def _threshold_met(threshold: Threshold, count: int, weight: float, total: float) -> bool:
@@ -430,26 +495,29 @@ def _decide(
         decided_at_ms=now_ms,
         failure=outcome.failure,
         late=attempt.late,
+        late_verdicts=attempt.late_verdicts,
     )
     case_id, number = state.case_id, attempt.number
     policy_name, policy_version = state.policy or "", state.policy_version or ""
     votes = _sorted(attempt.votes.values())
     decision: Decision
     if outcome.failure is None:
+        assert policy is not None  # a pass is decided only from counted votes, under a policy
         status = CaseStatus.PASSED
         decision = PassDecision(
             decision_id=decision_id(case_id, number),
             case_id=case_id,
             attempt=number,
             candidate=attempt.candidate,
-            confidence=outcome.confidence,
+            confidence=_confidence(policy, attempt),
             votes=votes,
             policy=policy_name,
             policy_version=policy_version,
             outcome=OutcomeClass.CONFIRMED if number == 1 else OutcomeClass.CORRECTED,
             decided_at_ms=now_ms,
+            accept_share=outcome.share,
         )
-    elif (escalation := _escalation_reason(outcome.failure, number, policy)) is not None:
+    elif (escalation := _escalation_reason(outcome.failure, decided, policy)) is not None:
         status = CaseStatus.ESCALATED
         decision = EscalationPacket(
             decision_id=decision_id(case_id, number),
@@ -485,23 +553,35 @@ def _decide(
 
 
 def _escalation_reason(
-    failure: FailureReason, number: int, policy: Policy | None
+    failure: FailureReason, attempt: AttemptState, policy: Policy | None
 ) -> EscalationReason | None:
     """Why a failed attempt goes to a human instead of being retried; None: retry."""
     if policy is None:
         # The case's policy is no longer loaded, so its attempt limit is unknown: stop here.
         return EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+    if failure is FailureReason.RETRY_NOT_DIFFERENT:
+        return EscalationReason.RETRY_NOT_DIFFERENT
     if failure is FailureReason.VETO and policy.veto_escalates:
         return EscalationReason.VETO
-    if number >= policy.max_attempts:
-        return EscalationReason.MAX_ATTEMPTS_EXHAUSTED
-    return None
+    if attempt.number < policy.max_attempts:
+        return None
+    # The last attempt failed: say how, so a tie and a clear rejection read differently.
+    if failure is FailureReason.VETO:
+        return EscalationReason.VETO
+    if failure is FailureReason.WINDOW_TIMEOUT:
+        return EscalationReason.WINDOW_TIMEOUT
+    return _vote_split(policy, attempt)
 
 
 def _attempt_record(attempt: AttemptState) -> AttemptRecord:
     if attempt.failure is None:
         raise AssertionError(f"attempt {attempt.number} of an escalated case did not fail")
-    return AttemptRecord(attempt.candidate, _sorted(attempt.votes.values()), attempt.failure)
+    return AttemptRecord(
+        attempt.candidate,
+        _sorted(attempt.votes.values()),
+        attempt.failure,
+        attempt.late_verdicts,
+    )
 
 
 def _sorted(verdicts: Iterable[Verdict]) -> tuple[Verdict, ...]:
@@ -540,8 +620,11 @@ def _close_at_deadline(
     if state.status is not CaseStatus.VOTING or latest is None or now_ms < latest.deadline_ms:
         return state
     policy = policies.get(state.policy or "")
-    outcome = _Outcome(FailureReason.WINDOW_TIMEOUT, 0.0)
-    return _decide(state, latest, outcome, policy, now_ms, effects)
+    # A failure held for a complete packet keeps its own reason; anything else timed out.
+    held = _evaluate(policy, latest, hold=False) if policy and policy.complete_packets else None
+    if held is None or held.failure is None:
+        held = _Outcome(FailureReason.WINDOW_TIMEOUT, 0.0)
+    return _decide(state, latest, held, policy, now_ms, effects)
 
 
 def _escalate_unanswered_retry(

@@ -37,6 +37,8 @@ class FailureReason(StrEnum):
     VETO = "VETO"
     # Before the policy's minimum rounds only a supermajority may pass (debate-protocol rule).
     SUPERMAJORITY_UNREACHABLE = "SUPERMAJORITY_UNREACHABLE"
+    # The retry guard: a retry's candidate was too similar to the previous one; not voted on.
+    RETRY_NOT_DIFFERENT = "RETRY_NOT_DIFFERENT"
 
 
 class OutcomeClass(StrEnum):
@@ -49,6 +51,12 @@ class EscalationReason(StrEnum):
     MAX_ATTEMPTS_EXHAUSTED = "MAX_ATTEMPTS_EXHAUSTED"
     VETO = "VETO"  # a policy may escalate a red-team veto at once instead of retrying
     RETRY_TIMEOUT = "RETRY_TIMEOUT"  # the generator sent no next attempt within the retry wait
+    # The last attempt failed: how the votes stood (see docs/policy.md).
+    TIE = "TIE"  # accepting weight == rejecting weight
+    REJECTED = "REJECTED"  # more rejecting than accepting weight
+    NO_CONSENSUS = "NO_CONSENSUS"  # more accepting than rejecting weight, short of the threshold
+    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"  # the window closed while the threshold was still reachable
+    RETRY_NOT_DIFFERENT = "RETRY_NOT_DIFFERENT"  # a retry's candidate barely changed (retry guard)
 
 
 class DeadLetterReason(StrEnum):
@@ -125,12 +133,13 @@ class PassDecision:
     case_id: str
     attempt: int
     candidate: Candidate
-    confidence: float  # accepting weight / total weight
+    confidence: float  # posterior probability the candidate is acceptable (core.consensus)
     votes: tuple[Verdict, ...]
     policy: str
     policy_version: str
     outcome: OutcomeClass
     decided_at_ms: int
+    accept_share: float | None = None  # accepting voter weight / total; None in old records
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +163,7 @@ class AttemptRecord:
     candidate: Candidate
     verdicts: tuple[Verdict, ...]
     failure: FailureReason
+    late_verdicts: tuple[Verdict, ...] = ()  # arrived after the decision: recorded, not counted
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+DEFAULT_RELIABILITY = 0.8
 _MEMORY_SOURCE = "<policy>"
 
 
@@ -51,6 +52,9 @@ class ValidatorSpec:
     weight: float = 1.0
     role: Role = Role.VOTER
     category_weights: Mapping[str, float] = field(default_factory=dict)
+    # Probability that its vote is right (one-coin model); sets the weight of its evidence in a
+    # pass's posterior confidence (ratifier.core.consensus), never whether a candidate passes.
+    reliability: float = DEFAULT_RELIABILITY
 
     def weight_for(self, category: str) -> float:
         """The weight for a candidate of ``category``: its own weight, else the default."""
@@ -58,7 +62,15 @@ class ValidatorSpec:
 
     def __hash__(self) -> int:
         # The mapping is not hashable itself; policies are hashable so they can key caches.
-        return hash((self.id, self.weight, self.role, frozenset(self.category_weights.items())))
+        return hash(
+            (
+                self.id,
+                self.weight,
+                self.role,
+                frozenset(self.category_weights.items()),
+                self.reliability,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,14 @@ class Policy:
     max_attempts: int = 3
     window_ms: int = 30_000
     veto_escalates: bool = False
+    # Prior probability that a candidate is acceptable, before any vote (the posterior's start).
+    prior: float = 0.5
+    # Hold a failing attempt's decision until every validator answered or the window closed, so
+    # retry dissent and escalation packets carry every verdict (a pass is never held).
+    complete_packets: bool = False
+    # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
+    # ratio, 0..1) to the previous attempt's; None: no guard.
+    max_retry_similarity: float | None = None
     # Where the policy came from, for error messages; not part of its identity.
     source: str = field(default=_MEMORY_SOURCE, compare=False)
     # Precomputed in __post_init__ for the hot path.
@@ -152,6 +172,13 @@ class Policy:
             raise PolicyError(f"{where}: window_seconds must be > 0 (at least 1 ms)")
         if self.supermajority is not None:
             _check_supermajority(self.supermajority, self.max_attempts, where)
+        if not (math.isfinite(self.prior) and 0 < self.prior < 1):
+            raise PolicyError(f"{where}: prior must be in (0, 1), got {self.prior}")
+        similarity = self.max_retry_similarity
+        if similarity is not None and not _ratio_in_range(similarity):
+            raise PolicyError(
+                f"{where}: retry_guard.max_similarity must be in (0, 1], got {similarity}"
+            )
 
 
 def _voter_weights(voters: tuple[ValidatorSpec, ...], category: str | None) -> VoterWeights:
@@ -177,6 +204,11 @@ def _check_validator(spec: ValidatorSpec, where: str) -> None:
                 f"{where}: validator {spec.id!r}: category_weights.{category} must be > 0, "
                 f"got {weight}"
             )
+    if not (math.isfinite(spec.reliability) and 0.5 < spec.reliability < 1):
+        raise PolicyError(
+            f"{where}: validator {spec.id!r}: reliability must be in (0.5, 1), "
+            f"got {spec.reliability}"
+        )
 
 
 def _check_threshold(threshold: Threshold, n_voters: int, where: str) -> None:
@@ -213,9 +245,9 @@ def _ratio_in_range(value: float) -> bool:
 
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority"}
-    | {"veto", "validators"}
+    | {"veto", "validators", "prior", "complete_packets", "retry_guard"}
 )
-_VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights"})
+_VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability"})
 
 
 def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
@@ -240,6 +272,9 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         max_attempts=fields_.integer("max_attempts", default=3),
         window_ms=window_ms,
         veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
+        prior=fields_.number("prior", default=0.5),
+        complete_packets=fields_.boolean("complete_packets", default=False),
+        max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
         source=source,
     )
 
@@ -271,6 +306,14 @@ def _parse_veto(table: Mapping[str, Any] | None, source: str) -> bool:
     return action == "escalate"
 
 
+def _parse_retry_guard(table: Mapping[str, Any] | None, source: str) -> float | None:
+    if table is None:
+        return None
+    fields_ = _Fields(table, source, prefix="retry_guard.")
+    fields_.reject_unknown(frozenset({"max_similarity"}))
+    return fields_.number("max_similarity")
+
+
 def _parse_validators(value: Any, source: str) -> tuple[ValidatorSpec, ...]:
     if value is None:
         raise PolicyError(f"{source}: validators: at least one [[validators]] entry is required")
@@ -297,6 +340,7 @@ def _parse_validator(entry: Any, index: int, source: str) -> ValidatorSpec:
         category_weights=_parse_category_weights(
             fields_.optional_table("category_weights"), f"{prefix}category_weights.", source
         ),
+        reliability=fields_.number("reliability", default=DEFAULT_RELIABILITY),
     )
 
 
@@ -338,6 +382,12 @@ class _Fields:
         # bool is an int subclass: `accepts = true` is a typo, not 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._error(key, "must be an integer", value)
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._data.get(key, default)
+        if not isinstance(value, bool):
+            raise self._error(key, "must be true or false", value)
         return value
 
     def optional_integer(self, key: str) -> int | None:

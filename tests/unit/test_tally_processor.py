@@ -253,7 +253,8 @@ def test_pass_decision_carries_candidate_votes_and_policy() -> None:
     assert decision.outcome is OutcomeClass.CONFIRMED
     assert (decision.policy, decision.policy_version) == ("p", "v1")
     assert decision.decided_at_ms == T0 + 20
-    assert decision.confidence == pytest.approx(2 / 3)
+    assert decision.accept_share == pytest.approx(2 / 3)
+    assert decision.confidence > 0.5  # the posterior: two accepts, no rejection
 
 
 def test_veto_with_escalate_action_goes_to_escalate_topic() -> None:

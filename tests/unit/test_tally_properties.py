@@ -294,7 +294,8 @@ def test_exactly_one_decision_and_pass_or_fail_follows_the_set(scenario: Scenari
         assert isinstance(decision, PassDecision)
         weights = {s.id: Fraction(s.weight) for s in scenario.policy.voters}
         accepting = sum(weights.get(v.validator_id, 0) for v in votes if v.vote is Vote.ACCEPT)
-        assert decision.confidence == float(Fraction(accepting) / sum(weights.values()))
+        assert decision.accept_share == float(Fraction(accepting) / sum(weights.values()))
+        assert 0.0 <= decision.confidence <= 1.0
 
 
 @PROPERTY_SETTINGS
@@ -353,7 +354,7 @@ def test_any_order_gives_the_same_kind_of_decision_for_the_attempt(
 
 @PROPERTY_SETTINGS
 @given(policies(ANY_WEIGHT), st.randoms(use_true_random=False))
-def test_unanimous_acceptance_has_confidence_one_in_any_order(
+def test_unanimous_acceptance_has_share_one_in_any_order(
     policy: Policy, rng: random.Random
 ) -> None:
     # Whatever the weights, summing them must not leave a unanimous pass at 0.9999999999999999.
@@ -373,7 +374,7 @@ def test_unanimous_acceptance_has_confidence_one_in_any_order(
     scenario = Scenario(unanimous, 1, (), ())
     [decision] = deliver(scenario, (make_candidate(1), *verdicts)).decisions
     assert isinstance(decision, PassDecision)
-    assert decision.confidence == 1.0
+    assert decision.accept_share == 1.0
 
 
 # --- whole cases: every case ends in exactly one final outcome ---------------------------------

@@ -10,7 +10,7 @@ Most tables drive the rules with a small script, one token per input, applied in
     A:v1@2        ... for attempt 2;  A:v1/other: naming candidate id "other"
     T+30000       a tick 30 s after the start (later inputs happen at that time too)
 
-Decisions are summarised as "@<token number> <kind> #<attempt> <reason or outcome> [conf=...]",
+Decisions are summarised as "@<token number> <kind> #<attempt> <reason or outcome> [share=...]",
 where <attempt> is the attempt the decision belongs to (its id is ``decision_id(case, attempt)``).
 SETTINGS wait 120 s for a retry's candidate and keep a final case 60 s.
 """
@@ -18,6 +18,7 @@ SETTINGS wait 120 s for a retry's candidate and keep a final case 60 s.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import uuid
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from ratifier.core.errors import PolicyError
 from ratifier.core.models import (
     Candidate,
     DeadLetterReason,
@@ -41,7 +43,7 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy
-from ratifier.streams.state import CaseState, CaseStatus, encode_state
+from ratifier.streams.state import CaseState, CaseStatus, decode_state, encode_state
 from ratifier.streams.tally import (
     Rejection,
     SourceRef,
@@ -51,6 +53,7 @@ from ratifier.streams.tally import (
     on_candidate,
     on_tick,
     on_verdict,
+    retry_similarity,
 )
 
 T0 = 1_700_000_000_000
@@ -201,8 +204,9 @@ def run(
 
 def summary(index: int, decision: Decision) -> str:
     if isinstance(decision, PassDecision):
-        conf = round(decision.confidence, 4)
-        return f"@{index} pass #{decision.attempt} {decision.outcome} conf={conf}"
+        assert decision.accept_share is not None
+        share = round(decision.accept_share, 4)
+        return f"@{index} pass #{decision.attempt} {decision.outcome} share={share}"
     if isinstance(decision, RetryRequest):
         return f"@{index} retry #{decision.attempt} {decision.reason}"
     return f"@{index} escalate #{decision.attempt} {decision.reason}"
@@ -229,15 +233,15 @@ RED_ONE_ATTEMPT = make_policy(red_team=("rt",), max_attempts=1)
 
 DECISIONS = [
     # M-of-N
-    pytest.param(P3_OF_5, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="3of5-pass"),
+    pytest.param(P3_OF_5, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed share=0.6"], id="3of5-pass"),
     pytest.param(
         P3_OF_5,
         "C1 R:v1 X:v2 A:v3 A:v4 A:v5",
-        ["@6 pass #1 confirmed conf=0.6"],
+        ["@6 pass #1 confirmed share=0.6"],
         id="3of5-pass-after-dissent",
     ),
     pytest.param(
-        P3_OF_5, "C1 A:v1 A:v2 A:v3 A:v4", ["@4 pass #1 confirmed conf=0.6"], id="3of5-no-double"
+        P3_OF_5, "C1 A:v1 A:v2 A:v3 A:v4", ["@4 pass #1 confirmed share=0.6"], id="3of5-no-double"
     ),
     pytest.param(
         P3_OF_5,
@@ -253,7 +257,7 @@ DECISIONS = [
     ),
     pytest.param(P3_OF_5, "C1 A:v1 A:v2 R:v3 R:v4", [], id="still-reachable-no-decision-yet"),
     # weights
-    pytest.param(WEIGHTED, "C1 A:v1 A:v2", ["@3 pass #1 confirmed conf=0.5714"], id="heavy-voter"),
+    pytest.param(WEIGHTED, "C1 A:v1 A:v2", ["@3 pass #1 confirmed share=0.5714"], id="heavy-voter"),
     pytest.param(
         WEIGHTED,
         "C1 R:v1 A:v2 A:v3 A:v4 R:v5",
@@ -261,18 +265,18 @@ DECISIONS = [
         id="heavy-reject-needs-all-others",
     ),
     pytest.param(
-        BY_CATEGORY, "C1[medical] A:v1", ["@2 pass #1 confirmed conf=0.5"], id="category-weight"
+        BY_CATEGORY, "C1[medical] A:v1", ["@2 pass #1 confirmed share=0.5"], id="category-weight"
     ),
     pytest.param(BY_CATEGORY, "C1 A:v1 A:v2", [], id="category-weight-not-for-others"),
     pytest.param(
-        BY_CATEGORY, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="default-weight"
+        BY_CATEGORY, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed share=0.6"], id="default-weight"
     ),
     # ratio threshold
-    pytest.param(RATIO_60, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed conf=0.6"], id="ratio-met"),
+    pytest.param(RATIO_60, "C1 A:v1 A:v2 A:v3", ["@4 pass #1 confirmed share=0.6"], id="ratio-met"),
     pytest.param(
         ODD_WEIGHTS,
         "C1 A:v1 A:v2 A:v3",
-        ["@4 pass #1 confirmed conf=0.6"],
+        ["@4 pass #1 confirmed share=0.6"],
         id="ratio-met-despite-float-rounding",
     ),
     pytest.param(
@@ -280,7 +284,7 @@ DECISIONS = [
     ),
     # supermajority with minimum rounds
     pytest.param(
-        SUPER, "C1 A:v1 A:v2 A:v3 A:v4", ["@5 pass #1 confirmed conf=0.8"], id="super-early-pass"
+        SUPER, "C1 A:v1 A:v2 A:v3 A:v4", ["@5 pass #1 confirmed share=0.8"], id="super-early-pass"
     ),
     pytest.param(
         SUPER,
@@ -294,7 +298,7 @@ DECISIONS = [
         [
             "@3 retry #1 SUPERMAJORITY_UNREACHABLE",
             "@6 retry #2 SUPERMAJORITY_UNREACHABLE",
-            "@10 pass #3 corrected conf=0.6",
+            "@10 pass #3 corrected share=0.6",
         ],
         id="super-3of5-on-attempt-3-passes",
     ),
@@ -307,7 +311,7 @@ DECISIONS = [
     pytest.param(
         SUPER,
         "C1 R:v1 R:v2 C2 A:v1 A:v2 A:v3 A:v4",
-        ["@3 retry #1 SUPERMAJORITY_UNREACHABLE", "@8 pass #2 corrected conf=0.8"],
+        ["@3 retry #1 SUPERMAJORITY_UNREACHABLE", "@8 pass #2 corrected share=0.8"],
         id="super-pass-on-attempt-2",
     ),
     # red team
@@ -316,18 +320,18 @@ DECISIONS = [
     pytest.param(
         RED_ONE_ATTEMPT,
         "C1 V:rt",
-        ["@2 escalate #1 MAX_ATTEMPTS_EXHAUSTED"],
+        ["@2 escalate #1 VETO"],
         id="veto-on-last-attempt-escalates",
     ),
     pytest.param(
         RED,
         "C1 A:v1 A:v2 A:v3 A:v4 X:rt",
-        ["@6 pass #1 confirmed conf=0.8"],
+        ["@6 pass #1 confirmed share=0.8"],
         id="red-team-pending-delays-pass",
     ),
     pytest.param(RED, "C1 A:v1 A:v2 A:v3 V:rt", ["@5 retry #1 VETO"], id="veto-after-threshold"),
     pytest.param(
-        RED, "C1 A:v1 A:v2 A:v3 R:rt", ["@5 pass #1 confirmed conf=0.6"], id="major-is-no-veto"
+        RED, "C1 A:v1 A:v2 A:v3 R:rt", ["@5 pass #1 confirmed share=0.6"], id="major-is-no-veto"
     ),
     pytest.param(
         RED,
@@ -354,7 +358,7 @@ DECISIONS = [
         [
             "@2 retry #1 WINDOW_TIMEOUT",
             "@4 retry #2 WINDOW_TIMEOUT",
-            "@6 escalate #3 MAX_ATTEMPTS_EXHAUSTED",
+            "@6 escalate #3 WINDOW_TIMEOUT",
         ],
         id="timeouts-until-exhausted",
     ),
@@ -366,18 +370,18 @@ DECISIONS = [
         id="duplicates-count-once",
     ),
     pytest.param(
-        P3_OF_5, "A:v1 A:v2 A:v3 C1", ["@4 pass #1 confirmed conf=0.6"], id="held-then-applied"
+        P3_OF_5, "A:v1 A:v2 A:v3 C1", ["@4 pass #1 confirmed share=0.6"], id="held-then-applied"
     ),
     pytest.param(
         P3_OF_5,
         "A:v1 A:v1 R:v2 C1 A:v3 A:v4",
-        ["@6 pass #1 confirmed conf=0.6"],
+        ["@6 pass #1 confirmed share=0.6"],
         id="held-duplicate-counts-once",
     ),
     pytest.param(
         P3_OF_5,
         "C1 R:v1 A:v1@2 A:v2@2 A:v3@2 R:v2 R:v3 C2",
-        ["@7 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected conf=0.6"],
+        ["@7 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected share=0.6"],
         id="next-attempt-held-while-voting",
     ),
     # attempts
@@ -387,14 +391,14 @@ DECISIONS = [
         [
             "@4 retry #1 THRESHOLD_UNREACHABLE",
             "@8 retry #2 THRESHOLD_UNREACHABLE",
-            "@12 escalate #3 MAX_ATTEMPTS_EXHAUSTED",
+            "@12 escalate #3 REJECTED",
         ],
         id="exhausted-escalates",
     ),
     pytest.param(
         P3_OF_5,
         "C1 R:v1 R:v2 R:v3 C2 A:v1 A:v2 A:v3",
-        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected conf=0.6"],
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@8 pass #2 corrected share=0.6"],
         id="corrected-on-retry",
     ),
     # a retry whose candidate never comes: escalated for the attempt that never came
@@ -423,7 +427,7 @@ DECISIONS = [
     pytest.param(
         P3_OF_5,
         "C1 R:v1 R:v2 R:v3 T+119999 C2 A:v1 A:v2 A:v3 T+500000",
-        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@9 pass #2 corrected conf=0.6"],
+        ["@4 retry #1 THRESHOLD_UNREACHABLE", "@9 pass #2 corrected share=0.6"],
         id="retry-in-time-is-not-escalated",
     ),
     pytest.param(
@@ -612,7 +616,7 @@ def test_escalation_packet_holds_every_attempt_with_verdicts_and_reasons() -> No
     trace = run(RED, "C1 R:v1 R:v2 R:v3 C2 V:rt C3 A:v1 T+30000")
     decision = trace.only_decisions[-1]
     assert isinstance(decision, EscalationPacket)
-    assert decision.reason is EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+    assert decision.reason is EscalationReason.WINDOW_TIMEOUT  # the last attempt timed out
     assert decision.outcome is OutcomeClass.UNRESOLVED
     assert decision.decision_id == decision_id(CASE, 3)
     assert [a.candidate.candidate_id for a in decision.attempts] == ["cand-1", "cand-2", "cand-3"]
@@ -902,3 +906,210 @@ def test_decision_id_is_uuid5_of_case_and_attempt() -> None:
         for attempt in (0, 1, 2, 17, 10**12, -1):
             expected = str(uuid.uuid5(namespace, f"{case_id}/{attempt}"))
             assert decision_id(case_id, attempt) == expected
+
+
+# --- decision quality: posterior confidence, complete packets, escalation reasons, late
+# verdicts in packets, the retry guard (docs/policy.md; the pure posterior: test_consensus.py) ---
+
+TEN = tuple(f"v{i}" for i in range(1, 11))
+
+
+def _pass(policy: Policy, script: str) -> PassDecision:
+    decision = run(policy, script).only_decisions[-1]
+    assert isinstance(decision, PassDecision)
+    return decision
+
+
+def test_pass_confidence_is_the_posterior_and_share_stays_separate() -> None:
+    ten = make_policy(accepts=6, voters=TEN)
+    accept_all = "C1 " + " ".join(f"A:{v}" for v in TEN)
+    six_four = (
+        "C1 " + " ".join(f"R:{v}" for v in TEN[:4]) + " " + " ".join(f"A:{v}" for v in TEN[4:])
+    )
+    # Early decision: 6 accepts pass at once, so the first six votes are all that count.
+    early = _pass(ten, accept_all)
+    assert early.accept_share == pytest.approx(0.6)
+    # Six accepts at reliability 0.8, reported confidence 0.9 (q = 0.77): logit 6 * 1.208.
+    assert early.confidence == pytest.approx(1 / (1 + math.exp(-6 * math.log(0.77 / 0.23))))
+    split = _pass(ten, six_four)
+    assert split.accept_share == pytest.approx(0.6)
+    assert split.confidence < early.confidence  # 6-4 is weaker evidence than 6-0
+    assert split.confidence == pytest.approx(1 / (1 + math.exp(-2 * math.log(0.77 / 0.23))))
+
+
+def test_reliability_and_prior_from_the_policy_change_the_confidence() -> None:
+    policy = make_policy()
+    sure = replace(
+        policy,
+        validators=tuple(replace(v, reliability=0.95) for v in policy.validators),
+        prior=0.2,
+    )
+    plain = _pass(policy, "C1 A:v1 A:v2 A:v3")
+    stronger = _pass(sure, "C1 A:v1 A:v2 A:v3")
+    assert plain.accept_share == stronger.accept_share == pytest.approx(0.6)
+    assert stronger.confidence > plain.confidence
+
+
+def test_abstain_is_not_accept_for_the_threshold_and_no_evidence_for_the_posterior() -> None:
+    policy = make_policy(accepts=None, ratio=0.6)
+    # Two accepts and three abstentions: 2/5 < 0.6, unreachable: abstaining is not accepting.
+    [retry] = run(policy, "C1 A:v1 A:v2 X:v3 X:v4 X:v5").only_decisions
+    assert isinstance(retry, RetryRequest)
+    assert retry.reason is FailureReason.THRESHOLD_UNREACHABLE
+    with_abstain = _pass(policy, "C1 X:v4 A:v1 A:v2 A:v3")
+    without = _pass(policy, "C1 A:v1 A:v2 A:v3")
+    assert with_abstain.confidence == without.confidence
+    with_reject = _pass(policy, "C1 R:v4 A:v1 A:v2 A:v3")
+    assert with_reject.confidence < without.confidence
+
+
+def test_policy_rejects_bad_reliability_and_prior() -> None:
+    base = make_policy()
+    with pytest.raises(PolicyError, match="reliability must be in"):
+        replace(base, validators=(replace(base.validators[0], reliability=0.5),))
+    with pytest.raises(PolicyError, match="prior must be in"):
+        replace(base, prior=1.0)
+    with pytest.raises(PolicyError, match="max_similarity"):
+        replace(base, max_retry_similarity=1.5)
+
+
+def test_policy_reads_the_new_keys() -> None:
+    policy = Policy.from_mapping(
+        {
+            "name": "q",
+            "version": "1",
+            "prior": 0.3,
+            "complete_packets": True,
+            "retry_guard": {"max_similarity": 0.9},
+            "threshold": {"accepts": 1},
+            "validators": [{"id": "a", "reliability": 0.7}],
+        }
+    )
+    assert (policy.prior, policy.complete_packets, policy.max_retry_similarity) == (0.3, True, 0.9)
+    assert policy.validators[0].reliability == 0.7
+    with pytest.raises(PolicyError, match="complete_packets must be true or false"):
+        Policy.from_mapping(
+            {
+                "name": "q",
+                "version": "1",
+                "complete_packets": 1,
+                "threshold": {"accepts": 1},
+                "validators": [{"id": "a"}],
+            }
+        )
+
+
+# --- complete packets and escalation reasons ---------------------------------------------------
+
+
+def _complete(**kwargs: object) -> Policy:
+    return replace(make_policy(**kwargs), complete_packets=True)  # type: ignore[arg-type]
+
+
+def test_complete_packets_hold_a_failure_until_every_validator_answered() -> None:
+    policy = _complete(max_attempts=1)
+    trace = run(policy, "C1 R:v1 R:v2 R:v3 A:v4")
+    assert trace.only_decisions == []  # 3 of 5 rejected: certain, but held for v5
+    trace = run(policy, "C1 R:v1 R:v2 R:v3 A:v4 X:v5")
+    [packet] = trace.only_decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.REJECTED
+    assert [v.validator_id for v in packet.attempts[0].verdicts] == list(FIVE)
+    assert packet.attempts[0].failure is FailureReason.THRESHOLD_UNREACHABLE
+    # Without the option the same votes decide at the third rejection.
+    [early] = run(make_policy(max_attempts=1), "C1 R:v1 R:v2 R:v3 A:v4").only_decisions
+    assert isinstance(early, EscalationPacket)
+    assert len(early.attempts[0].verdicts) == 3
+
+
+def test_a_held_failure_keeps_its_reason_at_the_deadline() -> None:
+    policy = _complete()
+    [retry] = run(policy, "C1 R:v1 R:v2 R:v3 T+30000").only_decisions
+    assert isinstance(retry, RetryRequest)
+    assert retry.reason is FailureReason.THRESHOLD_UNREACHABLE
+    assert retry.missing_validators == ("v4", "v5")
+    # A retry's dissent is complete too.
+    [retry] = run(policy, "C1 R:v1 R:v2 R:v3 X:v4 R:v5").only_decisions
+    assert isinstance(retry, RetryRequest)
+    assert [v.validator_id for v in retry.dissent] == list(FIVE)
+
+
+def test_a_pass_is_never_held() -> None:
+    [decision] = run(_complete(), "C1 A:v1 A:v2 A:v3").only_decisions
+    assert isinstance(decision, PassDecision)
+
+
+def test_a_held_veto_still_vetoes() -> None:
+    policy = _complete(red_team=("rt",), veto="escalate")
+    assert run(policy, "C1 V:rt A:v1 A:v2 A:v3").only_decisions == []
+    [packet] = run(policy, "C1 V:rt A:v1 A:v2 A:v3 A:v4 R:v5").only_decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.VETO
+    assert len(packet.attempts[0].verdicts) == 6
+
+
+@pytest.mark.parametrize(
+    ("votes", "reason"),
+    [
+        ("A:v1 A:v2 A:v3 A:v4 A:v5 R:v6 R:v7 R:v8 R:v9 R:v10", EscalationReason.TIE),
+        ("R:v1 R:v2 R:v3 R:v4 R:v5 R:v6 R:v7 R:v8 R:v9 R:v10", EscalationReason.REJECTED),
+        ("A:v1 A:v2 A:v3 A:v4 A:v5 A:v6 R:v7 R:v8 R:v9 X:v10", EscalationReason.NO_CONSENSUS),
+        ("A:v1 A:v2 A:v3 R:v4 R:v5 R:v6 T+30000", EscalationReason.WINDOW_TIMEOUT),
+    ],
+    ids=["tie", "rejected", "no-consensus", "timeout"],
+)
+def test_last_attempt_escalation_reasons(votes: str, reason: EscalationReason) -> None:
+    policy = _complete(accepts=7, voters=TEN, max_attempts=1)
+    [packet] = run(policy, f"C1 {votes}").only_decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is reason
+
+
+def test_late_verdicts_are_recorded_against_their_attempt_and_in_the_packet() -> None:
+    policy = make_policy(max_attempts=2)
+    trace = run(policy, "C1 R:v1 R:v2 R:v3 A:v4 C2 R:v5@1 R:v1 R:v2 R:v3")
+    packet = trace.only_decisions[-1]
+    assert isinstance(packet, EscalationPacket)
+    first = packet.attempts[0]
+    assert [v.validator_id for v in first.verdicts] == ["v1", "v2", "v3"]
+    assert [v.validator_id for v in first.late_verdicts] == ["v4", "v5"]
+    assert trace.state is not None
+    assert decode_state(encode_state(trace.state)) == trace.state
+
+
+# --- the retry guard ---------------------------------------------------------------------------
+
+
+def test_retry_similarity() -> None:
+    assert retry_similarity("abc", "abc") == 1.0
+    assert retry_similarity("abc", "xyz") == 0.0
+    assert 0.9 < retry_similarity("Answer number 1.", "Answer number 2.") < 1.0
+
+
+def test_a_near_identical_retry_escalates_without_voting() -> None:
+    guarded = replace(make_policy(), max_retry_similarity=0.9)
+    trace = run(guarded, "C1 R:v1 R:v2 R:v3 C2 A:v1@2")
+    retry, packet = trace.only_decisions
+    assert isinstance(retry, RetryRequest)
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.RETRY_NOT_DIFFERENT
+    assert packet.attempt == 2
+    assert [a.failure for a in packet.attempts] == [
+        FailureReason.THRESHOLD_UNREACHABLE,
+        FailureReason.RETRY_NOT_DIFFERENT,
+    ]
+    # The validators still judge the resubmitted candidate: recorded as late, not dead-lettered.
+    assert [v.validator_id for _, v in trace.late] == ["v1"]
+    assert trace.rejected == []
+    # Below the threshold the retry votes as usual.
+    loose = replace(make_policy(), max_retry_similarity=0.99)
+    decisions = run(loose, "C1 R:v1 R:v2 R:v3 C2 A:v1 A:v2 A:v3").only_decisions
+    assert isinstance(decisions[-1], PassDecision)
+    assert retry_similarity(make_candidate(1).content, make_candidate(2).content) < 0.99
+
+
+def test_votes_are_all_counted_for_late_verdicts_once() -> None:
+    trace = run(make_policy(), "C1 A:v1 A:v2 A:v3 A:v4 A:v4")
+    assert trace.state is not None
+    assert [v.validator_id for v in trace.state.attempts[0].late_verdicts] == ["v4"]
+    assert trace.state.attempts[0].votes["v1"].vote is Vote.ACCEPT
