@@ -1,0 +1,287 @@
+"""Human review, the pure part: resolutions, the outcomes they make, reviewers and agreement.
+
+No I/O here. The queue (``ratifier.io.review_queue``) stores items and resolutions in Redis; the
+outcomes runtime turns pass decisions and resolutions into :class:`Outcome` records with the
+functions below, so an outcome is the same whichever process builds it, and as often as it is
+built (the outcome id is derived from the case id: one case, one outcome id).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from ratifier.core.errors import ConfigError, InvalidResolution, UnknownReviewer
+from ratifier.core.models import (
+    AUTO_REVIEWER,
+    EscalationPacket,
+    Outcome,
+    OutcomeClass,
+    PassDecision,
+    Vote,
+)
+
+__all__ = [
+    "Action",
+    "Agreement",
+    "Resolution",
+    "Reviewers",
+    "agreement",
+    "load_reviewers",
+    "outcome_from_pass",
+    "outcome_from_resolution",
+    "outcome_id_for",
+    "tally_agreements",
+    "validate_resolution",
+]
+
+_OUTCOME_NAMESPACE = uuid.UUID("0b4f3c52-8d0e-4f55-a1f7-5a8e2c9d7b31")
+# Longest correction or note a reviewer may write: an outcome is one Kafka record.
+MAX_TEXT_CHARS = 100_000
+_REVIEWER_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+class Action(StrEnum):
+    CONFIRM = "confirm"  # one of the packet's candidates is right as it is
+    CORRECT = "correct"  # the reviewer writes the right answer, with a note
+    UNRESOLVED = "unresolved"  # the reviewer cannot settle it, and says why
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a reviewer decided for one escalated case."""
+
+    case_id: str
+    action: Action
+    reviewer: str
+    resolved_at_ms: int
+    candidate_id: str | None = None  # confirm: the candidate confirmed
+    text: str | None = None  # correct: the right answer
+    note: str | None = None  # correct/confirm: a note; unresolved: the reason
+
+
+def outcome_id_for(case_id: str) -> str:
+    """The id of a case's one outcome: the same for every process that builds it."""
+    return str(uuid.uuid5(_OUTCOME_NAMESPACE, case_id))
+
+
+def outcome_from_pass(decision: PassDecision) -> Outcome:
+    """An automatic outcome: confirmed when attempt 1 passed, corrected after a retry."""
+    candidate = decision.candidate
+    return Outcome(
+        outcome_id=outcome_id_for(decision.case_id),
+        case_id=decision.case_id,
+        kind=OutcomeClass.CONFIRMED if decision.attempt == 1 else OutcomeClass.CORRECTED,
+        reviewer=AUTO_REVIEWER,
+        decided_at_ms=decision.decided_at_ms,
+        attempt=decision.attempt,
+        candidate_id=candidate.candidate_id,
+        content=candidate.content,
+        query=candidate.query,
+        category=candidate.category,
+        note=None,
+        policy=decision.policy,
+        policy_version=decision.policy_version,
+        resolves=(decision.decision_id,),
+    )
+
+
+def validate_resolution(
+    packet: EscalationPacket,
+    action: Action | str,
+    *,
+    candidate_id: str | None = None,
+    text: str | None = None,
+    note: str | None = None,
+) -> tuple[Action, str | None, str | None, str | None]:
+    """Check a resolution against its packet; (action, candidate id, text, note), cleaned.
+
+    Raises :class:`InvalidResolution` naming what is wrong: an unknown action, a confirmation of
+    a candidate the packet does not hold, an empty correction, an unresolved without a reason.
+    """
+    try:
+        action = Action(action)
+    except ValueError:
+        choices = ", ".join(a.value for a in Action)
+        raise InvalidResolution(f"unknown action {action!r}: use one of {choices}") from None
+    note = (note or "").strip() or None
+    text = (text or "").strip() or None
+    for label, value in (("note", note), ("correction", text)):
+        if value is not None and len(value) > MAX_TEXT_CHARS:
+            raise InvalidResolution(f"the {label} is longer than {MAX_TEXT_CHARS} characters")
+    if action is Action.CONFIRM:
+        known = [a.candidate.candidate_id for a in packet.attempts]
+        if not candidate_id:
+            raise InvalidResolution("confirm needs the candidate id of the attempt confirmed")
+        if candidate_id not in known:
+            raise InvalidResolution(
+                f"case {packet.case_id} has no candidate {candidate_id!r} (it has "
+                f"{', '.join(known)})"
+            )
+        return action, candidate_id, None, note
+    if action is Action.CORRECT:
+        if text is None:
+            raise InvalidResolution("a correction needs the corrected text; it is empty")
+        if note is None:
+            raise InvalidResolution("a correction needs a note saying what was wrong")
+        return action, None, text, note
+    if note is None:
+        raise InvalidResolution("unresolved needs a reason")
+    return action, None, None, note
+
+
+def outcome_from_resolution(packet: EscalationPacket, resolution: Resolution) -> Outcome:
+    """The outcome of a reviewer's resolution of ``packet`` (validated when it was made)."""
+    first = packet.attempts[0].candidate
+    kind = {
+        Action.CONFIRM: OutcomeClass.CONFIRMED,
+        Action.CORRECT: OutcomeClass.CORRECTED,
+        Action.UNRESOLVED: OutcomeClass.UNRESOLVED,
+    }[resolution.action]
+    attempt = candidate_id = content = None
+    if resolution.action is Action.CONFIRM:
+        (chosen,) = [
+            a.candidate
+            for a in packet.attempts
+            if a.candidate.candidate_id == resolution.candidate_id
+        ]
+        attempt, candidate_id, content = chosen.attempt, chosen.candidate_id, chosen.content
+    elif resolution.action is Action.CORRECT:
+        content = resolution.text
+    return Outcome(
+        outcome_id=outcome_id_for(packet.case_id),
+        case_id=packet.case_id,
+        kind=kind,
+        reviewer=resolution.reviewer,
+        decided_at_ms=resolution.resolved_at_ms,
+        attempt=attempt,
+        candidate_id=candidate_id,
+        content=content,
+        query=first.query,
+        category=first.category,
+        note=resolution.note,
+        policy=packet.policy,
+        policy_version=packet.policy_version,
+        resolves=(packet.decision_id,),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """How the automatic judgements of a reviewed case compare with the reviewer's answer.
+
+    Per attempt: the tally rejected every attempt of an escalated case, so it agreed with the
+    reviewer on an attempt unless the reviewer confirmed that attempt's candidate. Per validator
+    vote: ACCEPT agrees when the reviewer confirmed that candidate, REJECT when they did not
+    (ABSTAIN compares nothing). Unresolved cases have no human answer and compare nothing.
+    """
+
+    attempts: int = 0
+    attempts_agreed: int = 0
+    votes: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # id -> (agreed, n)
+
+
+def agreement(packet: EscalationPacket, outcome: Outcome) -> Agreement:
+    if outcome.kind is OutcomeClass.UNRESOLVED or outcome.reviewer == AUTO_REVIEWER:
+        return Agreement()
+    attempts = agreed = 0
+    votes: dict[str, tuple[int, int]] = {}
+    for record in packet.attempts:
+        human_accepts = record.candidate.candidate_id == outcome.candidate_id
+        attempts += 1
+        agreed += not human_accepts  # the tally rejected it
+        for verdict in record.verdicts:
+            if verdict.vote is Vote.ABSTAIN:
+                continue
+            same = (verdict.vote is Vote.ACCEPT) == human_accepts
+            hits, n = votes.get(verdict.validator_id, (0, 0))
+            votes[verdict.validator_id] = (hits + same, n + 1)
+    return Agreement(attempts, agreed, votes)
+
+
+class Reviewers:
+    """Who may review: reviewer id <-> secret token. Tokens are compared in constant time.
+
+    The file holds one ``reviewer-id token`` pair a line (``#`` starts a comment). Tokens are
+    never shown: not in errors, logs or ``repr``.
+    """
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:  # token -> reviewer id
+        self._tokens = dict(tokens)
+        self.ids = frozenset(self._tokens.values())
+
+    def __repr__(self) -> str:
+        return f"Reviewers({sorted(self.ids)})"
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "reviewer tokens") -> Reviewers:
+        tokens: dict[str, str] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ConfigError(f"{source}, line {number}: expected 'reviewer-id token'")
+            reviewer, token = parts
+            if not _REVIEWER_ID.fullmatch(reviewer) or reviewer == AUTO_REVIEWER:
+                raise ConfigError(
+                    f"{source}, line {number}: reviewer id {reviewer!r} must be 1-64 letters, "
+                    f"digits or ._@- and not {AUTO_REVIEWER!r}"
+                )
+            if len(token) < 16:
+                raise ConfigError(f"{source}, line {number}: the token is shorter than 16 chars")
+            if token in tokens:
+                raise ConfigError(f"{source}, line {number}: a token is used twice")
+            tokens[token] = reviewer
+        return cls(tokens)
+
+    def identify(self, token: str | None) -> str:
+        """The reviewer id of ``token``; :class:`UnknownReviewer` for any other token."""
+        found = None
+        for known, reviewer in self._tokens.items():
+            # Every token compared, in constant time each: no early exit to time.
+            if token and hmac.compare_digest(known.encode(), token.encode()):
+                found = reviewer
+        if found is None:
+            raise UnknownReviewer("no reviewer has that token")
+        return found
+
+    def check(self, reviewer: str) -> str:
+        if reviewer not in self.ids:
+            raise UnknownReviewer(f"{reviewer!r} is not on the reviewer list")
+        return reviewer
+
+
+def tally_agreements(items: Iterable[Agreement]) -> Agreement:
+    """The sum of several cases' agreements."""
+    attempts = agreed = 0
+    votes: dict[str, tuple[int, int]] = {}
+    for item in items:
+        attempts += item.attempts
+        agreed += item.attempts_agreed
+        for validator, (hits, n) in item.votes.items():
+            old_hits, old_n = votes.get(validator, (0, 0))
+            votes[validator] = (old_hits + hits, old_n + n)
+    return Agreement(attempts, agreed, votes)
+
+
+def load_reviewers(path: Path | None) -> Reviewers:
+    """The reviewer list of ``RATIFIER_REVIEW_TOKENS_FILE``; ConfigError if unset or invalid."""
+    if path is None:
+        raise ConfigError(
+            "no reviewers: set RATIFIER_REVIEW_TOKENS_FILE to a file of 'reviewer-id token' lines"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the reviewer tokens file {path}: {exc.strerror}") from None
+    reviewers = Reviewers.parse(text, source=str(path))
+    if not reviewers.ids:
+        raise ConfigError(f"the reviewer tokens file {path} lists no reviewer")
+    return reviewers

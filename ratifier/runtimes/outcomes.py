@@ -1,0 +1,321 @@
+"""The outcomes runtime: every case's one final outcome on ``<prefix>.outcomes``, and the trusted
+answers store kept from it.
+
+:class:`OutcomesWriter` turns pass decisions (``<prefix>.decisions.pass``: confirmed on attempt
+1, corrected after a retry, reviewer ``auto``) and reviewers' resolutions (the review queue's
+resolutions stream in Redis) into :class:`Outcome` records.
+
+Exactly one outcome per case, and why it holds (docs/review.md):
+
+* Outcomes are written in Kafka transactions, with the pass decisions' consumer offsets in the
+  same transaction (consume-process-produce, as the transactional tally does).
+* The writer's transactional id is fixed (``<prefix>.outcomes``). Starting a writer fences any
+  earlier one (its open transaction is aborted and it can commit nothing more), and only then
+  does the new writer read ``<prefix>.outcomes`` back (read_committed) to learn which cases have
+  an outcome. That set is complete: no other writer can add to it any more.
+* An input for a case that already has an outcome (a pass decision read again after a crash, a
+  resolution whose acknowledgement was lost, a second resolution) writes nothing. So the Redis
+  side may deliver at least once: its acknowledgement follows the commit, and a redelivery
+  after a crash between the two finds the case decided.
+
+Run one writer per topic prefix; a second one takes over from the first (which stops with the
+fencing error). :class:`TrustedProjector` is an ordinary consumer group on the outcomes topic that
+writes confirmed and corrected outcomes to the trusted store (idempotent, so at least once is
+enough).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import ConsumerRecord, TopicPartition
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
+
+from ratifier.core.config import Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import (
+    AUTO_REVIEWER,
+    DeadLetter,
+    DeadLetterReason,
+    Outcome,
+    PassDecision,
+    now_ms,
+)
+from ratifier.core.review import agreement, outcome_from_pass, outcome_from_resolution
+from ratifier.core.topics import TopicNames
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.review_metrics import AgreementStore
+from ratifier.io.review_queue import ReviewQueue, StoredResolution
+from ratifier.io.trusted_store import TrustedStore
+from ratifier.schemas import codec
+
+logger = logging.getLogger(__name__)
+
+TRANSACTION_TIMEOUT_MS = 10_000
+_POLL_MS = 200
+_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Batch:
+    outcomes: list[Outcome] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    resolutions: list[StoredResolution] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class OutcomesWriter:
+    """Pass decisions and resolutions in, one outcome per case out. ``async with`` it."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, *, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.names = TopicNames.from_settings(settings)
+        self.queue = ReviewQueue(redis, settings, reviewers=None)
+        self.agreement = AgreementStore(redis, settings)
+        self.consumer_name = f"outcomes-{settings.worker_id}"
+        client_id = f"ratifier-outcomes-{settings.worker_id}"
+        self._producer = make_producer(
+            settings,
+            client_id=client_id,
+            transactional_id=self.names.outcomes_group,
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            max_request_size=settings.max_record_bytes,
+        )
+        self._consumer = make_consumer(
+            settings, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
+        )
+        self.decided: set[str] = set()  # case ids with a committed outcome
+        self._pending_resolutions = True  # first re-read what was delivered but not acked
+        registry = registry or CollectorRegistry()
+        self.written = Counter(
+            "ratifier_outcomes_written",
+            "Outcomes committed to <prefix>.outcomes",
+            ["kind", "origin"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "ratifier_outcomes_duplicate_inputs",
+            "Pass decisions or resolutions for a case that already had an outcome: nothing written",
+            registry=registry,
+        )
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.queue.ensure_groups()
+        # First the fencing (init_transactions inside start), then the read-back: see above.
+        await self._producer.start()
+        try:
+            self.decided = await self._restore()
+            await self._consumer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+        self.ready = True
+        logger.info("outcomes writer ready: %d cases already have an outcome", len(self.decided))
+
+    async def stop(self) -> None:
+        self.ready = False
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def __aenter__(self) -> OutcomesWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _restore(self) -> set[str]:
+        """The case ids of every committed outcome (read_committed, to each partition's end)."""
+        consumer = make_consumer(
+            self.settings,
+            group_id=None,
+            client_id=f"ratifier-outcomes-restore-{self.consumer_name}",
+        )
+        await consumer.start()
+        decided: set[str] = set()
+        try:
+            topic = self.names.outcomes
+            await assign_all(
+                consumer,
+                [topic],
+                from_beginning=True,
+                bootstrap_servers=self.settings.bootstrap_servers,
+            )
+            partitions = list(consumer.assignment())
+            ends = await consumer.end_offsets(partitions)
+            remaining = {tp for tp in partitions if ends[tp] > 0}
+            while remaining:
+                batches = await consumer.getmany(*remaining, timeout_ms=1_000)
+                for records in batches.values():
+                    decided.update(r.key.decode() for r in records if r.key is not None)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+        return decided
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            await self.step()
+
+    async def step(self) -> int:
+        """One poll of both inputs and one transaction; the number of outcomes written."""
+        records = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
+        resolutions = await self.queue.read_resolutions(
+            self.consumer_name, pending=self._pending_resolutions, count=_BATCH
+        )
+        if self._pending_resolutions and not resolutions:
+            self._pending_resolutions = False
+        batch = self._collect(records, resolutions)
+        if batch.outcomes or batch.dead_letters or batch.offsets:
+            await self._commit(batch)
+        # After the commit: a crash before this re-reads them, and the case is decided by then.
+        await self.queue.acknowledge([r.entry_id for r in batch.resolutions])
+        await self._count_agreement(batch)
+        return len(batch.outcomes)
+
+    def _collect(
+        self,
+        records: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+        resolutions: Sequence[StoredResolution],
+    ) -> _Batch:
+        batch = _Batch(resolutions=list(resolutions))
+        fresh: set[str] = set()
+
+        def add(outcome: Outcome) -> None:
+            if outcome.case_id in self.decided or outcome.case_id in fresh:
+                batch.duplicates += 1
+                logger.info(
+                    "case %s has an outcome already: %s ignored", outcome.case_id, outcome.reviewer
+                )
+                return
+            fresh.add(outcome.case_id)
+            batch.outcomes.append(outcome)
+
+        for tp, items in records.items():
+            for record in items:
+                try:
+                    decision = codec.decode_as(record.value or b"", PassDecision)
+                except WireFormatError as exc:
+                    batch.dead_letters.append(_dead_letter(record, str(exc)))
+                    continue
+                add(outcome_from_pass(decision))
+            if items:
+                batch.offsets[tp] = items[-1].offset + 1
+        for stored in resolutions:
+            add(outcome_from_resolution(stored.packet, stored.resolution))
+        return batch
+
+    async def _commit(self, batch: _Batch) -> None:
+        await self._producer.begin_transaction()
+        try:
+            for outcome in batch.outcomes:
+                await self._producer.send(
+                    self.names.outcomes, codec.encode(outcome), key=outcome.case_id.encode()
+                )
+            for letter in batch.dead_letters:
+                key = f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()
+                await self._producer.send(self.names.deadletter, codec.encode(letter), key=key)
+            if batch.offsets:
+                await self._producer.send_offsets_to_transaction(
+                    batch.offsets, self.names.outcomes_group
+                )
+            await self._producer.commit_transaction()
+        except BaseException:
+            # Fenced (another writer took over) or the broker failed: nothing of it counts.
+            logger.exception("outcomes transaction failed; aborting it")
+            try:
+                await self._producer.abort_transaction()
+            except Exception:  # fenced producers cannot abort: the new owner already did
+                logger.warning("abort failed too; the transaction times out on the broker")
+            raise
+        for outcome in batch.outcomes:
+            self.decided.add(outcome.case_id)
+            origin = "auto" if outcome.reviewer == AUTO_REVIEWER else "review"
+            self.written.labels(outcome.kind.value, origin).inc()
+        self.duplicates.inc(batch.duplicates)
+
+    async def _count_agreement(self, batch: _Batch) -> None:
+        written = {o.case_id: o for o in batch.outcomes}
+        for stored in batch.resolutions:
+            outcome = written.get(stored.resolution.case_id)
+            if outcome is not None and outcome.reviewer == stored.resolution.reviewer:
+                await self.agreement.record(outcome.case_id, agreement(stored.packet, outcome))
+
+
+def _dead_letter(record: ConsumerRecord[bytes, bytes], detail: str) -> DeadLetter:
+    return DeadLetter(
+        original=record.value or b"",
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=DeadLetterReason.MALFORMED,
+        detail=f"not a pass decision: {detail}",
+        dead_at_ms=now_ms(),
+    )
+
+
+class TrustedProjector:
+    """``<prefix>.outcomes`` -> the trusted answers store (confirmed and corrected only)."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        names = TopicNames.from_settings(settings)
+        self.store = TrustedStore(redis, settings)
+        self._consumer = make_consumer(
+            settings,
+            names.outcomes,
+            group_id=names.trusted_group,
+            client_id=f"ratifier-trusted-{settings.worker_id}",
+        )
+        self.stored = 0
+        self.skipped = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> TrustedProjector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
+            if not batches:
+                continue
+            for records in batches.values():
+                for record in records:
+                    await self._project(record.value or b"")
+            await commit_processed(self._consumer, batches)
+
+    async def _project(self, raw: bytes) -> None:
+        try:
+            outcome = codec.decode_as(raw, Outcome)
+        except WireFormatError as exc:
+            # Only the outcomes writer writes the topic; a foreign record is logged, not trusted.
+            logger.error("skipping a record on the outcomes topic that is no outcome: %s", exc)
+            self.skipped += 1
+            return
+        if await self.store.put(outcome):
+            self.stored += 1
+        else:
+            self.skipped += 1

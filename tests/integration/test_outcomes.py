@@ -1,0 +1,198 @@
+"""The outcomes runtime through the real broker and redis: one outcome per case, trusted store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from ratifier.core.config import Settings
+from ratifier.core.models import DeadLetter, DeadLetterReason, Outcome, OutcomeClass
+from ratifier.core.review import Action, load_reviewers, outcome_id_for
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_producer
+from ratifier.io.review_metrics import AgreementStore
+from ratifier.io.review_queue import ReviewQueue
+from ratifier.io.testing import read_records, wait_until
+from ratifier.io.trusted_store import TrustedStore
+from ratifier.runtimes.outcomes import OutcomesWriter, TrustedProjector
+from ratifier.runtimes.review_feeder import ReviewFeeder
+from ratifier.schemas import codec
+from tests.integration.review_support import packet, pass_decision, redis_for, write_reviewers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def env(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Settings, Redis]]:
+    write_reviewers(tmp_path, "ann", "bob")
+    tuned = settings.with_overrides(review_tokens_file=tmp_path / "reviewers.txt")
+    async with redis_for(tuned) as redis:
+        yield tuned, redis
+
+
+@contextlib.asynccontextmanager
+async def running(*workers: object) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    for w in workers:
+        await w.start()  # type: ignore[attr-defined]
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]  # type: ignore[attr-defined]
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for w in workers:
+            await w.stop()  # type: ignore[attr-defined]
+
+
+async def outcomes_on(settings: Settings) -> list[Outcome]:
+    names = TopicNames.from_settings(settings)
+    return [
+        codec.decode_as(r.value or b"", Outcome)
+        for r in await read_records(settings, [names.outcomes], 1.5)
+    ]
+
+
+async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_answers(
+    env: tuple[Settings, Redis],
+) -> None:
+    settings, redis = env
+    names = TopicNames.from_settings(settings)
+    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+    store = TrustedStore(redis, settings)
+    producer = make_producer(settings, client_id="test-outcomes")
+    await producer.start()
+    try:
+        # Two automatic passes (attempt 1 and 3), three escalations, one malformed record.
+        for case_id, attempt in (("auto-1", 1), ("auto-3", 3)):
+            d = pass_decision(case_id, attempt)
+            await producer.send_and_wait(names.passed, codec.encode(d), key=case_id.encode())
+        escalations = [packet(f"esc-{n}") for n in range(3)]
+        for p in escalations:
+            for _ in range(2):  # every escalation delivered twice: queued once
+                await producer.send_and_wait(
+                    names.escalate, codec.encode(p), key=p.case_id.encode()
+                )
+        await producer.send_and_wait(names.passed, b"\xc3\x01garbage", key=b"bad")
+
+        writer = OutcomesWriter(settings, redis)
+        async with running(
+            ReviewFeeder(settings, redis), writer, TrustedProjector(settings, redis)
+        ):
+            await wait_until(lambda: _length_is(queue, 3), 30, "three queued escalations")
+            first_candidate = escalations[0].attempts[0].candidate.candidate_id
+            await queue.resolve(
+                "esc-0", "ann", Action.CONFIRM, candidate_id=first_candidate, require_claim=False
+            )
+            await queue.resolve("esc-1", "bob", Action.CORRECT, text="It takes 14 days.",
+                                note="both attempts said 30", require_claim=False)  # fmt: skip
+            await queue.resolve("esc-2", "bob", Action.UNRESOLVED, note="policy unclear",
+                                require_claim=False)  # fmt: skip
+
+            async def four_trusted_or_more() -> bool:
+                return await store.count() >= 4
+
+            await wait_until(four_trusted_or_more, 30, "four trusted answers")
+            await wait_until(lambda: _written(writer, 5), 30, "five outcomes")
+    finally:
+        await producer.stop()
+
+    outcomes = await outcomes_on(settings)
+    by_case = Counter(o.case_id for o in outcomes)
+    assert by_case == {c: 1 for c in ("auto-1", "auto-3", "esc-0", "esc-1", "esc-2")}
+    kinds = {o.case_id: (o.kind, o.reviewer) for o in outcomes}
+    assert kinds == {
+        "auto-1": (OutcomeClass.CONFIRMED, "auto"),
+        "auto-3": (OutcomeClass.CORRECTED, "auto"),
+        "esc-0": (OutcomeClass.CONFIRMED, "ann"),
+        "esc-1": (OutcomeClass.CORRECTED, "bob"),
+        "esc-2": (OutcomeClass.UNRESOLVED, "bob"),
+    }
+    by_id = {o.case_id: o for o in outcomes}
+    assert by_id["esc-1"].content == "It takes 14 days."
+    assert by_id["esc-1"].note == "both attempts said 30"
+    assert by_id["esc-0"].attempt == 1
+    assert by_id["esc-0"].resolves == ("esc-esc-0",)
+    assert by_id["esc-2"].content is None
+    assert by_id["esc-2"].note == "policy unclear"
+    assert by_id["auto-3"].policy_version == "v7"
+    assert by_id["auto-3"].resolves == ("pass-auto-3",)
+    assert all(o.outcome_id == outcome_id_for(o.case_id) for o in outcomes)
+
+    # The trusted store: exactly the confirmed and corrected ones.
+    assert sorted(await store.case_ids()) == ["auto-1", "auto-3", "esc-0", "esc-1"]
+    assert await store.get("esc-2") is None
+    assert await store.get("esc-1") == by_id["esc-1"]
+
+    letters = [
+        codec.decode_as(r.value or b"", DeadLetter)
+        for r in await read_records(settings, [names.deadletter], 1.0)
+    ]
+    assert [(x.reason, x.original) for x in letters] == [
+        (DeadLetterReason.MALFORMED, b"\xc3\x01garbage")
+    ]
+
+    # Accuracy vs human: esc-0 confirmed attempt 1 (the tally rejected it: disagreed) and not
+    # attempt 2 (agreed); esc-1 corrected: both rejections agreed; esc-2 compares nothing.
+    totals = await AgreementStore(redis, settings).totals()
+    assert (totals.cases, totals.attempts, totals.attempts_agreed) == (2, 4, 3)
+    assert totals.validators["fact"] == (3, 4)  # REJECT agreed except on esc-0's attempt 1
+    assert totals.validators["style"] == (1, 4)  # ACCEPT agreed only there
+    assert "safety" not in totals.validators  # abstentions compare nothing
+
+
+async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
+    env: tuple[Settings, Redis],
+) -> None:
+    settings, redis = env
+    names = TopicNames.from_settings(settings)
+    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+    await queue.ensure_groups()
+    producer = make_producer(settings, client_id="test-outcomes")
+    await producer.start()
+    try:
+        d = pass_decision("case-1", 1)
+        await producer.send_and_wait(names.passed, codec.encode(d), key=b"case-1")
+        p = packet("case-2")
+        await queue.enqueue(p)
+        await queue.resolve("case-2", "ann", Action.UNRESOLVED, note="n", require_claim=False)
+        first = OutcomesWriter(settings, redis)
+        await first.start()
+        try:
+            await wait_until(lambda: _steps_until(first, 2), 30, "two outcomes")
+        finally:
+            await first.stop()
+        # Crash between the commit and the acknowledgement, replay of the pass topic, and a
+        # second pass decision for the case: all seen again by a new writer.
+        await redis.xgroup_setid(queue.resolutions_key, "outcomes", "0")
+        await producer.send_and_wait(names.passed, codec.encode(d), key=b"case-1")
+        second = OutcomesWriter(settings, redis)
+        await second.start()
+        try:
+            assert second.decided == {"case-1", "case-2"}
+            for _ in range(10):
+                assert await second.step() == 0
+        finally:
+            await second.stop()
+    finally:
+        await producer.stop()
+    assert Counter(o.case_id for o in await outcomes_on(settings)) == {"case-1": 1, "case-2": 1}
+
+
+async def _length_is(queue: ReviewQueue, n: int) -> bool:
+    return (await queue.stats()).length == n
+
+
+async def _written(writer: OutcomesWriter, n: int) -> bool:
+    return len(writer.decided) >= n
+
+
+async def _steps_until(writer: OutcomesWriter, n: int) -> bool:
+    await writer.step()
+    return len(writer.decided) >= n
