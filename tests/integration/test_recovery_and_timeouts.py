@@ -234,7 +234,7 @@ async def test_window_timeout_retries_with_partial_votes_then_escalates(
         assert retry.decided_at_ms - candidate.produced_at_ms >= window_s * 1000
 
         assert isinstance(packet, EscalationPacket), by_case[candidate.case_id]
-        assert packet.reason is EscalationReason.MAX_ATTEMPTS_EXHAUSTED
+        assert packet.reason is EscalationReason.WINDOW_TIMEOUT  # how the last attempt failed
         assert packet.outcome is OutcomeClass.UNRESOLVED
         assert [a.candidate.attempt for a in packet.attempts] == [1, 2]
         assert [a.failure for a in packet.attempts] == [FailureReason.WINDOW_TIMEOUT] * 2
@@ -434,7 +434,7 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
     assert decision.case_id == early.case_id
     assert decision.candidate == early
     assert {v.validator_id for v in decision.votes} == {"v1", "v2"}
-    assert decision.confidence == pytest.approx(2 / 3)
+    assert decision.accept_share == pytest.approx(2 / 3)
 
     (letter,) = letters
     assert letter.reason is DeadLetterReason.UNKNOWN_ATTEMPT
