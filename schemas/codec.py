@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeVar, cast
 
@@ -43,7 +41,6 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from ratifier.core import models
 from ratifier.core.errors import UnknownSchema, WireFormatError
 from ratifier.core.models import (
     Candidate,
@@ -55,12 +52,13 @@ from ratifier.core.models import (
     RetryRequest,
     Verdict,
 )
-from ratifier.schemas import mapping
+from ratifier.schemas import binding
 
 __all__ = [
     "HEADER_SIZE",
     "MARKER",
     "RECORD_TYPES",
+    "Bodies",
     "canonical_form",
     "decode",
     "decode_as",
@@ -86,9 +84,11 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
     Outcome,
 )
 
-T = TypeVar(
-    "T", Candidate, Verdict, PassDecision, RetryRequest, EscalationPacket, DeadLetter, Outcome
-)
+# Bound, not constrained: a caller holding a union of record types (``type[Candidate] |
+# type[Verdict]``) gets that union back.
+T = TypeVar("T", bound=Record)
+# Records read from messages, with their bodies, for encode to copy: see decode_as.
+Bodies = binding.Bodies
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
@@ -179,18 +179,21 @@ class _Codec:
     contract: dict[str, Any]  # parsed, as published (with logical types)
     wire: dict[str, Any]  # parsed, logical types stripped: the writer schema the body is read with
     canonical_form: str
-    to_avro: Callable[[Any], mapping.Datum]
-    from_avro: Callable[[mapping.Datum], Any]
-    # The compiled fast path (see "compiled readers and writers" below); None where the schema
-    # uses a type it does not cover, and for older versions (those need resolution).
-    read_fast: _Read | None = None
-    write_fast: _Write | None = None
+    # The model <-> datum conversions of the current schema (fastavro's path, ratifier.schemas.
+    # binding); an older version's datums are resolved into the current shape, so it shares them.
+    to_avro: Callable[[Any], Any]
+    from_avro: Callable[[Any], Any]
+    # The generated fast path (binding.py); None for older versions (those need resolution).
+    read_fast: binding.Read | None = None
+    write_fast: binding.Write | None = None
     # None for the current schema. For an older version: the current wire schema, which the old
     # body is resolved into, so that from_avro (written for the current shape) can read it.
     reader: dict[str, Any] | None = None
 
 
-def _build_codecs(directory: Path) -> Iterator[_Codec]:
+def _build_codecs(directory: Path, current: dict[type, _Codec] | None = None) -> Iterator[_Codec]:
+    """The codecs of the schemas in ``directory``: bound to the models (binding.py) if they are
+    the current ones; an older version (``current`` given) reuses the current conversions."""
     named = _load_named_types(directory)
     for kind in RECORD_TYPES:
         if f"{NAMESPACE}.{kind.__name__}" not in named and directory != schema_dir():
@@ -202,17 +205,28 @@ def _build_codecs(directory: Path) -> Iterator[_Codec]:
         if to_parsing_canonical_form(wire) != canonical:  # would make the fingerprint lie
             raise ValueError(f"{kind.__name__}: stripping logical types changed the schema")
         fingerprint_ = bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO"))
+        header = MARKER + fingerprint_
+        if current is not None:
+            newest = current[kind]
+            yield _Codec(
+                kind, kind.__name__, header, contract, wire, canonical,
+                newest.to_avro, newest.from_avro,
+            )  # fmt: skip
+            continue
+        bound = binding.bind(wire)
+        if bound.model is not kind:
+            raise binding.BindingError(f"{kind.__name__}'s schema is bound to {bound.model}")
         yield _Codec(
             kind=kind,
             name=kind.__name__,
-            header=MARKER + fingerprint_,
+            header=header,
             contract=contract,
             wire=wire,
             canonical_form=canonical,
-            to_avro=mapping.TO_AVRO[kind],
-            from_avro=mapping.FROM_AVRO[kind],
-            read_fast=_compiled(_compile_reader, wire),
-            write_fast=_compiled(_compile_writer, wire),
+            to_avro=bound.to_datum,
+            from_avro=bound.from_datum,
+            read_fast=bound.read,
+            write_fast=bound.write,
         )
 
 
@@ -232,7 +246,7 @@ def _build_older_codecs(history: Path, current: dict[type, _Codec]) -> Iterator[
     seen = {c.header for c in current.values()}
     versions = sorted((p for p in history.iterdir() if p.is_dir()), key=_version_number)
     for version in versions:
-        for old in _build_codecs(version):
+        for old in _build_codecs(version, current):
             if old.header in seen:
                 continue
             seen.add(old.header)
@@ -334,392 +348,44 @@ def _fields_problem(writer: dict[str, Any], reader: dict[str, Any], where: str) 
     return None
 
 
-# --- compiled readers and writers ------------------------------------------------------------
+# --- the generated fast path ------------------------------------------------------------------
 # fastavro interprets the schema for every message (per field: look the type up by name, check
-# defaults, dispatch), and mapping.py then converts its dicts to and from the models. On the
+# defaults, dispatch), and its dicts must then be converted to and from the models. On the
 # tally's hot path (decode every verdict, encode a decision holding the candidate and every vote)
-# that was most of the codec's time. So each current schema is also compiled, once at import,
-# into closures that read the body straight into the models and write it straight from them:
-# every model has its schema's fields, in the same order and with the same names (checked here:
-# a record type that does not gets no compiled path), enums are the models' StrEnum members,
-# arrays their tuples, a union [null, X] is None or an X.
-#
-# The compiled path is strict. Anything unusual (a truncated or garbled body, an unknown enum or
-# union index, a negative block count, a value of the wrong type) raises, and the caller redoes
-# the message with fastavro and mapping.py, so every error and edge case stays theirs. Avro's
-# binary encoding is fixed by the specification (zig-zag varints, one block per array and map,
-# as fastavro writes them), so both paths give the same bytes and the same records; the codec
-# tests compare them on generated records.
-
-_Read = Callable[[bytes, int], tuple[Any, int]]
-_Write = Callable[[bytearray, Any], None]
-_DOUBLE: Final = struct.Struct("<d")
-_MIN_INT: Final = -(2**31)
-_MAX_INT: Final = 2**31 - 1
-_MIN_LONG: Final = -(2**63)
-_MAX_LONG: Final = 2**63 - 1
+# that was most of the codec's time. So each current schema is bound to its model once at import
+# (binding.py): generated code reads the body straight into the models and writes it straight
+# from them. It is strict: whatever it does not take (bad bytes, unusual but valid encodings,
+# values of the wrong type) raises, and the message is redone by fastavro, so every error and
+# edge case stays fastavro's; both paths give the same bytes and records (tests/unit/test_codec.py).
 
 
-class _Unsupported(Exception):
-    """The compiled path does not handle this schema, or this value: fastavro does."""
-
-
-def _fast_encode(codec: _Codec, record: Record) -> bytes | None:
-    """``record``'s message by the compiled writer; None when fastavro must write it."""
+def _fast_encode(codec: _Codec, record: Record, bodies: Bodies | None = None) -> bytes | None:
+    """``record``'s message by the generated writer; None when fastavro must write it."""
     if codec.write_fast is None:
         return None
     out = bytearray(codec.header)
     try:
-        codec.write_fast(out, record)
-    except Exception:  # a value the compiled writer does not take: fastavro decides
+        codec.write_fast(out, record, bodies)
+    except Exception:  # a value the generated writer does not take: fastavro decides
         return None
     return bytes(out)
 
 
-def _fast_decode(codec: _Codec, data: bytes) -> Any:
-    """The record in ``data`` by the compiled reader; None when fastavro must read it."""
+def _fast_decode(codec: _Codec, data: bytes, bodies: Bodies | None = None) -> Any:
+    """The record in ``data`` by the generated reader; None when fastavro must read it."""
     if codec.read_fast is None:
         return None
     try:
         record, end = codec.read_fast(data, HEADER_SIZE)
     except Exception:  # bad or unusual bytes: fastavro reads them again, and explains
         return None
-    return record if end == len(data) else None
-
-
-def _compiled(compile_: Callable[[Any, dict[str, Any]], Any], schema: Any) -> Any:
-    try:
-        return compile_(schema, {})
-    except _Unsupported:
+    if end != len(data):
         return None
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    byte = data[pos]
-    pos += 1
-    if byte < 0x80:  # one byte: most lengths, counts, indexes and small numbers
-        return (byte >> 1) ^ -(byte & 1), pos
-    value = byte & 0x7F
-    shift = 7
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-    if value >> 64:
-        raise _Unsupported("varint longer than 64 bits")
-    return (value >> 1) ^ -(value & 1), pos
-
-
-def _read_int(data: bytes, pos: int) -> tuple[int, int]:
-    value, pos = _read_long(data, pos)
-    if not _MIN_INT <= value <= _MAX_INT:
-        raise _Unsupported("int out of range")
-    return value, pos
-
-
-def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    size, pos = _read_long(data, pos)
-    end = pos + size
-    if size < 0 or end > len(data):
-        raise _Unsupported("bytes length out of range")
-    return data[pos:end], end
-
-
-def _read_string(data: bytes, pos: int) -> tuple[str, int]:
-    size = data[pos]
-    if size < 0x80 and not size & 1:  # a one-byte, non-negative length: most strings
-        size >>= 1
-        pos += 1
-    else:
-        size, pos = _read_long(data, pos)
-    end = pos + size
-    if size < 0 or end > len(data):
-        raise _Unsupported("string length out of range")
-    return data[pos:end].decode(), end
-
-
-def _read_double(data: bytes, pos: int) -> tuple[float, int]:
-    return _DOUBLE.unpack_from(data, pos)[0], pos + 8
-
-
-def _read_null(data: bytes, pos: int) -> tuple[None, int]:
-    return None, pos
-
-
-_PRIMITIVE_READERS: Final[dict[str, _Read]] = {
-    "null": _read_null,
-    "int": _read_int,
-    "long": _read_long,
-    "double": _read_double,
-    "string": _read_string,
-    "bytes": _read_bytes,
-}
-
-
-def _model_of(full_name: str) -> Any:
-    """The model class or enum of a named schema type (``ratifier.Verdict`` -> Verdict)."""
-    model = getattr(models, full_name.rpartition(".")[2], None)
-    if model is None:
-        raise _Unsupported(f"no model for {full_name}")
-    return model
-
-
-def _record_model(schema: dict[str, Any]) -> Any:
-    """The record's model, if its fields are the schema's, in order; else no compiled path."""
-    model = _model_of(schema["name"])
-    names = [f.name for f in dataclasses.fields(model)] if dataclasses.is_dataclass(model) else []
-    if names != [f["name"] for f in schema["fields"]]:
-        raise _Unsupported(f"{model.__name__}'s fields are not its schema's")
-    return model
-
-
-def _compile_reader(schema: Any, named: dict[str, _Read]) -> _Read:
-    """A reader of ``schema`` (parsed) giving its model; ``named`` collects named types."""
-    if isinstance(schema, str):
-        if schema in _PRIMITIVE_READERS:
-            return _PRIMITIVE_READERS[schema]
-        if schema in named:
-            return named[schema]
-        raise _Unsupported(schema)
-    if isinstance(schema, list):
-        return _union_reader([_compile_reader(branch, named) for branch in schema])
-    kind = schema["type"]
-    if kind == "record":
-        fields: list[_Read] = []
-        # Filled in place: a record refers to itself by name only after its definition.
-        named[schema["name"]] = reader = _record_reader(_record_model(schema), fields)
-        fields.extend(_compile_reader(f["type"], named) for f in schema["fields"])
-        return reader
-    if kind == "enum":
-        enum = _model_of(schema["name"])
-        members = tuple(enum(symbol) for symbol in schema["symbols"])
-        named[schema["name"]] = reader = _enum_reader(members)
-        return reader
-    if kind == "array":
-        return _array_reader(_compile_reader(schema["items"], named))
-    if kind == "map":
-        return _map_reader(_compile_reader(schema["values"], named))
-    return _compile_reader(kind, named)  # a primitive with attributes
-
-
-def _record_reader(model: Any, fields: list[_Read]) -> _Read:
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        values = []
-        for read_field in fields:
-            value, pos = read_field(data, pos)
-            values.append(value)
-        return model(*values), pos  # positional: the fields are in the schema's order
-
-    return read
-
-
-def _enum_reader(members: tuple[Any, ...]) -> _Read:
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        index, pos = _read_long(data, pos)
-        if not 0 <= index < len(members):
-            raise _Unsupported("enum index out of range")
-        return members[index], pos
-
-    return read
-
-
-def _union_reader(branches: list[_Read]) -> _Read:
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        index, pos = _read_long(data, pos)
-        if not 0 <= index < len(branches):
-            raise _Unsupported("union index out of range")
-        return branches[index](data, pos)
-
-    return read
-
-
-def _array_reader(read_item: _Read) -> _Read:
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        items: list[Any] = []
-        count, pos = _read_long(data, pos)
-        while count:
-            if count < 0:  # a block with its size in bytes: legal, rare, left to fastavro
-                raise _Unsupported("array block with a byte size")
-            for _ in range(count):
-                item, pos = read_item(data, pos)
-                items.append(item)
-            count, pos = _read_long(data, pos)
-        return tuple(items), pos  # the models hold tuples
-
-    return read
-
-
-def _map_reader(read_value: _Read) -> _Read:
-    def read(data: bytes, pos: int) -> tuple[Any, int]:
-        values: dict[str, Any] = {}
-        count, pos = _read_long(data, pos)
-        while count:
-            if count < 0:
-                raise _Unsupported("map block with a byte size")
-            for _ in range(count):
-                key, pos = _read_string(data, pos)
-                values[key], pos = read_value(data, pos)
-            count, pos = _read_long(data, pos)
-        return values, pos
-
-    return read
-
-
-def _write_long(out: bytearray, value: int) -> None:
-    if not (isinstance(value, int) and _MIN_LONG <= value <= _MAX_LONG):
-        raise _Unsupported("not a long")
-    value = (value << 1) ^ (value >> 63)
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _write_int(out: bytearray, value: int) -> None:
-    if not (isinstance(value, int) and _MIN_INT <= value <= _MAX_INT):
-        raise _Unsupported("not an int")
-    _write_long(out, value)
-
-
-def _write_bytes(out: bytearray, value: bytes) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise _Unsupported("not bytes")
-    _write_long(out, len(value))
-    out += value
-
-
-def _write_string(out: bytearray, value: str) -> None:
-    if not isinstance(value, str):
-        raise _Unsupported("not a string")
-    encoded = value.encode()
-    if len(encoded) < 64:  # most strings: a one-byte length
-        out.append(len(encoded) << 1)
-    else:
-        _write_long(out, len(encoded))
-    out += encoded
-
-
-def _write_double(out: bytearray, value: float) -> None:
-    out += _DOUBLE.pack(value)
-
-
-def _write_null(out: bytearray, value: None) -> None:
-    if value is not None:
-        raise _Unsupported("not null")
-
-
-_PRIMITIVE_WRITERS: Final[dict[str, _Write]] = {
-    "null": _write_null,
-    "int": _write_int,
-    "long": _write_long,
-    "double": _write_double,
-    "string": _write_string,
-    "bytes": _write_bytes,
-}
-
-
-def _compile_writer(schema: Any, named: dict[str, _Write]) -> _Write:
-    """A writer of ``schema``'s model (parsed schema); ``named`` collects named types."""
-    if isinstance(schema, str):
-        if schema in _PRIMITIVE_WRITERS:
-            return _PRIMITIVE_WRITERS[schema]
-        if schema in named:
-            return named[schema]
-        raise _Unsupported(schema)
-    if isinstance(schema, list):
-        return _union_writer(schema, [_compile_writer(branch, named) for branch in schema])
-    kind = schema["type"]
-    if kind == "record":
-        _record_model(schema)  # the model's fields must be the schema's
-        writers: list[_Write] = []
-        names = [f["name"] for f in schema["fields"]]
-        named[schema["name"]] = writer = _record_writer(attrgetter(*names), writers)
-        writers.extend(_compile_writer(f["type"], named) for f in schema["fields"])
-        return writer
-    if kind == "enum":
-        named[schema["name"]] = writer = _enum_writer(schema["symbols"])
-        return writer
-    if kind == "array":
-        return _array_writer(_compile_writer(schema["items"], named))
-    if kind == "map":
-        return _map_writer(_compile_writer(schema["values"], named))
-    return _compile_writer(kind, named)
-
-
-def _record_writer(values_of: Callable[[Any], Any], writers: list[_Write]) -> _Write:
-    def write(out: bytearray, record: Any) -> None:
-        for write_field, value in zip(writers, values_of(record), strict=True):
-            write_field(out, value)
-
-    return write
-
-
-def _enum_writer(symbols: list[str]) -> _Write:
-    if len(symbols) > 64:
-        raise _Unsupported("an enum too large for one-byte indexes")
-    indexes = {symbol: index for index, symbol in enumerate(symbols)}
-
-    def write(out: bytearray, symbol: str) -> None:
-        out.append(indexes[symbol] << 1)  # the zig-zag varint of an index below 64: one byte
-
-    return write
-
-
-# Primitive union branches the compiled writer takes, by the Python type a model holds there.
-_PRIMITIVE_MODELS: Final[dict[str, type]] = {"string": str, "int": int, "long": int}
-
-
-def _union_writer(schema: list[Any], branches: list[_Write]) -> _Write:
-    """Only the unions the contract has: null or one named type (the model's ``X | None``)."""
-    names = [b if isinstance(b, str) else b.get("name") for b in schema]
-    if len(schema) != 2 or "null" not in names:
-        raise _Unsupported("a union other than [null, named type]")
-    null_index = names.index("null")
-    other_index = 1 - null_index
-    if isinstance(schema[other_index], str) and schema[other_index] in _PRIMITIVE_MODELS:
-        other: Any = _PRIMITIVE_MODELS[schema[other_index]]  # e.g. Outcome.attempt: int | None
-    elif not isinstance(schema[other_index], dict):
-        raise _Unsupported("a union of null and a type that is not named")
-    else:
-        other = _model_of(schema[other_index]["name"])
-    write_other = branches[other_index]
-
-    def write(out: bytearray, value: Any) -> None:
-        if value is None:
-            out.append(null_index << 1)
-        elif isinstance(value, other):
-            out.append(other_index << 1)
-            write_other(out, value)
-        else:
-            raise _Unsupported(f"not a {other.__name__} or None")
-
-    return write
-
-
-def _array_writer(write_item: _Write) -> _Write:
-    def write(out: bytearray, items: Any) -> None:
-        if len(items):  # one block, then the empty block that ends the array
-            _write_long(out, len(items))
-            for item in items:
-                write_item(out, item)
-        out.append(0)
-
-    return write
-
-
-def _map_writer(write_value: _Write) -> _Write:
-    def write(out: bytearray, values: Any) -> None:
-        if len(values):
-            _write_long(out, len(values))
-            for key, value in values.items():
-                _write_string(out, key)
-                write_value(out, value)
-        out.append(0)
-
-    return write
+    if bodies is not None:
+        # The generated reader takes only the one encoding a writer writes (anything else went
+        # to fastavro above), so this body is exactly what encoding the record would give.
+        bodies[id(record)] = (record, memoryview(data)[HEADER_SIZE:])
+    return record
 
 
 _BY_TYPE: Final[dict[type, _Codec]] = {c.kind: c for c in _build_codecs(schema_dir())}
@@ -764,12 +430,16 @@ def canonical_form(kind: type[Record]) -> str:
 # --- the hot path ----------------------------------------------------------------------------
 
 
-def encode(record: Record) -> bytes:
-    """``record`` as a single-object encoded Avro message."""
+def encode(record: Record, bodies: Bodies | None = None) -> bytes:
+    """``record`` as a single-object encoded Avro message.
+
+    With ``bodies`` (filled by :func:`decode_as`), every record inside ``record`` that was read
+    from a message is copied from that message's body instead of being encoded again.
+    """
     codec = _BY_TYPE.get(type(record))
     if codec is None:
         codec = _codec_for(type(record))  # raises the TypeError
-    encoded = _fast_encode(codec, record)
+    encoded = _fast_encode(codec, record, bodies)
     if encoded is not None:
         return encoded
     out = BytesIO()
@@ -792,8 +462,13 @@ def decode(data: bytes) -> Record:
     return cast(Record, _read_body(data, codec))
 
 
-def decode_as(data: bytes, kind: type[T]) -> T:
-    """Like :func:`decode`, but ``data`` must hold a ``kind``: raises WireFormatError otherwise."""
+def decode_as(data: bytes, kind: type[T], bodies: Bodies | None = None) -> T:
+    """Like :func:`decode`, but ``data`` must hold a ``kind``: raises WireFormatError otherwise.
+
+    ``bodies``, if given, remembers the record's body for :func:`encode` (the tally reads
+    candidates and verdicts and writes decisions that hold them). It keeps the records and their
+    messages alive: use one per batch of work, then drop it.
+    """
     if type(data) is not bytes:
         data = _as_bytes(data)
     codec = _BY_FINGERPRINT.get(data[2:HEADER_SIZE])
@@ -802,11 +477,11 @@ def decode_as(data: bytes, kind: type[T]) -> T:
     if codec.kind is not kind:
         expected = _codec_for(kind).name  # a TypeError if kind is no record type at all
         raise WireFormatError(f"expected {expected}, got {codec.name}")
-    return cast(T, _read_body(data, codec))
+    return cast(T, _read_body(data, codec, bodies))
 
 
-def _read_body(data: bytes, codec: _Codec) -> Any:
-    record = _fast_decode(codec, data)
+def _read_body(data: bytes, codec: _Codec, bodies: Bodies | None = None) -> Any:
+    record = _fast_decode(codec, data, bodies)
     if record is not None:
         return record
     body = BytesIO(data)  # shares the bytes' buffer, no copy
