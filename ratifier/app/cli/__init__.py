@@ -26,6 +26,8 @@ _COMMANDS = (
     "client",
     "deadletters",
     "policy",
+    "calibrate",
+    "review",
     "demo",
     "chaos",
 )

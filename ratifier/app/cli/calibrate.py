@@ -1,0 +1,98 @@
+"""``ratifier calibrate``: choose M from labelled history and from the binomial model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import orjson
+
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples
+
+MODES = ("majority", "weighted", "online")
+
+
+@click.command(
+    context_settings=CONTEXT_SETTINGS,
+    epilog=examples(
+        "ratifier calibrate --n 5 --p 0.12                     # the binomial model alone",
+        "ratifier calibrate rte.standardized.tsv --plot m.png --json m.json",
+        "ratifier calibrate history.tsv --mode majority --rho 0 --rho 0.2",
+    ),
+)
+@click.argument("datasets", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--positive", default=None, help="the label attempt 1 proposes  [default: the larger label]"
+)
+@click.option(
+    "--mode", "modes", multiple=True, type=click.Choice(MODES), default=MODES,
+    help="weighting modes to replay (repeat the option)",
+)  # fmt: skip
+@click.option("--n", "n", type=click.IntRange(1, 50), default=5, help="simulated validators")
+@click.option(
+    "--p", "p", type=click.FloatRange(0, 1), default=0.12,
+    help="simulated chance that a validator accepts a bad candidate",
+)  # fmt: skip
+@click.option(
+    "--rho", "rhos", multiple=True, type=click.FloatRange(0, 1), default=(0.0, 0.3),
+    help="error correlation of the simulated validators (repeat the option); 0: independent",
+)  # fmt: skip
+@click.option(
+    "--cases", type=click.IntRange(0), default=100_000, help="simulated cases per (M, rho); 0: none"
+)
+@click.option("--seed", type=int, default=0, help="random seed of the simulation")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="write a PNG plot of the rates against M",
+)  # fmt: skip
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="write every figure as JSON",
+)  # fmt: skip
+def calibrate(
+    datasets: tuple[Path, ...],
+    positive: str | None,
+    modes: tuple[str, ...],
+    n: int,
+    p: float,
+    rhos: tuple[float, ...],
+    cases: int,
+    seed: int,
+    plot: Path | None,
+    json_path: Path | None,
+) -> int:
+    """Choose M: replay labelled DATASETS through the tally's rules for every M and mode.
+
+    DATASETS are standardized TSV files (annotation id, worker id, item id, response, gold;
+    docs/calibration.md). Per M: first-attempt consensus, escalation rate, error rate of
+    passes, accuracy, validator calls per case (parallel and sequential). Also simulates N
+    validators that err with probability p, independent and correlated, next to the binomial
+    closed form. Nothing needs the stack.
+    """
+    from ratifier.app.calibration_report import (
+        calibrate_dataset,
+        format_report,
+        plot_report,
+        report_json,
+        simulate_grid,
+    )
+    from ratifier.core.calibration import read_standardized_tsv
+
+    reports = []
+    for path in datasets:
+        try:
+            data = read_standardized_tsv(path, positive)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(str(exc), param_hint="DATASETS") from None
+        reports.append(calibrate_dataset(data, tuple(dict.fromkeys(modes))))
+    simulations = simulate_grid(n, p, rhos, cases, seed) if cases else []
+    click.echo(format_report(reports, simulations), nl=False)
+    if json_path is not None:
+        document = report_json(reports, simulations)
+        json_path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    if plot is not None:
+        plot_report(reports, simulations, plot)
+    return 0
+
+
+commands = (calibrate,)
