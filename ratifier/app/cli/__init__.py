@@ -27,7 +27,6 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "calibrate",
-    "review",
     "demo",
     "chaos",
 )
