@@ -43,6 +43,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from ratifier.core.errors import UnknownSchema, WireFormatError
 from ratifier.core.models import (
+    Alert,
     Candidate,
     DeadLetter,
     EscalationPacket,
@@ -82,6 +83,7 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
     EscalationPacket,
     DeadLetter,
     Outcome,
+    Alert,
 )
 
 # Bound, not constrained: a caller holding a union of record types (``type[Candidate] |

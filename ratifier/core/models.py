@@ -235,11 +235,6 @@ class Outcome:
     resolves: tuple[str, ...]  # the decision ids this outcome settles
 
 
-Record = (
-    Candidate | Verdict | PassDecision | RetryRequest | EscalationPacket | DeadLetter | Outcome
-)
-
-
 # --- alerts (issue 11): the governance monitor's alarms ----------------------------------------
 
 
@@ -264,4 +259,16 @@ class Alert:
     sample_size: int
     message: str
     monitor: str  # the worker id of the monitor that raised it
-    at_ms: int  # the time of the record that changed the alarm
+    changed_at_ms: int  # when the monitor saw the alarm change state
+
+
+Record = (
+    Candidate
+    | Verdict
+    | PassDecision
+    | RetryRequest
+    | EscalationPacket
+    | DeadLetter
+    | Outcome
+    | Alert
+)

@@ -26,6 +26,7 @@ from typing import Any
 from ratifier.core.errors import PolicyError
 
 __all__ = [
+    "MonitorSettings",
     "Policy",
     "Role",
     "Supermajority",
@@ -90,6 +91,29 @@ class Supermajority:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitorSettings:
+    """The governance monitor's alarm limits for a policy's cases (``[monitor]``, docs/policy.md).
+
+    The tally ignores them; every field has a default, so policies without the table keep working.
+    """
+
+    # Vote inflation: a validator's rejection rate in a category under this, over at least
+    # inflation_min_verdicts verdicts in the window (a validator that approves everything).
+    inflation_max_rejection_rate: float = 0.05
+    inflation_min_verdicts: int = 200
+    # Drift: the rejection rate of a validator's last drift_window verdicts against the
+    # drift_window before them; alarm when the two-proportion z-test's |z| reaches drift_max_z.
+    drift_window: int = 500
+    drift_max_z: float = 4.0
+    # Correlated validators: Cohen's kappa of a pair over the attempts that failed, above this,
+    # over at least correlation_min_attempts such attempts both judged.
+    correlation_max_kappa: float = 0.8
+    correlation_min_attempts: int = 50
+    # Escalation capacity: escalations in the last hour above what reviewers handle (0: no alarm).
+    review_capacity_per_hour: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class VoterWeights:
     """The voters' weights for one category, in policy order, and their total."""
 
@@ -115,6 +139,7 @@ class Policy:
     # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
+    monitor: MonitorSettings = MonitorSettings()  # the monitor's alarm limits (not the tally's)
     # Where the policy came from, for error messages; not part of its identity.
     source: str = field(default=_MEMORY_SOURCE, compare=False)
     # Precomputed in __post_init__ for the hot path.
@@ -172,6 +197,7 @@ class Policy:
             raise PolicyError(f"{where}: window_seconds must be > 0 (at least 1 ms)")
         if self.supermajority is not None:
             _check_supermajority(self.supermajority, self.max_attempts, where)
+        _check_monitor(self.monitor, where)
         if not (math.isfinite(self.prior) and 0 < self.prior < 1):
             raise PolicyError(f"{where}: prior must be in (0, 1), got {self.prior}")
         similarity = self.max_retry_similarity
@@ -211,6 +237,25 @@ def _check_validator(spec: ValidatorSpec, where: str) -> None:
         )
 
 
+def _check_monitor(settings: MonitorSettings, where: str) -> None:
+    for name in ("inflation_max_rejection_rate", "correlation_max_kappa"):
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise PolicyError(f"{where}: monitor.{name} must be in [0, 1], got {value}")
+    for name in ("inflation_min_verdicts", "drift_window", "correlation_min_attempts"):
+        if getattr(settings, name) < 1:
+            raise PolicyError(
+                f"{where}: monitor.{name} must be >= 1, got {getattr(settings, name)}"
+            )
+    if not _positive_number(settings.drift_max_z):
+        raise PolicyError(f"{where}: monitor.drift_max_z must be > 0, got {settings.drift_max_z}")
+    if settings.review_capacity_per_hour < 0:
+        raise PolicyError(
+            f"{where}: monitor.review_capacity_per_hour must be >= 0 (0: no alarm), "
+            f"got {settings.review_capacity_per_hour}"
+        )
+
+
 def _check_threshold(threshold: Threshold, n_voters: int, where: str) -> None:
     if (threshold.accepts is None) == (threshold.ratio is None):
         raise PolicyError(f"{where}: threshold: set exactly one of 'accepts' or 'ratio'")
@@ -244,7 +289,7 @@ def _ratio_in_range(value: float) -> bool:
 # --- parsing: TOML data -> Policy --------------------------------------------------------------
 
 _TOP_KEYS = frozenset(
-    {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority"}
+    {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
     | {"veto", "validators", "prior", "complete_packets", "retry_guard"}
 )
 _VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability"})
@@ -275,7 +320,35 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         prior=fields_.number("prior", default=0.5),
         complete_packets=fields_.boolean("complete_packets", default=False),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
+        monitor=_parse_monitor(fields_.optional_table("monitor"), source),
         source=source,
+    )
+
+
+def _parse_monitor(table: Mapping[str, Any] | None, source: str) -> MonitorSettings:
+    if table is None:
+        return MonitorSettings()
+    fields_ = _Fields(table, source, prefix="monitor.")
+    fields_.reject_unknown(frozenset(MonitorSettings.__dataclass_fields__))
+    default = MonitorSettings()
+    return MonitorSettings(
+        inflation_max_rejection_rate=fields_.number(
+            "inflation_max_rejection_rate", default=default.inflation_max_rejection_rate
+        ),
+        inflation_min_verdicts=fields_.integer(
+            "inflation_min_verdicts", default=default.inflation_min_verdicts
+        ),
+        drift_window=fields_.integer("drift_window", default=default.drift_window),
+        drift_max_z=fields_.number("drift_max_z", default=default.drift_max_z),
+        correlation_max_kappa=fields_.number(
+            "correlation_max_kappa", default=default.correlation_max_kappa
+        ),
+        correlation_min_attempts=fields_.integer(
+            "correlation_min_attempts", default=default.correlation_min_attempts
+        ),
+        review_capacity_per_hour=fields_.integer(
+            "review_capacity_per_hour", default=default.review_capacity_per_hour
+        ),
     )
 
 

@@ -59,7 +59,14 @@ class TopicNames:
     @property
     def public(self) -> tuple[str, ...]:
         """The topics Ratifier creates for users, in a stable order."""
-        return (self.candidates, self.verdicts, *self.decisions, self.deadletter, self.outcomes, self.alerts)
+        return (
+            self.candidates,
+            self.verdicts,
+            *self.decisions,
+            self.deadletter,
+            self.outcomes,
+            self.alerts,
+        )
 
     def validator_group(self, validator_id: str) -> str:
         return f"{self.prefix}.validator.{validator_id}"

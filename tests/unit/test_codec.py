@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from ratifier.core import models
 from ratifier.core.errors import UnknownSchema, WireFormatError
 from ratifier.core.models import (
+    Alert,
     AttemptRecord,
     Candidate,
     DeadLetter,
@@ -68,9 +69,10 @@ PARSE_ORDER = (
     "EscalationPacket",
     "DeadLetter",
     "Outcome",
+    "Alert",
 )
 # Types added after a released version: that version's history folder does not hold them.
-ADDED_AFTER = {"Outcome": 2}
+ADDED_AFTER = {"Outcome": 2, "Alert": 2}
 ENUMS = (Vote, Severity, FailureReason, OutcomeClass, EscalationReason, DeadLetterReason)
 NESTED = (Span, Reason, AttemptRecord)
 
@@ -250,6 +252,20 @@ outcomes = st.builds(
     policy_version=texts,
     resolves=_tuples(texts),
 )
+alerts = st.builds(
+    Alert,
+    alert_id=texts,
+    kind=texts,
+    state=texts,
+    policy=texts,
+    subject=texts,
+    value=doubles,
+    threshold=doubles,
+    sample_size=int64,
+    message=texts,
+    monitor=texts,
+    changed_at_ms=timestamps,
+)
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Candidate: candidates,
     Verdict: verdicts,
@@ -258,6 +274,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     EscalationPacket: escalation_packets,
     DeadLetter: dead_letters,
     Outcome: outcomes,
+    Alert: alerts,
 }
 by_kind = pytest.mark.parametrize("kind", codec.RECORD_TYPES, ids=lambda k: k.__name__)
 slow = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -318,6 +335,7 @@ def _sample(kind: type) -> Any:
             "o-1", "case-1", OutcomeClass.CORRECTED, "ann", 5, None, None, "4", "2+2?", "qa",
             "typo", "p", "1", ("d-3",),
         ),  # fmt: skip
+        Alert: Alert("a-1", "DRIFT", "RAISED", "p", "sim-a", 4.2, 4.0, 1000, "m", "w", 5),
     }
     return samples[kind]
 
