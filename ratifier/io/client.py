@@ -32,6 +32,7 @@ from ratifier.core.models import (
     DeadLetter,
     Decision,
     EscalationPacket,
+    Outcome,
     PassDecision,
     now_ms,
 )
@@ -282,6 +283,21 @@ class Client:
                     yield decision
         finally:
             await consumer.stop()
+
+    async def trusted_answer(self, case_id: str) -> Outcome | None:
+        """The case's trusted answer: its confirmed or corrected outcome, with provenance.
+
+        None while the case is pending or in review, when it ended unresolved, or is unknown.
+        Read from the trusted answers store (Redis), which the outcomes runtime keeps.
+        """
+        from ratifier.io.redis_client import connect  # only callers of this method need Redis
+        from ratifier.io.trusted_store import TrustedStore
+
+        redis = connect(self.settings)
+        try:
+            return await TrustedStore(redis, self.settings).get(case_id)
+        finally:
+            await redis.aclose()
 
     async def decide(
         self, content: str, *, timeout_s: float = 300.0, **fields: Any

@@ -49,6 +49,7 @@ from ratifier.core.review import agreement, outcome_from_pass, outcome_from_reso
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
 from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.redis_client import connect
 from ratifier.io.review_metrics import AgreementStore
 from ratifier.io.review_queue import ReviewQueue, StoredResolution
 from ratifier.io.trusted_store import TrustedStore
@@ -319,3 +320,42 @@ class TrustedProjector:
             self.stored += 1
         else:
             self.skipped += 1
+
+
+class OutcomesService:
+    """``ratifier outcomes run``: the writer and the trusted store's projection, one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.redis = connect(settings)
+        self.writer = OutcomesWriter(settings, self.redis)
+        self.projector = TrustedProjector(settings, self.redis)
+
+    async def start(self) -> None:
+        await self.writer.start()
+        try:
+            await self.projector.start()
+        except BaseException:
+            await self.writer.stop()
+            raise
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        # Either loop failing (e.g. the writer fenced by a newer one) stops both.
+        tasks = [
+            asyncio.create_task(self.writer.run(stop)),
+            asyncio.create_task(self.projector.run(stop)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        try:
+            await self.projector.stop()
+            await self.writer.stop()
+        finally:
+            await self.redis.aclose()

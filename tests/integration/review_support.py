@@ -35,8 +35,12 @@ def candidate(case_id: str, attempt: int, content: str = "") -> Candidate:
         candidate_id=f"{case_id}-c{attempt}",
         policy="default",
         category="qa",
-        query=f"What is the answer of {case_id}?",
-        content=content or f"Answer {attempt} of {case_id}: the refund takes 30 days.",
+        query=f"Summarise the refund policy for order {case_id} in two sentences.",
+        content=content
+        or (
+            f"Order {case_id} can be refunded within 30 days of delivery (attempt {attempt}). "
+            "Refunds go back to the original payment method within five business days."
+        ),
         producer="test",
         produced_at_ms=now_ms(),
     )
@@ -45,7 +49,10 @@ def candidate(case_id: str, attempt: int, content: str = "") -> Candidate:
 def verdict(c: Candidate, validator: str, vote: Vote) -> Verdict:
     reasons: tuple[Reason, ...] = ()
     if vote is Vote.REJECT:
-        reasons = (Reason("fact.wrong_number", "30 days is wrong", Span(23, 30)),)
+        start = c.content.find("30 days")
+        reasons = (
+            Reason("fact.wrong_number", "the policy says 14 days, not 30", Span(start, start + 7)),
+        )
     return Verdict(
         c.case_id, c.attempt, c.candidate_id, validator, "1.0", vote, 0.9,
         Severity.MAJOR if vote is Vote.REJECT else None, reasons, 12, now_ms(),

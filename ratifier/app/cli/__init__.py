@@ -27,6 +27,7 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "calibrate",
+    "review",
     "demo",
     "chaos",
 )
