@@ -54,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(profile.profile(ns.cases, ns.out, ns.target))
         return 0
 
+    if args[:1] == ["codec"]:  # the wire codec alone, offline (see bench/codec.py)
+        from bench import codec
+
+        parser = argparse.ArgumentParser(prog="bench/run.py codec")
+        parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per side")
+        parser.add_argument("--baseline", metavar="REV", help="also measure this commit, same run")
+        parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+        ns = parser.parse_args(args[1:])
+        return codec.main(ns.rounds, ns.baseline, ns.child)
+
     if args[:1] == ["processor"]:  # the processor alone, offline (see bench/processor.py)
         from bench import processor
 

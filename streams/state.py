@@ -9,6 +9,8 @@ convention.
 The codec (:func:`encode_state` / :func:`decode_state`) writes positional JSON arrays with orjson:
 no field names, enum members as small integers, and the fields a counted verdict shares with its
 attempt (case id, attempt, candidate id) left out. The first element is a format version.
+Candidates and verdicts are rows generated from their models' fields (:mod:`ratifier.streams.rows`),
+so a field added to either is stored with no edit here; the state's own types are written below.
 Enum code tables below are append-only: reordering them would misread stored state. Optional
 trailing elements (``closed_at_ms``, an attempt's ``late_verdicts``) are written only when set,
 so states without them keep their bytes; a tally from before such an element cannot read a state
@@ -17,7 +19,6 @@ that has it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,7 +27,8 @@ from typing import Any
 import orjson
 
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
+from ratifier.core.models import Candidate, FailureReason, Severity, Verdict, Vote
+from ratifier.streams import rows
 
 __all__ = [
     "AttemptState",
@@ -126,8 +128,10 @@ _FAILURES = (
     FailureReason.RETRY_NOT_DIFFERENT,
 )
 _STATUS_CODES = {member: code for code, member in enumerate(_STATUSES)}
-_VOTE_CODES = {member: code for code, member in enumerate(_VOTES)}
-_SEVERITY_CODES = {member: code for code, member in enumerate(_SEVERITIES)}
+# Candidates and verdicts are stored by rows.py, which codes an enum by its definition order:
+# it must keep the released codes above (new members go at the end, as in the Avro symbols).
+if tuple(Vote)[: len(_VOTES)] != _VOTES or tuple(Severity)[: len(_SEVERITIES)] != _SEVERITIES:
+    raise TypeError("Vote or Severity members were reordered: stored states would be misread")
 _FAILURE_CODES = {member: code for code, member in enumerate(_FAILURES)}
 
 
@@ -204,85 +208,21 @@ def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
     )
 
 
-def _encode_candidate(candidate: Candidate) -> list[Any]:
-    # case_id is the state's own and is not repeated.
-    return [
-        candidate.attempt,
-        candidate.candidate_id,
-        candidate.policy,
-        candidate.category,
-        candidate.query,
-        candidate.content,
-        candidate.producer,
-        candidate.produced_at_ms,
-        list(candidate.previous_candidate_ids),
-        dict(candidate.metadata),
-    ]
-
-
-def _decode_candidate(case_id: str, item: list[Any]) -> Candidate:
-    (
-        attempt,
-        candidate_id,
-        policy,
-        category,
-        query,
-        content,
-        producer,
-        produced_at,
-        previous,
-        meta,
-    ) = item
-    return Candidate(
-        case_id=case_id,
-        attempt=attempt,
-        candidate_id=candidate_id,
-        policy=policy,
-        category=category,
-        query=query,
-        content=content,
-        producer=producer,
-        produced_at_ms=produced_at,
-        previous_candidate_ids=tuple(previous),
-        metadata=meta,
-    )
-
-
-def _encode_vote(verdict: Verdict) -> list[Any]:
-    """A counted verdict without the fields its attempt already holds."""
-    return [
-        verdict.validator_id,
-        verdict.validator_version,
-        _VOTE_CODES[verdict.vote],
-        _encode_float(verdict.confidence),
-        None if verdict.severity is None else _SEVERITY_CODES[verdict.severity],
-        [_encode_reason(reason) for reason in verdict.reasons],
-        verdict.latency_ms,
-        verdict.produced_at_ms,
-    ]
+# A candidate and a counted verdict are rows generated from their models' fields (rows.py): a
+# field added to Candidate or Verdict is stored with no edit here. ``always``: the fields each
+# had when the format was released, written in every state; later ones are optional trailing
+# elements. The case id is the state's own; a counted verdict's attempt and candidate id its
+# attempt's.
+_CANDIDATE_ROW = rows.row(Candidate, implied=("case_id",), always=10)
+_VERDICT_ROW = rows.row(Verdict, implied=("case_id", "attempt", "candidate_id"), always=8)
+_encode_candidate = _CANDIDATE_ROW.encode
+_decode_candidate = _CANDIDATE_ROW.decode  # (case_id, row)
+_encode_vote = _VERDICT_ROW.encode  # a counted verdict without the fields its attempt holds
+_verdict_from = _VERDICT_ROW.decode  # (case_id, attempt, candidate_id, row)
 
 
 def _decode_vote(candidate: Candidate, item: list[Any]) -> Verdict:
-    return _verdict_from(candidate.case_id, candidate.attempt, candidate.candidate_id, item)
-
-
-def _verdict_from(case_id: str, attempt: int, candidate_id: str, item: list[Any]) -> Verdict:
-    validator_id, version, vote, confidence, severity, reasons, latency_ms, produced_at = item
-    # Positional, in Verdict's field order: decoding is on the tally's per-record path and
-    # keywords cost a third more. The round-trip tests catch any change of field order.
-    return Verdict(
-        case_id,
-        attempt,
-        candidate_id,
-        validator_id,
-        version,
-        _VOTES[vote],
-        float(confidence),  # a non-finite value comes back from its repr string
-        None if severity is None else _SEVERITIES[severity],
-        tuple(map(_decode_reason, reasons)) if reasons else (),
-        latency_ms,
-        produced_at,
-    )
+    return _verdict_from(candidate.case_id, candidate.attempt, candidate.candidate_id, item)  # type: ignore[no-any-return]
 
 
 def _encode_held(held: HeldVerdict) -> list[Any]:
@@ -306,20 +246,3 @@ def _decode_held(case_id: str, item: list[Any]) -> HeldVerdict:
         source=SourceRef(topic, partition, offset),
         held_at_ms=held_at,
     )
-
-
-def _encode_reason(reason: Reason) -> list[Any]:
-    if reason.span is None:
-        return [reason.code, reason.message]
-    return [reason.code, reason.message, reason.span.start, reason.span.end]
-
-
-def _decode_reason(item: list[Any]) -> Reason:
-    span = Span(item[2], item[3]) if len(item) == 4 else None
-    return Reason(code=item[0], message=item[1], span=span)
-
-
-def _encode_float(value: float) -> float | str:
-    # JSON has no NaN or infinity (orjson would write null); keep them as their repr,
-    # which float() reads back.
-    return value if math.isfinite(value) else repr(value)
