@@ -29,6 +29,8 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
 | RATIFIER_REVIEW_TOKENS_FILE | (none) | reviewers: one `reviewer-id token` a line (docs/review.md) |
 | RATIFIER_REVIEW_CLAIM_S | 600 | how long a reviewer's claim on a queued item lasts |
+| RATIFIER_METRICS_PORT | 0 | port of the process's /metrics, /healthz, /readyz (0: none) |
+| RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class Settings:
     max_record_bytes: int = 1_048_576
     worker_id: str = ""
     log_level: str = "info"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     review_tokens_file: Path | None = None
     review_claim_s: float = 600.0
 
@@ -116,6 +120,8 @@ class Settings:
                 f"{ENV_PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), "
                 f"got {self.max_candidate_bytes}"
             )
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.topic_prefix):
             raise ConfigError(
                 f"{ENV_PREFIX}TOPIC_PREFIX may hold only letters, digits, '.', '_' and '-': "

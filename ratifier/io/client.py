@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -39,6 +39,9 @@ from ratifier.core.models import (
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
+
+if TYPE_CHECKING:
+    from ratifier.io.readmodels import CaseView
 
 T = TypeVar("T")
 FinalOutcome = PassDecision | EscalationPacket
@@ -298,6 +301,17 @@ class Client:
             return await TrustedStore(redis, self.settings).get(case_id)
         finally:
             await redis.aclose()
+
+    async def case(self, case_id: str) -> CaseView | None:
+        """What happened to the case: status, attempts, verdicts, decisions, policy version.
+
+        None for a case the monitor has not seen. Read from the monitor's read models (Redis,
+        docs/monitoring.md), so ``ratifier monitor run`` must be running.
+        """
+        from ratifier.io.readmodels import ReadModels  # only callers of this method need Redis
+
+        async with ReadModels(self.settings) as models:
+            return await models.case(case_id)
 
     async def decide(
         self, content: str, *, timeout_s: float = 300.0, **fields: Any

@@ -1,0 +1,457 @@
+"""The governance monitor: candidates, verdicts and decisions in; figures, alarms, read models out.
+
+A consumer group (``<prefix>.monitor``) over the candidates, verdicts and decision topics, so it
+scales and fails over like any group. Per batch:
+
+1. decode the records, feed the decisions to the windowed figures (:mod:`.figures`);
+2. write the read models to Redis (:mod:`ratifier.io.readmodels`): case histories (idempotent
+   fields) and the scoreboard's counts, applied once with the offsets they came from;
+3. only then commit the Kafka offsets. With Redis down the monitor waits, saying so in its log,
+   and commits nothing meanwhile: after a crash or a rebalance the records come again, and the
+   offsets recorded in Redis keep them from being counted twice.
+
+About once a second (and only once caught up, so half-rebuilt windows raise nothing) it
+evaluates the alarms; each alarm raised or cleared is published to ``<prefix>.alerts`` (Avro),
+logged, and kept in Redis's ``alarms`` hash.
+
+The windows live in memory. After each assignment the monitor re-reads the decision partitions
+from the start of the time window (``offsets_for_times``), so a restarted or new owner rebuilds
+them; records below the offsets recorded in Redis only feed the windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from operator import attrgetter
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from ratifier.core.config import Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import (
+    Candidate,
+    EscalationPacket,
+    PassDecision,
+    RetryRequest,
+    Verdict,
+    now_ms,
+)
+from ratifier.core.policy import Policy
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.io.metrics import ConsumerLag, Observability, Readiness
+from ratifier.io.readmodels import OffsetGroup, ReadModels, case_fields, score_field
+from ratifier.runtimes.monitor import alarms as rules
+from ratifier.runtimes.monitor.figures import Figures, PolicyFigures, decided_attempt
+from ratifier.runtimes.monitor.metrics import MonitorMetrics
+from ratifier.schemas import codec
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WINDOW_S = 3_600.0
+WINDOW_CASES = 10_000
+EVALUATE_EVERY_S = 1.0
+_REDIS_RETRY_MAX_S = 5.0
+_REDIS_LOG_EVERY_S = 30.0
+_by_timestamp = attrgetter("timestamp")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, monitor: MonitorWorker) -> None:
+        self.monitor = monitor
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.monitor.forget()
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.monitor.restore_later()
+
+
+class MonitorWorker:
+    """One monitor instance. ``async with`` it, or ``start()``, ``run(stop)``, ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policies: Mapping[str, Policy],
+        *,
+        window_s: float = WINDOW_S,
+        window_cases: int = WINDOW_CASES,
+        evaluate_every_s: float = EVALUATE_EVERY_S,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.names = TopicNames.from_settings(settings)
+        self.window_ms = int(window_s * 1000)
+        self.window_cases = window_cases
+        self.evaluate_every_s = evaluate_every_s
+        self.registry = CollectorRegistry()
+        self.metrics = MonitorMetrics(self.registry)
+        client_id = f"ratifier-monitor-{settings.worker_id}"
+        self._consumer: AIOKafkaConsumer = make_consumer(
+            settings,
+            group_id=self.names.monitor_group,
+            client_id=client_id,
+            # Candidates, verdicts and decisions are all keyed by case id: range assignment gives
+            # an instance the same partitions of each, so a case's records meet in one instance.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
+        self._producer = make_producer(settings, client_id=client_id)
+        self.read_models = ReadModels(settings)
+        self._lag = ConsumerLag(self.registry, self._consumer)
+        self._decision_topics = frozenset(self.names.decisions)
+        self.figures: dict[str, PolicyFigures] = {}
+        self.active: dict[str, rules.Alarm] = {}  # alarm key -> alarm, as published
+        self._applied: dict[str, int] = {}  # "<topic>:<partition>" -> next offset counted
+        self._resume: dict[TopicPartition, int] = {}  # committed offsets at assignment
+        self._catching_up: dict[TopicPartition, int] = {}  # decision partitions -> resume offset
+        self._restore_pending = False
+        self._restored = False
+        self._last_evaluation = 0.0
+        self._redis_waiting_since: float | None = None
+        self._stop: asyncio.Event | None = None
+        self.processed = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._producer.start()
+        try:
+            topics = [self.names.candidates, self.names.verdicts, *self.names.decisions]
+            self._consumer.subscribe(topics, listener=_Rebalance(self))
+            await self._consumer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            try:
+                await self._producer.stop()
+            finally:
+                await self.read_models.aclose()
+
+    async def __aenter__(self) -> MonitorWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        self._stop = stop = stop or asyncio.Event()
+        while not stop.is_set():
+            if self._restore_pending:
+                await self._restore()
+                continue
+            batches = await self._consumer.getmany(timeout_ms=200)
+            if stop.is_set():
+                break
+            if batches and not self._restore_pending:
+                await self._process(batches)
+            await self._evaluate_when_due()
+
+    # -- observability -----------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return Readiness(False, "monitor: no partitions assigned yet")
+        if self._restore_pending or not self._restored:
+            return Readiness(False, "monitor: restoring (read models' offsets, windows)")
+        if self._catching_up:
+            behind = len(self._catching_up)
+            return Readiness(False, f"monitor: rebuilding windows of {behind} partition(s)")
+        if self._redis_waiting_since is not None:
+            return Readiness(False, f"monitor: waiting for Redis at {self.read_models.url}")
+        partitions = sorted({tp.partition for tp in assigned})
+        return Readiness(True, f"monitor: partitions {partitions} assigned, windows rebuilt")
+
+    def observability(self) -> Observability:
+        return Observability(self.registry, self.readiness, (self._lag.refresh,))
+
+    # -- rebalances --------------------------------------------------------------------------
+
+    def forget(self) -> None:
+        """Revoked: the windows belong to the old assignment (rebuilt after the next one)."""
+        self.figures.clear()
+        self._restored = False
+
+    def restore_later(self) -> None:
+        self._restore_pending = True
+        self._restored = False
+
+    async def _restore(self) -> None:
+        """Load the read models' offsets and alarms, and seek back to rebuild the windows."""
+        self._restore_pending = False
+        self.figures.clear()
+        models = self.read_models
+        self._applied = await self._with_redis("read the offsets counted", models.applied_offsets)
+        stored = await self._with_redis("read the current alarms", models.alarms)
+        self.active = {
+            key: rules.Alarm(**{f: alert[f] for f in _ALARM_FIELDS})
+            for key, alert in stored.items()
+        }
+        assigned = list(self._consumer.assignment())
+        self._resume, self._catching_up = {}, {}
+        if not assigned:
+            self._restored = True
+            return
+        committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in assigned))
+        decisions = [tp for tp in assigned if tp.topic in self._decision_topics]
+        since = now_ms() - self.window_ms
+        starts = await self._consumer.offsets_for_times(dict.fromkeys(decisions, since))
+        beginnings = await self._consumer.beginning_offsets(assigned)
+        ends = await self._consumer.end_offsets(decisions) if decisions else {}
+        for tp, offset in zip(assigned, committed, strict=True):
+            resume = beginnings[tp] if offset is None else offset
+            self._resume[tp] = resume
+            target = resume
+            if tp in starts:
+                found = starts[tp]
+                window_start = ends[tp] if found is None else found.offset
+                target = min(resume, max(window_start, beginnings[tp]))
+                if target < resume:
+                    self._catching_up[tp] = resume
+            self._consumer.seek(tp, target)
+        self._restored = True
+        logger.info(
+            "monitor owns %d partitions; rebuilding windows from %d decision partition(s)",
+            len(assigned),
+            len(self._catching_up),
+        )
+
+    # -- processing --------------------------------------------------------------------------
+
+    async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        cases: dict[str, dict[str, bytes]] = {}
+        groups: dict[TopicPartition, OffsetGroup] = {}
+        for record in heapq.merge(*batches.values(), key=_by_timestamp):
+            tp = TopicPartition(record.topic, record.partition)
+            self._handle(tp, record, cases, groups)
+        count = sum(map(len, batches.values()))
+        await self._with_redis(
+            f"write the read models of {count} records",
+            lambda: self.read_models.write_cases(cases),
+        )
+        await self._with_redis(
+            "count the batch's verdicts in the scoreboard",
+            lambda: self.read_models.apply_counts(groups.values()),
+        )
+        for tp, group in groups.items():
+            self._applied[f"{tp.topic}:{tp.partition}"] = group.next
+        await self._commit(batches)
+        for tp, records in batches.items():
+            target = self._catching_up.get(tp)
+            if target is not None and records[-1].offset + 1 >= target:
+                del self._catching_up[tp]
+        self.processed += sum(len(records) for records in batches.values())
+
+    def _handle(
+        self,
+        tp: TopicPartition,
+        record: ConsumerRecord,
+        cases: dict[str, dict[str, bytes]],
+        groups: dict[TopicPartition, OffsetGroup],
+    ) -> None:
+        try:
+            value = codec.decode(record.value or b"")
+        except WireFormatError as exc:
+            self.metrics.undecodable.labels(record.topic).inc()
+            logger.debug("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
+            return
+        fresh = record.offset >= self._resume.get(tp, 0)
+        if isinstance(value, Candidate | Verdict):
+            if not fresh:
+                return
+            cases.setdefault(value.case_id, {}).update(case_fields(value))
+            if isinstance(value, Candidate):
+                self.metrics.candidates.labels(value.policy).inc()
+            else:
+                self.metrics.verdicts_received.labels(value.validator_id, value.vote.value).inc()
+            return
+        if not isinstance(value, PassDecision | RetryRequest | EscalationPacket):
+            return
+        attempt = decided_attempt(value)
+        figures = self.figures.get(attempt.policy)
+        if figures is None:
+            policy = self.policies.get(attempt.policy)
+            drift_window = policy.monitor.drift_window if policy else 500
+            figures = PolicyFigures(attempt.policy, self.window_ms, self.window_cases, drift_window)
+            self.figures[attempt.policy] = figures
+        figures.add(attempt)
+        if record.offset < self._applied.get(f"{tp.topic}:{tp.partition}", 0):
+            return  # counted already (an earlier run): it only rebuilds the windows
+        cases.setdefault(value.case_id, {}).update(case_fields(value))
+        group = groups.get(tp)
+        if group is None:
+            group = groups[tp] = OffsetGroup(tp.topic, tp.partition, record.offset, record.offset)
+        group.next = record.offset + 1
+        self.metrics.decisions.labels(attempt.policy, attempt.kind).inc()
+        for vote in attempt.votes:
+            base = (attempt.policy, vote.validator, vote.category)
+            group.increments[score_field(*base, vote.vote)] += 1
+            group.increments[score_field(*base, "latency_ms")] += vote.latency_ms
+            if vote.problem is not None:
+                group.increments[score_field(*base, vote.problem)] += 1
+            self.metrics.verdicts.labels(vote.validator, vote.category, vote.vote).inc()
+            self.metrics.latency.labels(vote.validator).observe(vote.latency_ms / 1000)
+
+    async def _commit(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        # Records re-read to rebuild the windows lie below the committed offset: never move it back.
+        offsets = {}
+        for tp, records in batches.items():
+            end = records[-1].offset + 1
+            if end > self._resume.get(tp, 0):
+                offsets[tp] = end
+                self._resume[tp] = end
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.warning("commit skipped after a rebalance (records come again): %s", exc)
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    async def _evaluate_when_due(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_evaluation < self.evaluate_every_s:
+            return
+        if self._restore_pending or not self._restored or self._catching_up:
+            return  # half-rebuilt windows would raise (or clear) alarms that do not hold
+        self._last_evaluation = now
+        await self.evaluate()
+
+    async def evaluate(self) -> list[Any]:
+        """Compute every policy's figures and alarms; publish what changed. Returns the alerts."""
+        holding: dict[str, rules.Alarm] = {}
+        snapshots: dict[str, dict[str, Any]] = {}
+        for name, policy_figures in self.figures.items():
+            figures = policy_figures.figures()
+            self.metrics.show(figures)
+            snapshots[name] = _snapshot(figures)
+            holding.update(rules.evaluate(self.policies.get(name), figures))
+        # Alarms of policies this instance has no figures of (another instance's) stay as they are.
+        before = {k: a for k, a in self.active.items() if a.policy in self.figures}
+        alerts = []
+        at = now_ms()
+        for state, alarm in rules.changes(before, holding):
+            alert = rules.alert_for(alarm, state, monitor=self.settings.worker_id, at_ms=at)
+            alerts.append((state, alarm, alert))
+        for state, alarm, alert in alerts:
+            await self._producer.send_and_wait(
+                self.names.alerts, codec.encode(alert), key=alarm.key.encode()
+            )
+            log = logger.warning if state == rules.RAISED else logger.info
+            log("alarm %s %s: %s", state.lower(), alarm.kind, alarm.message)
+            self.metrics.alerts.labels(alarm.kind, state).inc()
+        raised = [(a.key, alert) for state, a, alert in alerts if state == rules.RAISED]
+        cleared = [a.key for state, a, _ in alerts if state == rules.CLEARED]
+        models = self.read_models
+        await self._with_redis("record the alarms", lambda: models.set_alarms(raised, cleared))
+        await self._with_redis("record the figures", lambda: models.set_figures(snapshots))
+        for key in cleared:
+            self.active.pop(key, None)
+        self.active.update({a.key: a for state, a, _ in alerts if state == rules.RAISED})
+        for kind in rules.KINDS:
+            self.metrics.alarms_active.labels(kind).set(
+                sum(1 for a in self.active.values() if a.kind == kind)
+            )
+        return [alert for _, _, alert in alerts]
+
+    # -- Redis -------------------------------------------------------------------------------
+
+    async def _with_redis(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, waiting for Redis as long as it takes (or until the worker stops)."""
+        delay = 0.1
+        last_log = 0.0
+        while True:
+            try:
+                result = await call()
+            except (RedisError, OSError) as exc:
+                now = time.monotonic()
+                if self._redis_waiting_since is None:
+                    self._redis_waiting_since = now
+                    self.metrics.redis_up.set(0)
+                if now - last_log >= _REDIS_LOG_EVERY_S:
+                    last_log = now
+                    logger.warning(
+                        "waiting for Redis at %s to %s (%s); Kafka offsets are not committed "
+                        "until it answers, so nothing is lost",
+                        self.read_models.url,
+                        what,
+                        exc,
+                    )
+                if self._stop is not None and self._stop.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _REDIS_RETRY_MAX_S)
+                continue
+            if self._redis_waiting_since is not None:
+                waited = time.monotonic() - self._redis_waiting_since
+                logger.info("Redis at %s answers again after %.1fs", self.read_models.url, waited)
+                self._redis_waiting_since = None
+                self.metrics.redis_up.set(1)
+            return result
+
+
+_ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(rules.Alarm))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _snapshot(figures: Figures) -> dict[str, Any]:
+    """The figures as JSON (``nan`` as null), for Redis and ``ratifier scoreboard``."""
+    return {
+        "final_outcomes": figures.final_outcomes,
+        "first_attempt_consensus_ratio": _finite(figures.first_attempt_consensus_ratio),
+        "mean_attempts": _finite(figures.mean_attempts),
+        "escalation_ratio": _finite(figures.escalation_ratio),
+        "retry_ratio": _finite(figures.retry_ratio),
+        "verdicts_per_outcome": _finite(figures.verdicts_per_outcome),
+        "escalations_last_hour": figures.escalations_last_hour,
+        "latency_ms": {
+            "p50": _finite(figures.latency_p50_ms),
+            "p95": _finite(figures.latency_p95_ms),
+            "p99": _finite(figures.latency_p99_ms),
+        },
+        "fleiss_kappa": _finite(figures.fleiss_kappa),
+        "pair_kappas": {
+            f"{a}+{b}": {"kappa": _finite(k), "attempts": n}
+            for (a, b), (k, n) in sorted(figures.pair_kappas.items())
+        },
+        "drift_z": {v: _finite(z) for v, (z, _) in sorted(figures.drift.items())},
+        "validators": [
+            {
+                "validator": v.validator,
+                "category": v.category,
+                "verdicts": v.verdicts,
+                "counts": dict(v.counts),
+                "rejection_ratio": _finite(v.rejection_ratio),
+                "timeout_ratio": _finite(v.timeout_ratio),
+                "error_ratio": _finite(v.error_ratio),
+                "latency_p50_ms": _finite(v.latency_p50_ms),
+                "latency_p95_ms": _finite(v.latency_p95_ms),
+                "latency_p99_ms": _finite(v.latency_p99_ms),
+            }
+            for v in figures.validators
+        ],
+    }
