@@ -17,8 +17,9 @@ are equal, and a strict weighted majority for M = N/2 + 1):
 - ``weighted``: log-odds weights of each worker's reliability estimated by batch Dawid-Skene on
   the whole history (a reference: it has seen every item before deciding any).
 - ``online``: log-odds weights from :class:`~ratifier.core.calibration.OnlineReliability`,
-  learned from the cases decided before this one, in file order, and updated with each case's
-  final outcome as soon as it is decided.
+  learned from the cases decided before this one, in file order, exactly as a tally with
+  ``[reliability] learn = "online"`` learns (:func:`ratifier.streams.learning.learn`: each
+  decided attempt's counted verdicts, weighted by the model's posterior).
 
 Validator calls: a parallel tally asks every validator on every attempt (``N`` per attempt).
 ``sequential_calls`` counts the verdicts the rules had read when the attempt was decided, with
@@ -48,7 +49,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy, Threshold, ValidatorSpec
-from ratifier.streams.state import CaseState
+from ratifier.streams.learning import learn
+from ratifier.streams.state import AttemptState, CaseState
 from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
 
 __all__ = ["MODES", "ReplayResult", "replay", "replay_all"]
@@ -141,7 +143,7 @@ def replay(
             raise ValueError(f"item {item.item_id} has {n} labels, fewer than M = {m}")
         table = _weights_for(item, mode, weights, online)
         policy = _policy(item, mode, m, table)
-        decisions, read = _decide(item, policy, data)
+        decisions, read, settled = _decide(item, policy, data)
         final = decisions[-1]
         answer = data.negative
         if isinstance(final, PassDecision):
@@ -155,11 +157,10 @@ def replay(
         totals["parallel"] += n * len(decisions)
         totals["sequential"] += read
         if online is not None:
-            # The E step of online Dawid-Skene: learn from the model's posterior given every
-            # verdict of the case (soft), not from the hard pass/fail, which would reinforce
-            # its own mistakes (measured on RTE: 0.9175 hard against 0.925 soft).
-            votes = [(w, label == data.positive) for w, label in item.labels]
-            online.update(votes, online.posterior(votes))
+            # As the tally learns (streams/learning.py): each settled attempt, its verdicts
+            # counted and late, weighted by the model's posterior (soft online Dawid-Skene).
+            for attempt in settled:
+                learn(online, policy, attempt)
     return ReplayResult(
         mode,
         m,
@@ -219,9 +220,14 @@ def _policy(item: LabelledItem, mode: str, m: int, table: dict[str, tuple[float,
     )
 
 
-def _decide(item: LabelledItem, policy: Policy, data: LabelledSet) -> tuple[list[Decision], int]:
-    """Both attempts through the rules; the decisions and the verdicts read until each one."""
+def _decide(
+    item: LabelledItem, policy: Policy, data: LabelledSet
+) -> tuple[list[Decision], int, list[AttemptState]]:
+    """Both attempts through the rules: the decisions, the verdicts read until each attempt was
+    decided, and the attempts settled. Every validator answers each attempt, as in a parallel
+    tally: the verdicts after the decision arrive late (and settle the attempt)."""
     decisions: list[Decision] = []
+    settled: list[AttemptState] = []
     state: CaseState | None = None
     read = 0
     for attempt, proposed in ((1, data.positive), (2, data.negative)):
@@ -238,6 +244,7 @@ def _decide(item: LabelledItem, policy: Policy, data: LabelledSet) -> tuple[list
         )
         step = on_candidate(state, candidate, policy, _T0, _SETTINGS)
         state = step.state
+        decided = False
         for worker, label in item.labels:
             verdict = Verdict(
                 case_id=item.item_id,
@@ -252,15 +259,16 @@ def _decide(item: LabelledItem, policy: Policy, data: LabelledSet) -> tuple[list
                 latency_ms=0,
                 produced_at_ms=_T0,
             )
-            read += 1
+            read += not decided
             step = on_verdict(state, verdict, _SOURCE, {policy.name: policy}, _T0, _SETTINGS)
             state = step.state
+            settled.extend(step.settled)
             if step.decisions:
                 decisions.extend(step.decisions)
-                break
-        else:
+                decided = True
+        if not decided:
             raise AssertionError(f"no decision for {item.item_id} with every vote in")
         if not isinstance(decisions[-1], RetryRequest):
             break
     assert isinstance(decisions[-1], PassDecision | EscalationPacket)
-    return decisions, read
+    return decisions, read, settled

@@ -36,6 +36,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
+from ratifier.streams.learning import ReliabilityBook
 from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
@@ -100,6 +101,8 @@ class TallyProcessor:
         self.clock = clock
         self.index = PartitionDeadlines()
         self.stats = TallyStats()
+        # Learned voter weights of [reliability] learn = "online" policies (streams/learning.py).
+        self.learning = ReliabilityBook(store)
         self._working: dict[bytes, _Working] = {}
         # The inputs decoded in this call, with their message bodies: a decision holding them
         # copies those bytes instead of encoding each vote again (most of a decision's cost).
@@ -174,10 +177,13 @@ class TallyProcessor:
             if policy is None:
                 detail = f"policy {record.policy!r} is not loaded (known: {sorted(self.policies)})"
                 return [self._dead_letter(raw, source, DeadLetterReason.UNKNOWN_POLICY, detail)]
+            policy = self.learning.effective(policy, source.partition)
             step = tally.on_candidate(state, record, policy, now, self.settings)
         else:
             self.stats.verdicts += 1
-            step = tally.on_verdict(state, record, source, self.policies, now, self.settings)
+            case_policy = state.policy if state is not None else None
+            policies = self.learning.policies(self.policies, case_policy, source.partition)
+            step = tally.on_verdict(state, record, source, policies, now, self.settings)
         return self._apply(case_key, source.partition, step, raw, source)
 
     def tick(
@@ -197,7 +203,8 @@ class TallyProcessor:
                         state = self._state(key, partition)
                         if state is None:
                             continue
-                        step = tally.on_tick(state, self.policies, now, self.settings)
+                        policies = self.learning.policies(self.policies, state.policy, partition)
+                        step = tally.on_tick(state, policies, now, self.settings)
                         out.extend(self._apply(key, partition, step, None, None))
                     except Exception:
                         logger.exception("tally failed to tick case %r; retrying later", key)
@@ -232,6 +239,7 @@ class TallyProcessor:
 
     def _write_back(self) -> None:
         """Encode each case changed in this call once, into the store; forget the rest."""
+        self.learning.write_back()
         working, self._working = self._working, {}
         self._bodies = {}  # the call is over: let its inputs go
         for key, case in working.items():
@@ -275,6 +283,7 @@ class TallyProcessor:
                 original = codec.encode(rejection.record, self._bodies)
                 where = rejection.source or tally.SourceRef("", -1, -1)
             out.append(self._dead_letter(original, where, rejection.reason, rejection.detail))
+        self.learning.learn(partition, self.policies, step.settled)
         if step.changed:
             self._working[case_key] = _Working(
                 partition, step.state, step.due_ms, dirty=True, size=size

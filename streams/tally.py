@@ -82,6 +82,10 @@ class Step:
     rejected: tuple[Rejection, ...]
     late: tuple[Verdict, ...]
     due_ms: int | None  # when the case next needs on_tick; None: never
+    # Decided attempts whose verdicts are now all in (every validator heard, counted or late),
+    # or that are being forgotten short of that: each attempt appears here once, for learning
+    # from complete evidence (streams/learning.py).
+    settled: tuple[AttemptState, ...] = ()
 
 
 def decision_id(case_id: str, attempt: int) -> str:
@@ -177,7 +181,7 @@ def on_tick(
     if new_state is not None:
         new_state = _close_at_deadline(new_state, policies, now_ms, effects)
         new_state = _escalate_unanswered_retry(new_state, now_ms, settings, effects)
-        new_state = _prune(new_state, now_ms, settings, effects)
+        new_state = _prune(new_state, policies, now_ms, settings, effects)
     return effects.step(new_state, new_state is not state, settings)
 
 
@@ -360,6 +364,8 @@ def _count(
             (*attempt.late, verdict.validator_id),
             (*attempt.late_verdicts, verdict),
         )
+        if _heard_all(policy, late):
+            effects.settled.append(late)
         return _with_attempt(state, late)
     votes = dict(attempt.votes)
     votes[verdict.validator_id] = verdict
@@ -549,7 +555,15 @@ def _decide(
             decided_at_ms=now_ms,
         )
     effects.decisions.append(decision)
+    if policy is not None and _heard_all(policy, decided):
+        effects.settled.append(decided)
     return _with(_with_attempt(state, decided), status=status)
+
+
+def _heard_all(policy: Policy, attempt: AttemptState) -> bool:
+    """Every validator of the policy has a verdict for the attempt, counted or late (only the
+    policy's validators can have one: others are dead-lettered)."""
+    return len(attempt.votes) + len(attempt.late) >= len(policy.validators)
 
 
 def _escalation_reason(
@@ -665,12 +679,23 @@ def _escalate_unanswered_retry(
 
 
 def _prune(
-    state: CaseState, now_ms: int, settings: TallySettings, effects: _Effects
+    state: CaseState,
+    policies: Mapping[str, Policy],
+    now_ms: int,
+    settings: TallySettings,
+    effects: _Effects,
 ) -> CaseState | None:
     expires = _expiry(state, settings)
     if expires is None or now_ms < expires:
         return state
     _reject_held(state, "closed", effects)
+    # Attempts some validator never answered settle now, with what they have.
+    policy = policies.get(state.policy or "")
+    effects.settled.extend(
+        a
+        for a in state.attempts
+        if a.decided_at_ms is not None and not (policy and _heard_all(policy, a))
+    )
     return None
 
 
@@ -722,12 +747,13 @@ def _due(state: CaseState | None, settings: TallySettings) -> int | None:
 class _Effects:
     """What one input produced besides the new state, collected while the rules run."""
 
-    __slots__ = ("decisions", "late", "rejected")
+    __slots__ = ("decisions", "late", "rejected", "settled")
 
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
         self.rejected: list[Rejection] = []
         self.late: list[Verdict] = []
+        self.settled: list[AttemptState] = []
 
     def reject(
         self,
@@ -746,6 +772,7 @@ class _Effects:
             tuple(self.rejected),
             tuple(self.late),
             _due(state, settings),
+            tuple(self.settled),
         )
 
 

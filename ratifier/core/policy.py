@@ -139,6 +139,12 @@ class Policy:
     # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
+    # Online reliability ([reliability] learn = "online"): voters' weights and reliabilities are
+    # learned from decided cases (ratifier.streams.learning) instead of read from this file;
+    # learning starts every validator at learned_prior, as if seen learned_strength times.
+    learn_reliability: bool = False
+    learned_prior: float = 0.8
+    learned_strength: float = 2.0
     monitor: MonitorSettings = MonitorSettings()  # the monitor's alarm limits (not the tally's)
     # Where the policy came from, for error messages; not part of its identity.
     source: str = field(default=_MEMORY_SOURCE, compare=False)
@@ -205,6 +211,10 @@ class Policy:
             raise PolicyError(
                 f"{where}: retry_guard.max_similarity must be in (0, 1], got {similarity}"
             )
+        if not (math.isfinite(self.learned_prior) and 0.5 < self.learned_prior < 1):
+            raise PolicyError(f"{where}: reliability.prior must be in (0.5, 1)")
+        if not _positive_number(self.learned_strength):
+            raise PolicyError(f"{where}: reliability.strength must be > 0")
 
 
 def _voter_weights(voters: tuple[ValidatorSpec, ...], category: str | None) -> VoterWeights:
@@ -291,6 +301,7 @@ def _ratio_in_range(value: float) -> bool:
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
     | {"veto", "validators", "prior", "complete_packets", "retry_guard"}
+    | {"reliability"}
 )
 _VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability"})
 
@@ -320,6 +331,7 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         prior=fields_.number("prior", default=0.5),
         complete_packets=fields_.boolean("complete_packets", default=False),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
+        **_parse_reliability(fields_.optional_table("reliability"), source),
         monitor=_parse_monitor(fields_.optional_table("monitor"), source),
         source=source,
     )
@@ -377,6 +389,21 @@ def _parse_veto(table: Mapping[str, Any] | None, source: str) -> bool:
     if action not in ("retry", "escalate"):
         raise PolicyError(f"{source}: veto.action must be 'retry' or 'escalate', got {action!r}")
     return action == "escalate"
+
+
+def _parse_reliability(table: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
+    if table is None:
+        return {}
+    fields_ = _Fields(table, source, prefix="reliability.")
+    fields_.reject_unknown(frozenset({"learn", "prior", "strength"}))
+    learn = fields_.string("learn", default="fixed")
+    if learn not in ("fixed", "online"):
+        raise PolicyError(f"{source}: reliability.learn must be 'fixed' or 'online', got {learn!r}")
+    return {
+        "learn_reliability": learn == "online",
+        "learned_prior": fields_.number("prior", default=0.8),
+        "learned_strength": fields_.number("strength", default=2.0),
+    }
 
 
 def _parse_retry_guard(table: Mapping[str, Any] | None, source: str) -> float | None:

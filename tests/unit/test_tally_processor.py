@@ -817,3 +817,77 @@ def test_policies_that_could_outgrow_the_record_limit_are_refused() -> None:
     SizeLimits(2_000, 1_000, 100_000).check_policy(policy)
     with pytest.raises(ConfigError, match="RATIFIER_MAX_CANDIDATE_BYTES"):
         SizeLimits(200_000, 16_384, 300_000).check_policy(policy)
+
+
+# --- online reliability: learned weights, persisted in the store (streams/learning.py) --------
+
+
+def learning_policy() -> Policy:
+    data: dict[str, Any] = {
+        "name": "learn",
+        "version": "v1",
+        "max_attempts": 1,
+        "window_seconds": WINDOW_MS // 1000,
+        "threshold": {"ratio": 0.5000001},
+        "reliability": {"learn": "online", "prior": 0.8, "strength": 2.0},
+        "validators": [{"id": "v1"}, {"id": "v2"}, {"id": "v3"}, {"id": "liar"}],
+    }
+    return Policy.from_mapping(data, "test")
+
+
+def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
+    import orjson
+
+    from ratifier.core.calibration import OnlineReliability
+    from ratifier.streams.learning import is_model_key, model_key
+
+    policies = {"learn": learning_policy()}
+    processor, store, _ = make_processor(policies=policies)
+    feeder = Feeder(processor)
+    # Twenty cases: v1-v3 agree, "liar" always votes the other way (after the others).
+    for index in range(20):
+        case = f"case-{index}"
+        good = Vote.ACCEPT if index % 2 else Vote.REJECT
+        bad = Vote.REJECT if good is Vote.ACCEPT else Vote.ACCEPT
+        feeder.send(candidate(case_id=case, policy="learn"))
+        feeder.send_all(verdict(v, good, case_id=case) for v in ("v1", "v2", "v3"))
+        feeder.send(verdict("liar", bad, case_id=case))
+    entry = store.get(model_key(0, "learn"))
+    assert entry is not None
+    assert entry_header(entry) == (0, None)  # never due: the deadline index skips it
+    model = OnlineReliability.from_json(orjson.loads(entry_state(entry)))
+    assert model.reliability("v1") > 0.9 > 0.6 > model.reliability("liar")
+    assert sum(1 for key, _ in store.entries() if is_model_key(key)) == 1
+    # A processor restarted over the same store (as after a rebalance) uses the learned weights:
+    # a 2-2 split that equal weights would fail (share 0.5) passes when the liar is on the
+    # rejecting side.
+    restarted, _, _ = make_processor(policies=policies, store=store)
+    again = Feeder(restarted)
+    again.send(candidate(case_id="late", policy="learn"))
+    split = [
+        verdict("liar", Vote.REJECT, case_id="late"),
+        verdict("v3", Vote.REJECT, case_id="late"),
+        verdict("v1", case_id="late"),
+        verdict("v2", case_id="late"),
+    ]
+    decided = again.send_all(split)
+    assert [o.topic for o in decided] == [TOPICS.passed]
+    passed = codec.decode_as(decided[0].value, PassDecision)
+    assert passed.accept_share is not None
+    assert passed.accept_share > 0.5
+    # The same split under equal weights fails.
+    fixed = dataclasses.replace(learning_policy(), learn_reliability=False)
+    equal, _, _ = make_processor(policies={"learn": fixed})
+    plain = Feeder(equal)
+    plain.send(candidate(case_id="late", policy="learn"))
+    assert [o.topic for o in plain.send_all(split)] == [TOPICS.escalate]
+
+
+def test_fixed_policies_write_no_model() -> None:
+    from ratifier.streams.learning import is_model_key
+
+    processor, store, _ = make_processor()
+    feeder = Feeder(processor)
+    feeder.send(candidate())
+    feeder.send_all([verdict("v1"), verdict("v2"), verdict("v3"), verdict("rt")])
+    assert not any(is_model_key(key) for key, _ in store.entries())

@@ -1113,3 +1113,19 @@ def test_votes_are_all_counted_for_late_verdicts_once() -> None:
     assert trace.state is not None
     assert [v.validator_id for v in trace.state.attempts[0].late_verdicts] == ["v4"]
     assert trace.state.attempts[0].votes["v1"].vote is Vote.ACCEPT
+
+
+def _settled(trace: Trace) -> list[tuple[int, int]]:
+    return [(index, a.number) for index, s in enumerate(trace.steps, 1) for a in s.settled]
+
+
+def test_an_attempt_settles_once_when_its_last_validator_is_heard() -> None:
+    # Decided at v3 (3 of 5); v4 and v5 arrive late; the attempt settles with v5, once.
+    assert _settled(run(make_policy(), "C1 A:v1 A:v2 A:v3 A:v4 A:v5 A:v5")) == [(6, 1)]
+    # Decided by the last vote: it settles at the decision.
+    assert _settled(run(make_policy(), "C1 A:v1 A:v2 R:v3 R:v4 A:v5")) == [(6, 1)]
+    # A validator that never answers: the attempt settles when the case is forgotten.
+    assert _settled(run(make_policy(), "C1 A:v1 A:v2 A:v3 T+59999 T+60000")) == [(6, 1)]
+    # Each attempt of a retried case settles on its own.
+    trace = run(make_policy(), "C1 R:v1 R:v2 R:v3 R:v4 X:v5 C2 A:v1@2 A:v2@2 A:v3@2 A:v4@2 A:v5@2")
+    assert _settled(trace) == [(6, 1), (12, 2)]

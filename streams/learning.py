@@ -1,0 +1,169 @@
+"""Online reliability weighting: voters' weights learned from the tally's own decisions.
+
+A policy with ``[reliability] learn = "online"`` does not take its voters' weights and
+reliabilities from the file: each partition of the tally keeps an
+:class:`~ratifier.core.calibration.OnlineReliability` model per such policy, and every decided
+attempt (a pass, a retry request, an escalated last attempt) teaches it. The model gives each
+voter's sensitivity and specificity; its reliability is their mean, its weight the log-odds of
+that reliability (weighted majority is then the one-coin maximum a posteriori rule), and the
+pass confidence uses the same reliability. Learning is the E step of an online Dawid-Skene: an
+attempt's voter verdicts, counted and late, weighted by the model's posterior that its
+candidate was acceptable given them (soft, not the hard pass/fail, which reinforces the
+model's own mistakes). An attempt teaches once, when it is *settled* (``tally.Step.settled``):
+when its last validator's verdict is in, or when the case is forgotten short of that. Learning
+from the verdicts in at the (early) decision only would be biased: an early decision stops
+exactly when the votes so far agree enough.
+
+Persistence: the model is stored in the tally's case store under a key no case id can have (it
+is not UTF-8), with the partition's header and no due time, so it travels in the same state
+changelog and Kafka transactions as the cases: restored after a restart or a rebalance, exactly
+as of the last committed input. Each partition learns from its own cases.
+
+:func:`effective_policy` and :func:`learn` are pure; :class:`ReliabilityBook` is the processor's
+per-call cache over the store (loaded on first use in a call, written back and forgotten at the
+end of the call, like case states).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping
+
+import orjson
+
+from ratifier.core.calibration import OnlineReliability, reliability_weight
+from ratifier.core.models import Vote
+from ratifier.core.policy import Policy, Role
+from ratifier.streams.state import AttemptState
+from ratifier.streams.store import CaseStore, entry_state, pack_entry
+
+__all__ = ["ReliabilityBook", "effective_policy", "is_model_key", "learn", "model_key"]
+
+# 0xff never starts a UTF-8 sequence, and case ids arrive as UTF-8 keys: no collision possible.
+_PREFIX = b"\xffratifier-reliability/"
+
+
+def model_key(partition: int, policy_name: str) -> bytes:
+    return _PREFIX + f"{partition}/{policy_name}".encode()
+
+
+def is_model_key(key: bytes) -> bool:
+    return key.startswith(_PREFIX)
+
+
+def new_model(policy: Policy) -> OnlineReliability:
+    return OnlineReliability(policy.learned_prior, policy.learned_strength)
+
+
+def effective_policy(policy: Policy, model: OnlineReliability) -> Policy:
+    """``policy`` with every voter's weight and reliability taken from ``model``."""
+    validators = tuple(
+        dataclasses.replace(
+            spec,
+            weight=reliability_weight(model.reliability(spec.id)),
+            reliability=model.reliability(spec.id),
+            category_weights={},  # a learned weight holds for every category
+        )
+        if spec.role is Role.VOTER
+        else spec
+        for spec in policy.validators
+    )
+    return dataclasses.replace(policy, validators=validators)
+
+
+def learn(model: OnlineReliability, policy: Policy, attempt: AttemptState) -> bool:
+    """Teach ``model`` a settled attempt (every verdict in, counted or late; see
+    ``tally.Step.settled``); False if it had nothing to teach."""
+    voters = {spec.id for spec in policy.voters}
+    votes = [
+        (v.validator_id, v.vote is Vote.ACCEPT)
+        for v in (*attempt.votes.values(), *attempt.late_verdicts)
+        if v.validator_id in voters and v.vote is not Vote.ABSTAIN
+    ]
+    if not votes:
+        return False
+    model.update(votes, model.posterior(votes, policy.prior))
+    return True
+
+
+class ReliabilityBook:
+    """The models of one processor call, over the case store."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self._store = store
+        self._models: dict[tuple[int, str], OnlineReliability] = {}
+        self._effective: dict[tuple[int, str], Policy] = {}
+        self._dirty: set[tuple[int, str]] = set()
+
+    def model(self, partition: int, policy: Policy) -> OnlineReliability:
+        key = (partition, policy.name)
+        model = self._models.get(key)
+        if model is None:
+            entry = self._store.get(model_key(partition, policy.name), partition)
+            if entry is None:
+                model = new_model(policy)
+            else:
+                model = OnlineReliability.from_json(orjson.loads(entry_state(entry)))
+            self._models[key] = model
+        return model
+
+    def effective(self, policy: Policy, partition: int) -> Policy:
+        """The policy the rules see: ``policy`` itself unless it learns its weights."""
+        if not policy.learn_reliability:
+            return policy
+        key = (partition, policy.name)
+        cached = self._effective.get(key)
+        if cached is None:
+            cached = effective_policy(policy, self.model(partition, policy))
+            self._effective[key] = cached
+        return cached
+
+    def policies(
+        self, policies: Mapping[str, Policy], name: str | None, partition: int
+    ) -> Mapping[str, Policy]:
+        """``policies`` with the named one (a case's) replaced by its effective version."""
+        policy = policies.get(name or "")
+        if policy is None or not policy.learn_reliability:
+            return policies
+        return _Overlay(policies, name or "", self.effective(policy, partition))
+
+    def learn(
+        self, partition: int, policies: Mapping[str, Policy], settled: Iterable[AttemptState]
+    ) -> None:
+        for attempt in settled:
+            policy = policies.get(attempt.candidate.policy)
+            if policy is None or not policy.learn_reliability:
+                continue
+            if learn(self.model(partition, policy), policy, attempt):
+                key = (partition, policy.name)
+                self._dirty.add(key)
+                self._effective.pop(key, None)  # new weights for the next record
+
+    def write_back(self) -> None:
+        """Store the models this call changed, and forget every model until the next call."""
+        for partition, name in sorted(self._dirty):
+            document = orjson.dumps(self._models[(partition, name)].to_json())
+            self._store.put(
+                model_key(partition, name), partition, pack_entry(partition, None, document)
+            )
+        self._models.clear()
+        self._effective.clear()
+        self._dirty.clear()
+
+
+class _Overlay(Mapping[str, Policy]):
+    """A read-only view of the loaded policies with one of them replaced."""
+
+    __slots__ = ("_base", "_name", "_policy")
+
+    def __init__(self, base: Mapping[str, Policy], name: str, policy: Policy) -> None:
+        self._base, self._name, self._policy = base, name, policy
+
+    def __getitem__(self, name: str) -> Policy:
+        return self._policy if name == self._name else self._base[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
