@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = shutil.which("chromium")
@@ -72,7 +72,7 @@ class ReviewerBrowser:
         """Click a form's button and wait for the next page (a click does not wait for it)."""
         page = self.driver.find_element(By.TAG_NAME, "html")
         self.find(button).click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, 20).until(lambda _: _gone(page))
 
     def log_in(self, token: str) -> None:
         self.open("/login")
@@ -110,3 +110,12 @@ class ReviewerBrowser:
             self.driver.set_window_size(1280, max(560, min(height + 140, 2400)))
         assert self.driver.save_screenshot(str(path)), path
         self.driver.set_window_size(1280, 1100)
+
+
+def _gone(element: WebElement) -> bool:
+    """True once ``element``'s page has been replaced (the next page is loading or loaded)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # stale, or (mid-navigation) "does not belong to the document"
+        return True
+    return False
