@@ -22,7 +22,9 @@ from ratifier.core.errors import ValidatorTimeout, WireFormatError
 from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.metrics import Observability
 from ratifier.schemas import codec
+from ratifier.validators.metrics import ValidatorMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ class ValidatorWorker(ConsumeProduceWorker):
             max_poll_records=max_batch,
         )
         self._producer = make_producer(settings, client_id=client_id)
+        self.metrics = ValidatorMetrics(validator_id, self._consumer)  # /metrics, docs/monitoring
         self.judged = 0
         self.skipped = 0
 
@@ -132,6 +135,9 @@ class ValidatorWorker(ConsumeProduceWorker):
             aclose = getattr(self.judge, "aclose", None)  # e.g. the LLM judge's HTTP session
             if aclose is not None:
                 await aclose()
+
+    def observability(self) -> Observability:
+        return self.metrics.observability()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Judge candidates until ``stop`` is set (or forever)."""
@@ -172,6 +178,7 @@ class ValidatorWorker(ConsumeProduceWorker):
             validator_version=self.version,
             latency_ms=latency_ms,
         )
+        self.metrics.observe(verdict)
         delivery: asyncio.Future[Any] = await self._producer.send(
             self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
         )

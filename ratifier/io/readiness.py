@@ -46,6 +46,11 @@ class ReadinessFile:
         self.path = status_path(settings, settings.worker_id)
         self._status = WorkerStatus(settings.worker_id, engine, os.getpid(), group)
 
+    @property
+    def status(self) -> WorkerStatus:
+        """What was written last (the metrics endpoint's /readyz reads it)."""
+        return self._status
+
     def update(
         self,
         *,

@@ -80,11 +80,17 @@ class ProcessSpec:
 
 @dataclass
 class Fleet:
-    """Runs processes with the settings' environment; logs go to ``<log_dir>/<name>.log``."""
+    """Runs processes with the settings' environment; logs go to ``<log_dir>/<name>.log``.
+
+    With ``metrics_port``, each process serves /metrics, /healthz and /readyz on a port of its
+    own, counting up from it in start order (``metrics_ports``: name -> port).
+    """
 
     settings_env: Mapping[str, str]
     log_dir: Path
     specs: Sequence[ProcessSpec] = ()
+    metrics_port: int = 0
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _started_specs: dict[str, ProcessSpec] = field(default_factory=dict)
@@ -121,12 +127,19 @@ class Fleet:
             log = (self.log_dir / f"{spec.name}.log").open("ab")  # closed in stop()
             self._logs.append(log)
             self._started_specs[spec.name] = spec
+            # Processes on one host cannot share a metrics port: one each, or none at all.
+            own = {"RATIFIER_WORKER_ID": self.worker_id(spec), "RATIFIER_METRICS_PORT": "0"}
+            if self.metrics_port:
+                port = self.metrics_ports.setdefault(
+                    spec.name, self.metrics_port + len(self.metrics_ports)
+                )
+                own["RATIFIER_METRICS_PORT"] = str(port)
             self._procs[spec.name] = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "ratifier",
                 *spec.args,
-                env={**env, "RATIFIER_WORKER_ID": self.worker_id(spec)},
+                env={**env, **own},
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,

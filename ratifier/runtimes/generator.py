@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, RetryRequest, now_ms
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.metrics import ConsumerLag, Observability, ReadAtScrape, assigned_readiness
 from ratifier.schemas import codec
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,27 @@ class GeneratorWorker(ConsumeProduceWorker):
         )
         self._producer = make_producer(settings, client_id=client_id)
         self.produced = 0
+        self.failed = 0
+
+    def observability(self) -> Observability:
+        """Its /metrics series (its counters, read when scraped) and /readyz."""
+        registry = CollectorRegistry()
+        lag = ConsumerLag(registry, self._consumer)
+        registry.register(ReadAtScrape(self._families))
+        what = f"generator {self.generator_id}"
+        return Observability(
+            registry, lambda: assigned_readiness(self._consumer, what), (lag.refresh,)
+        )
+
+    def _families(self) -> Iterable[Metric]:
+        made = CounterMetricFamily(
+            "ratifier_generator_attempts",
+            "Next attempts produced, or failed (the case then waits for the retry timeout)",
+            labels=["generator", "result"],
+        )
+        made.add_metric([self.generator_id, "produced"], self.produced)
+        made.add_metric([self.generator_id, "failed"], self.failed)
+        yield made
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -101,6 +126,7 @@ class GeneratorWorker(ConsumeProduceWorker):
             logger.exception(
                 "generator failed for case %s attempt %d", retry.case_id, retry.next_attempt
             )
+            self.failed += 1
             return None
         candidate = next_candidate(retry, revision, producer=f"generator:{self.generator_id}")
         self.produced += 1

@@ -34,6 +34,7 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
+from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
@@ -42,6 +43,7 @@ from ratifier.streams.processor import InputRecord, TallyProcessor
 from ratifier.streams.store import PartitionedCaseStore
 from ratifier.streams.tally import TallySettings
 from ratifier.streams.transactional.changelog import ChangelogReader
+from ratifier.streams.transactional.metrics import tally_observability
 from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.transactional.preflight import check_topics
 
@@ -148,6 +150,10 @@ class TransactionalTally:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def observability(self) -> Observability:
+        """Its /metrics series and /readyz (read at scrape time: no work per record)."""
+        return tally_observability(self)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

@@ -162,3 +162,16 @@ def test_validators_match_the_demo_topology(services: dict[str, Any]) -> None:
         assert services[validator_id].get("deploy", {}).get("replicas", 1) == replicas[validator_id]
     generator = next(s for s in demo_processes() if s.args[0] == "generator")
     assert services["generator"]["command"][:4] == ["ratifier", *generator.args[:3]]
+
+
+def test_every_ratifier_process_serves_metrics_and_has_a_healthcheck(
+    services: dict[str, Any],
+) -> None:
+    ours = {name: s for name, s in services.items() if s.get("image") == "ratifier:local"}
+    assert "monitor" in ours
+    for name, service in ours.items():
+        assert _env(service)["RATIFIER_METRICS_PORT"] == "9100", name
+        check = " ".join(service["healthcheck"]["test"])
+        assert "/healthz" in check or "/readyz" in check or "tally status" in check, name
+    assert "/readyz" in " ".join(ours["monitor"]["healthcheck"]["test"])
+    assert _host_ports(ours["monitor"]) == {9100: 9100}

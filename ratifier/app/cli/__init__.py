@@ -28,6 +28,7 @@ _COMMANDS = (
     "policy",
     "calibrate",
     "review",
+    "monitor",
     "demo",
     "chaos",
 )

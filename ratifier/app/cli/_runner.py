@@ -8,6 +8,9 @@ import signal
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ratifier.core.config import Settings
+from ratifier.io.metrics import serve_metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -19,7 +22,7 @@ class Worker(Protocol):
     async def run(self, stop: asyncio.Event | None = None) -> None: ...
 
 
-async def serve(make_worker: Callable[[], Worker]) -> None:
+async def serve(make_worker: Callable[[], Worker], settings: Settings | None = None) -> None:
     # aiokafka clients must be created inside the running event loop.
     worker = make_worker()
     stop = asyncio.Event()
@@ -28,11 +31,14 @@ async def serve(make_worker: Callable[[], Worker]) -> None:
         loop.add_signal_handler(sig, stop.set)
     # `kill -USR1 <pid>` logs where every task is waiting: for a worker that seems stuck.
     loop.add_signal_handler(signal.SIGUSR1, log_task_stacks)
-    await worker.start()
-    try:
-        await worker.run(stop)
-    finally:
-        await worker.stop()
+    # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT, for workers that show metrics.
+    observe = getattr(worker, "observability", None)
+    async with serve_metrics(settings or Settings(), observe() if observe else None):
+        await worker.start()
+        try:
+            await worker.run(stop)
+        finally:
+            await worker.stop()
 
 
 def log_task_stacks() -> None:
@@ -49,6 +55,6 @@ def log_task_stacks() -> None:
         logger.warning("task %s awaits:\n%s", task.get_name(), "\n".join(lines))
 
 
-def run_worker(make_worker: Callable[[], Worker]) -> int:
-    asyncio.run(serve(make_worker))
+def run_worker(make_worker: Callable[[], Worker], settings: Settings | None = None) -> int:
+    asyncio.run(serve(make_worker, settings))
     return 0

@@ -37,7 +37,9 @@ def run(ctx: click.Context, target: str, generator_id: str, params: tuple[str, .
 
     improve = load_target(target, parse_params(params))
     settings = settings_from(ctx)
-    return run_worker(lambda: GeneratorWorker(settings, improve, generator_id=generator_id))
+    return run_worker(
+        lambda: GeneratorWorker(settings, improve, generator_id=generator_id), settings
+    )
 
 
 commands = (generator,)

@@ -61,7 +61,7 @@ def run(ctx: click.Context, policy_dir: Path | None, tally_engine: str | None) -
         return 0
     from ratifier.streams.transactional import TransactionalTally
 
-    return run_worker(lambda: TransactionalTally(settings, policies))
+    return run_worker(lambda: TransactionalTally(settings, policies), settings)
 
 
 @tally.command(context_settings=CONTEXT_SETTINGS)

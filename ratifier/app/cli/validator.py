@@ -62,7 +62,8 @@ def run(
             version=version,
             timeout_s=timeout,
             concurrency=concurrency,
-        )
+        ),
+        settings,
     )
 
 
