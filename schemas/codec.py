@@ -479,13 +479,28 @@ def decode_as(data: bytes, kind: type[T], bodies: Bodies | None = None) -> T:
     if codec.kind is not kind:
         expected = _codec_for(kind).name  # a TypeError if kind is no record type at all
         raise WireFormatError(f"expected {expected}, got {codec.name}")
-    return cast(T, _read_body(data, codec, bodies))
+    read = codec.read_fast
+    if read is not None:  # _fast_decode, inline: this is the tally's per-record path
+        try:
+            record, end = read(data, HEADER_SIZE)
+        except Exception:  # bad or unusual bytes: fastavro reads them again, and explains
+            pass
+        else:
+            if end == len(data):
+                if bodies is not None:
+                    bodies[id(record)] = (record, memoryview(data)[HEADER_SIZE:])
+                return cast(T, record)
+    return cast(T, _fastavro_read(data, codec))
 
 
-def _read_body(data: bytes, codec: _Codec, bodies: Bodies | None = None) -> Any:
-    record = _fast_decode(codec, data, bodies)
+def _read_body(data: bytes, codec: _Codec) -> Any:
+    record = _fast_decode(codec, data)
     if record is not None:
         return record
+    return _fastavro_read(data, codec)
+
+
+def _fastavro_read(data: bytes, codec: _Codec) -> Any:
     body = BytesIO(data)  # shares the bytes' buffer, no copy
     body.seek(HEADER_SIZE)
     try:

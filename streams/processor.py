@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
+from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
     Candidate,
     DeadLetter,
@@ -44,6 +45,7 @@ from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_s
 logger = logging.getLogger(__name__)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
@@ -51,6 +53,7 @@ class Outgoing:
     value: bytes
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class InputRecord:
     topic: str

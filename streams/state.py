@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from ratifier.core.errors import WireFormatError
+from ratifier.core.fastinit import fast_init
 from ratifier.core.models import Candidate, FailureReason, Severity, Verdict, Vote
 from ratifier.streams import rows
 
@@ -55,6 +56,7 @@ class CaseStatus(StrEnum):
         return self in (CaseStatus.PASSED, CaseStatus.ESCALATED)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     """Where a record was read from, so it can be dead-lettered later with its origin."""
@@ -64,6 +66,7 @@ class SourceRef:
     offset: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HeldVerdict:
     """A verdict waiting for its attempt's candidate, until ``held_at_ms`` + hold time."""
@@ -73,6 +76,7 @@ class HeldVerdict:
     held_at_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class AttemptState:
     """One attempt's voting window. Undecided while ``decided_at_ms`` is None."""
@@ -98,6 +102,7 @@ class AttemptState:
         return self.decided_at_ms is None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CaseState:
     case_id: str

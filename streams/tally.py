@@ -21,6 +21,7 @@ from operator import attrgetter
 from rapidfuzz.fuzz import ratio as _similarity_percent
 
 from ratifier.core.consensus import Evidence, posterior
+from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
     AttemptRecord,
     Candidate,
@@ -66,6 +67,7 @@ class TallySettings:
     retry_wait_ms: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Rejection:
     record: Candidate | Verdict
@@ -74,6 +76,7 @@ class Rejection:
     source: SourceRef | None  # None: the input being handled now
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Step:
     state: CaseState | None  # None: the case has no state (delete its key)
@@ -379,6 +382,7 @@ def _count(
 # --- evaluation --------------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     failure: FailureReason | None  # None: pass
