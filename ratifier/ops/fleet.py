@@ -52,6 +52,8 @@ class ProcessSpec:
         kind = self.args[0]
         if kind == "tally":
             return names.tally_app_id  # faust's group id is its app id
+        if kind == "monitor":
+            return names.monitor_group
         ident = self.args[self.args.index("--id") + 1]
         return names.validator_group(ident) if kind == "validator" else names.generator_group(ident)
 
@@ -72,6 +74,10 @@ class ProcessSpec:
         for key, value in (params or {}).items():
             args += ["--param", f"{key}={_render_param(value)}"]
         return cls(f"validator-{validator_id}-{instance}", tuple(args))
+
+    @classmethod
+    def monitor(cls, name: str = "monitor") -> ProcessSpec:
+        return cls(name, ("monitor", "run"))
 
     @classmethod
     def generator(cls, target: str, generator_id: str = "default") -> ProcessSpec:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ratifier.core.models import DeadLetterReason
 from ratifier.io.metrics import ConsumerLag, Observability, ReadAtScrape, Readiness
 
 if TYPE_CHECKING:
@@ -54,8 +55,9 @@ def _families(tally: TransactionalTally) -> Iterable[Metric]:
     dead = CounterMetricFamily(
         "ratifier_dead_letters", "Records the tally set aside, by reason", labels=["reason"]
     )
-    for reason, count in sorted(stats.dead_letters.items()):
-        dead.add_metric([reason], count)
+    # Every reason, 0 included: a dashboard's rate() needs the series before the first one.
+    for reason in sorted({r.value for r in DeadLetterReason} | set(stats.dead_letters)):
+        dead.add_metric([reason], stats.dead_letters.get(reason, 0))
     yield dead
     yield CounterMetricFamily(
         "ratifier_tally_late_verdicts",

@@ -28,24 +28,42 @@ from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 @click.option(
     "--prefix", default=None, help="topic prefix  [default: a fresh one per run, demo-<time>]"
 )
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9100,
+    help="each process serves /metrics on its own port from this one up (0: none)",
+)
 @click.pass_context
 def demo(
-    ctx: click.Context, cases: int, timeout: float, summary_json: Path | None, prefix: str | None
+    ctx: click.Context,
+    cases: int,
+    timeout: float,
+    summary_json: Path | None,
+    prefix: str | None,
+    metrics_port: int,
 ) -> int:
     """Run the whole pipeline on the local stack.
 
-    A tally, five validators and a generator judge cases with known ground truth.
+    A tally, five validators, a generator and the governance monitor judge cases with known
+    ground truth.
 
-    Ends with a summary table; exit code 1 if a case lacks exactly one final outcome.
+    Ends with a summary table and the monitor's scoreboard; exit code 1 if a case lacks exactly
+    one final outcome.
     """
+    from ratifier.app.cli.monitor import print_board, read_board
     from ratifier.app.demo.runner import format_summary, run_demo
 
     topic_prefix = prefix or f"demo-{int(time.time())}"
     settings = settings_from(ctx, topic_prefix=topic_prefix)
     click.echo(f"demo: {cases} cases on topics {topic_prefix}.* at {settings.bootstrap_servers}")
-    summary = asyncio.run(run_demo(settings, cases=cases, timeout_s=timeout))
+    summary = asyncio.run(
+        run_demo(settings, cases=cases, timeout_s=timeout, metrics_port=metrics_port)
+    )
     click.echo()
     click.echo(format_summary(summary))
+    click.echo()
+    print_board(asyncio.run(read_board(settings)))
     if summary_json:
         summary_json.write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
     ok = summary.no_final_outcome == 0 and summary.more_than_one_final_outcome == 0

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ratifier.app.demo.generator import chance
 from ratifier.app.demo.summary import DemoSummary, summarize
@@ -14,6 +15,7 @@ from ratifier.core.config import Settings
 from ratifier.core.models import Decision, EscalationPacket, PassDecision, RetryRequest
 from ratifier.io.admin import ensure_topics
 from ratifier.io.client import Client
+from ratifier.io.readmodels import ReadModels
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 
 FIRST_ATTEMPT_GOOD_RATE = 0.6
@@ -67,16 +69,24 @@ async def run_demo(
     cases: int,
     timeout_s: float = 180.0,
     progress: Callable[[str], None] = print,
+    metrics_port: int = 0,
 ) -> DemoSummary:
     await ensure_topics(settings)
-    fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "demo" / settings.topic_prefix)
+    fleet = Fleet(
+        Fleet.env_for(settings),
+        settings.state_dir / "demo" / settings.topic_prefix,
+        metrics_port=metrics_port,
+    )
+    processes = [*demo_processes(), ProcessSpec.monitor()]
     decisions: list[Decision] = []
     finals: set[str] = set()
     case_ids: list[str] = []
     async with Client(settings, producer="demo") as client:
         watcher = asyncio.create_task(_collect(client, decisions, finals))
-        await fleet.start(*demo_processes())
-        progress(f"started {len(demo_processes())} processes; logs in {fleet.log_dir}")
+        await fleet.start(*processes)
+        progress(f"started {len(processes)} processes; logs in {fleet.log_dir}")
+        for name, port in fleet.metrics_ports.items():
+            progress(f"  {name:<20} http://127.0.0.1:{port}/metrics")
         await fleet.wait_ready(settings)
         started = time.monotonic()
         try:
@@ -98,9 +108,12 @@ async def run_demo(
                     break
                 if exited := fleet.exited():
                     raise RuntimeError(f"processes exited early: {exited}; see {fleet.log_dir}")
-                progress(_progress_line(decisions, len(finals), cases, elapsed))
+                line = _progress_line(decisions, len(finals), cases, elapsed)
+                progress(f"{line}  | {await _monitor_line(settings)}")
                 await asyncio.sleep(1.0)
             progress(_progress_line(decisions, len(finals), cases, time.monotonic() - started))
+            await _monitor_caught_up(settings, cases)
+            progress(f"monitor: {await _monitor_line(settings)}")
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,6 +127,49 @@ async def _collect(client: Client, into: list[Decision], finals: set[str]) -> No
         into.append(decision)
         if isinstance(decision, PassDecision | EscalationPacket):
             finals.add(decision.case_id)
+
+
+async def _monitor_figures(settings: Settings) -> dict[str, Any]:
+    async with ReadModels(settings) as models:
+        return (await models.figures()).get("default", {})
+
+
+async def _monitor_line(settings: Settings) -> str:
+    """The monitor's live figures for the demo policy, from its read models in Redis."""
+    try:
+        f = await _monitor_figures(settings)
+        async with ReadModels(settings) as models:
+            alarms = len(await models.alarms())
+    except Exception as exc:  # the demo goes on without the monitor's figures
+        return f"monitor: no figures ({exc})"
+    if not f:
+        return "monitor: waiting for decisions"
+    kappas = [k["kappa"] for k in f["pair_kappas"].values() if k["kappa"] is not None]
+    return (
+        f"1st-attempt {_share(f['first_attempt_consensus_ratio'])}  "
+        f"escalated {_share(f['escalation_ratio'])}  "
+        f"attempts {_plain(f['mean_attempts'])}  "
+        f"verdicts/outcome {_plain(f['verdicts_per_outcome'])}  "
+        f"max kappa {_plain(max(kappas) if kappas else None)}  alarms {alarms}"
+    )
+
+
+async def _monitor_caught_up(settings: Settings, cases: int, timeout_s: float = 15.0) -> None:
+    """Give the monitor time to count the last decisions before the fleet stops."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if (await _monitor_figures(settings)).get("final_outcomes", 0) >= cases:
+                return
+        await asyncio.sleep(0.5)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _plain(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _progress_line(decisions: list[Decision], finished: int, cases: int, elapsed: float) -> str:
