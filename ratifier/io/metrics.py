@@ -184,8 +184,23 @@ async def serve_metrics(
         ready=observability.ready,
         before_scrape=observability.before_scrape,
     )
-    async with endpoint:
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        # The worker's job matters more than its metrics: it runs on, and says why it has none.
+        logger.error(
+            "no /metrics, /healthz, /readyz: cannot listen on %s:%d (%s); "
+            "choose another RATIFIER_METRICS_PORT",
+            settings.metrics_host,
+            settings.metrics_port,
+            exc,
+        )
+        yield None
+        return
+    try:
         yield endpoint
+    finally:
+        await endpoint.stop()
 
 
 def assigned_readiness(consumer: AIOKafkaConsumer, what: str) -> Readiness:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 
@@ -59,6 +60,19 @@ async def test_metrics_health_and_readiness() -> None:
         status, _, text = await _get(port, "/readyz")
         assert (status, text) == (200, "ready: partitions [0, 1]\n")
         assert len(refreshed) == 1
+
+
+async def test_a_port_in_use_is_logged_and_the_worker_runs_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observability = Observability(CollectorRegistry(), lambda: Readiness(True, ""))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = Settings(metrics_port=taken.getsockname()[1])
+        async with serve_metrics(settings, observability) as endpoint:
+            assert endpoint is None
+    assert f"cannot listen on 127.0.0.1:{settings.metrics_port}" in caplog.text
 
 
 async def test_port_zero_serves_nothing() -> None:
