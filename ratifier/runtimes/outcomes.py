@@ -49,8 +49,9 @@ from ratifier.core.review import agreement, outcome_from_pass, outcome_from_reso
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
 from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.redis_client import connect
-from ratifier.io.review_metrics import AgreementStore
+from ratifier.io.review_metrics import AgreementStore, ReviewGauges
 from ratifier.io.review_queue import ReviewQueue, StoredResolution
 from ratifier.io.trusted_store import TrustedStore
 from ratifier.schemas import codec
@@ -327,8 +328,22 @@ class OutcomesService:
 
     def __init__(self, settings: Settings) -> None:
         self.redis = connect(settings)
-        self.writer = OutcomesWriter(settings, self.redis)
+        self.registry = CollectorRegistry()
+        self.writer = OutcomesWriter(settings, self.redis, registry=self.registry)
         self.projector = TrustedProjector(settings, self.redis)
+        self.gauges = ReviewGauges(self.registry, self.writer.queue, self.writer.agreement)
+
+    def observability(self) -> Observability:
+        """/metrics on RATIFIER_METRICS_PORT: outcomes written, duplicates ignored, the review
+        queue's length and age, agreement of the automatic decisions with the reviewers."""
+        lag = ConsumerLag(self.registry, self.writer._consumer)
+
+        def ready() -> Readiness:
+            if self.writer.ready:
+                return Readiness(True, f"{len(self.writer.decided)} cases have an outcome")
+            return Readiness(False, "fencing earlier writers and reading the outcomes back")
+
+        return Observability(self.registry, ready, (lag.refresh, self.gauges.refresh))
 
     async def start(self) -> None:
         await self.writer.start()

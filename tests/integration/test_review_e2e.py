@@ -7,6 +7,7 @@ outcome on <prefix>.outcomes, and the trusted store holds exactly the confirmed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -26,6 +27,7 @@ from ratifier.core.review import Action, load_reviewers
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import group_member_count
 from ratifier.io.client import Client
+from ratifier.io.redis_client import connect
 from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
@@ -50,7 +52,7 @@ async def do(call: Callable[..., T], *args: Any) -> T:
 @pytest.fixture
 async def pipeline(
     settings: Settings, tmp_path: Path
-) -> AsyncIterator[tuple[Settings, dict[str, str], Fleet, int]]:
+) -> AsyncIterator[tuple[Settings, dict[str, str], Fleet, int, int]]:
     require_chromium()
     tokens = write_reviewers(tmp_path, "ann", "bob", "cli-carol")
     tuned = settings.with_overrides(
@@ -58,11 +60,17 @@ async def pipeline(
     )
     logs = tuned.state_dir / "e2e-review" / tuned.topic_prefix
     core = Fleet(Fleet.env_for(tuned), logs)
+    port, metrics_port = free_port(), free_port()
     human = Fleet(
-        {**Fleet.env_for(tuned), "RATIFIER_REVIEW_TOKENS_FILE": str(tuned.review_tokens_file)},
+        {
+            **Fleet.env_for(tuned),
+            "RATIFIER_REVIEW_TOKENS_FILE": str(tuned.review_tokens_file),
+        },
         logs,
+        metrics_port=metrics_port,  # the outcomes runtime's /metrics (started first)
     )
-    port = free_port()
+    cleanup = redis_for(tuned)  # clears the prefix's keys once every process has stopped
+    await cleanup.__aenter__()
     await core.start(*demo_processes())
     await human.start(
         ProcessSpec("outcomes", ("outcomes", "run")),
@@ -87,17 +95,17 @@ async def pipeline(
             return all([await group_member_count(tuned, g) == 1 for g in groups])
 
         await wait_until(human_side_ready, 90, "outcomes runtime and review page")
-        async with redis_for(tuned):  # clears the prefix's keys afterwards
-            yield tuned, tokens, human, port
+        yield tuned, tokens, human, port, metrics_port
     finally:
         await human.stop()
         await core.stop()
+        await cleanup.__aexit__(None, None, None)
 
 
 async def test_every_case_ends_with_one_outcome_after_review(
-    pipeline: tuple[Settings, dict[str, str], Fleet, int], tmp_path: Path
+    pipeline: tuple[Settings, dict[str, str], Fleet, int, int], tmp_path: Path
 ) -> None:
-    settings, tokens, human, port = pipeline
+    settings, tokens, human, port, metrics_port = pipeline
     names = TopicNames.from_settings(settings)
     finals: dict[str, PassDecision | EscalationPacket] = {}
     cases: list[str] = []
@@ -129,7 +137,7 @@ async def test_every_case_ends_with_one_outcome_after_review(
     passed = sorted(c for c in cases if isinstance(finals[c], PassDecision))
     assert len(escalated) >= DOOMED_CASES, escalated
 
-    async with redis_for(settings) as redis:
+    async with contextlib.aclosing(connect(settings)) as redis:  # the fixture clears the keys
         queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
         store = TrustedStore(redis, settings)
 
@@ -239,6 +247,21 @@ async def test_every_case_ends_with_one_outcome_after_review(
             if line.startswith("ratifier_review_auto_agreement_ratio ")
         )  # fmt: skip
         assert 0.0 <= float(ratio.split()[1]) <= 1.0
+        # The outcomes runtime's own endpoint (RATIFIER_METRICS_PORT): what it wrote, by origin.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
+        ):
+            written = await response.text()
+        counts = {
+            line.split("{", 1)[1].split("}")[0]: float(line.split()[-1])
+            for line in written.splitlines()
+            if line.startswith("ratifier_outcomes_written_total{")
+        }
+        assert sum(counts.values()) == len(cases)
+        reviewed = sum(v for k, v in counts.items() if 'origin="review"' in k)
+        assert reviewed == len(escalated)
+        assert "ratifier_review_queue_length 0.0" in written
         logger.info(
             "cases %d: passed %d, escalated %d (browser 2, CLI 1, API %d); outcomes %d, trusted %d;"
             " %s", len(cases), len(passed), len(escalated), len(rest) - 1, len(outcomes),
