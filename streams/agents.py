@@ -16,6 +16,7 @@ import faust
 from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
+from ratifier.io.keys import signer_from
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
@@ -117,6 +118,7 @@ def install_tally(
             retry_wait_ms=settings.retry_wait_ms,
         ),
         limits=SizeLimits.from_settings(settings),
+        signer=signer_from(settings.tally_signing_key),
     )
     inputs = input_topic(app, settings)
     recovered = False

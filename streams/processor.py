@@ -33,6 +33,7 @@ from ratifier.core.models import (
     now_ms,
 )
 from ratifier.core.policy import Policy
+from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
@@ -95,8 +96,10 @@ class TallyProcessor:
         settings: tally.TallySettings,
         clock: Callable[[], int] = now_ms,
         limits: SizeLimits | None = None,
+        signer: Signer | None = None,  # signs every decision (docs/signing.md)
     ) -> None:
         self.topics = topics
+        self.signer = signer
         self.limits = limits or SizeLimits.from_settings(Settings())
         self.policies = policies
         self.store = store
@@ -270,6 +273,8 @@ class TallyProcessor:
         out: list[Outgoing] = []
         for decision in step.decisions:
             topic = self._decision_topics[type(decision)]
+            if self.signer is not None:
+                decision = self.signer.sign(decision)
             out.append(Outgoing(topic, case_key, codec.encode(decision, self._bodies)))
         size = self._size_after(case_key, step, raw)
         if raw is not None and source is not None:

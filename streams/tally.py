@@ -38,7 +38,9 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy, Threshold
+from ratifier.core.signing import SignatureMode
 from ratifier.streams.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
+from ratifier.streams.verification import verdict_signature_problem
 
 __all__ = [
     "Rejection",
@@ -159,7 +161,7 @@ def on_verdict(
     if policy is None:
         detail = f"case runs under policy {state.policy!r}, which is not loaded"
         return _reject(state, verdict, DeadLetterReason.UNKNOWN_POLICY, detail, settings)
-    problem = _verdict_problem(state, verdict, policy)
+    problem = _verdict_problem(state, verdict, policy, now_ms)
     if problem is not None:
         return _reject(state, verdict, *problem, settings)
     if verdict.attempt > len(state.attempts):
@@ -277,7 +279,7 @@ def _apply_held(state: CaseState, policy: Policy, now_ms: int, effects: _Effects
     keep: list[HeldVerdict] = []
     apply: list[HeldVerdict] = []
     for held in state.held:
-        problem = _verdict_problem(state, held.verdict, policy)
+        problem = _verdict_problem(state, held.verdict, policy, held.held_at_ms)
         if problem is not None:
             effects.reject(held.verdict, *problem, held.source)
         elif held.verdict.attempt == opened:
@@ -297,11 +299,16 @@ def _apply_held(state: CaseState, policy: Policy, now_ms: int, effects: _Effects
 
 
 def _verdict_problem(
-    state: CaseState, verdict: Verdict, policy: Policy
+    state: CaseState, verdict: Verdict, policy: Policy, arrived_ms: int
 ) -> tuple[DeadLetterReason, str] | None:
     if policy.validator(verdict.validator_id) is None:
         detail = f"validator {verdict.validator_id!r} is not in policy {policy.name!r}"
         return DeadLetterReason.UNKNOWN_VALIDATOR, detail
+    # Before anything else can count or record it (signing.md); a no-op when signatures are off.
+    if policy.signatures is not SignatureMode.OFF:
+        signature_problem = verdict_signature_problem(verdict, policy, state, arrived_ms)
+        if signature_problem is not None:
+            return signature_problem
     if verdict.attempt > policy.max_attempts:
         detail = f"policy {policy.name!r} allows at most {policy.max_attempts} attempts"
         return DeadLetterReason.UNKNOWN_ATTEMPT, detail
@@ -333,6 +340,10 @@ def _same_vote(held: Verdict, verdict: Verdict) -> bool:
         held.validator_id == verdict.validator_id
         and held.attempt == verdict.attempt
         and held.candidate_id == verdict.candidate_id
+        # Signatures are checked only once the candidate (the policy) is known: a forgery held
+        # first must not shadow the genuine vote, nor be dropped unreported. So of signed
+        # verdicts only exact copies (redeliveries) are left out.
+        and ((not held.signature and not verdict.signature) or held == verdict)
     )
 
 

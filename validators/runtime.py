@@ -20,8 +20,10 @@ from aiokafka import TopicPartition
 from ratifier.core.config import Settings
 from ratifier.core.errors import ValidatorTimeout, WireFormatError
 from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
+from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.keys import load_signer
 from ratifier.io.metrics import Observability
 from ratifier.schemas import codec
 from ratifier.validators.metrics import ValidatorMetrics
@@ -105,13 +107,19 @@ class ValidatorWorker(ConsumeProduceWorker):
         timeout_s: float = 30.0,
         concurrency: int = 16,
         max_batch: int = 256,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer`` signs every verdict (docs/signing.md); by default, the key in the file
+        ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned."""
         self.settings = settings
         self.validator_id = validator_id
         self.judge = judge
         self.version = version or str(getattr(judge, "version", "0"))
         self.timeout_s = timeout_s
         self.max_batch = max_batch
+        if signer is None and settings.signing_key is not None:
+            signer = load_signer(settings.signing_key)
+        self.signer = signer
         self._limit = asyncio.Semaphore(concurrency)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
@@ -179,6 +187,8 @@ class ValidatorWorker(ConsumeProduceWorker):
             latency_ms=latency_ms,
         )
         self.metrics.observe(verdict)
+        if self.signer is not None:
+            verdict = self.signer.sign(verdict)
         delivery: asyncio.Future[Any] = await self._producer.send(
             self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
         )

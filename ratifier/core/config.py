@@ -29,6 +29,9 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
 | RATIFIER_REVIEW_TOKENS_FILE | (none) | reviewers: one `reviewer-id token` a line (docs/review.md) |
 | RATIFIER_REVIEW_CLAIM_S | 600 | how long a reviewer's claim on a queued item lasts |
+| RATIFIER_SIGNING_KEY | (none) | a validator's Ed25519 private key file: its verdicts are signed |
+| RATIFIER_TALLY_SIGNING_KEY | (none) | the tally's private key file: its decisions are signed |
+| RATIFIER_TALLY_PUBLIC_KEY | (none) | the tally's public key (base64): clients verify decisions |
 | RATIFIER_METRICS_PORT | 0 | port of the process's /metrics, /healthz, /readyz (0: none) |
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
 """
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ratifier.core.errors import ConfigError
+from ratifier.core.signing import decode_public_key
 
 ENV_PREFIX = "RATIFIER_"
 # The tally's engines: exactly-once on Kafka transactions (default), or the faust adapter.
@@ -78,10 +82,14 @@ class Settings:
     max_record_bytes: int = 1_048_576
     worker_id: str = ""
     log_level: str = "info"
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
     review_tokens_file: Path | None = None
     review_claim_s: float = 600.0
+    # Signatures (docs/signing.md): private key files, and the tally's public key for clients.
+    signing_key: Path | None = None
+    tally_signing_key: Path | None = None
+    tally_public_key: str = ""
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
@@ -99,6 +107,13 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}REVIEW_CLAIM_S must be > 0, got {self.review_claim_s}")
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be >= 1, got {self.partitions}")
+        if self.tally_public_key:
+            try:
+                decode_public_key(self.tally_public_key)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}TALLY_PUBLIC_KEY must be a base64 Ed25519 public key: {exc}"
+                ) from None
         if self.replication_factor < 1:
             raise ConfigError(
                 f"{ENV_PREFIX}REPLICATION_FACTOR must be >= 1, got {self.replication_factor}"

@@ -70,6 +70,12 @@ class DeadLetterReason(StrEnum):
     PROCESSING_ERROR = "PROCESSING_ERROR"  # the tally failed on this record (a bug): kept, not lost
     # The record, or the state or output it would make, exceeds the size limit (in the detail).
     TOO_LARGE = "TOO_LARGE"
+    # Signed verdicts (docs/signing.md): why the tally would not count one.
+    UNSIGNED = "UNSIGNED"  # no signature, and the case's policy requires one
+    BAD_SIGNATURE = "BAD_SIGNATURE"  # the signature does not match the verdict
+    UNKNOWN_KEY = "UNKNOWN_KEY"  # signed with a key the policy does not list for the validator
+    KEY_OUT_OF_WINDOW = "KEY_OUT_OF_WINDOW"  # the key is listed, but not valid at that time
+    REPLAYED = "REPLAYED"  # a genuine signature of another attempt or candidate of the case
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,9 @@ class Verdict:
     reasons: tuple[Reason, ...]
     latency_ms: int
     produced_at_ms: int
+    # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
+    signature: bytes = b""
+    key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,9 @@ class PassDecision:
     outcome: OutcomeClass
     decided_at_ms: int
     accept_share: float | None = None  # accepting voter weight / total; None in old records
+    # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
+    signature: bytes = b""
+    key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +168,9 @@ class RetryRequest:
     policy: str
     policy_version: str
     decided_at_ms: int
+    # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
+    signature: bytes = b""
+    key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +191,9 @@ class EscalationPacket:
     policy_version: str
     outcome: OutcomeClass  # always UNRESOLVED
     decided_at_ms: int
+    # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
+    signature: bytes = b""
+    key_id: str = ""
 
     @property
     def attempt(self) -> int:

@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ratifier.core.errors import PolicyError
+from ratifier.core.signing import KeyRing, PublicKeySpec, SignatureMode, decode_public_key
 
 __all__ = [
     "MonitorSettings",
@@ -56,6 +58,8 @@ class ValidatorSpec:
     # Probability that its vote is right (one-coin model); sets the weight of its evidence in a
     # pass's posterior confidence (ratifier.core.consensus), never whether a candidate passes.
     reliability: float = DEFAULT_RELIABILITY
+    # Public keys its verdicts may be signed with (several during a rotation; docs/signing.md).
+    keys: tuple[PublicKeySpec, ...] = ()
 
     def weight_for(self, category: str) -> float:
         """The weight for a candidate of ``category``: its own weight, else the default."""
@@ -70,6 +74,7 @@ class ValidatorSpec:
                 self.role,
                 frozenset(self.category_weights.items()),
                 self.reliability,
+                self.keys,
             )
         )
 
@@ -145,6 +150,11 @@ class Policy:
     learn_reliability: bool = False
     learned_prior: float = 0.8
     learned_strength: float = 2.0
+    # Policies naming the same model share what they learn (a validator's reliability is its
+    # own, whichever policy lists it); None: the policy's name.
+    learned_model: str | None = None
+    # What the tally does with verdict signatures (docs/signing.md); off: not looked at.
+    signatures: SignatureMode = SignatureMode.OFF
     monitor: MonitorSettings = MonitorSettings()  # the monitor's alarm limits (not the tally's)
     # Where the policy came from, for error messages; not part of its identity.
     source: str = field(default=_MEMORY_SOURCE, compare=False)
@@ -155,6 +165,7 @@ class Policy:
     _by_id: Mapping[str, ValidatorSpec] = field(init=False, compare=False, repr=False)
     _default_weights: VoterWeights = field(init=False, compare=False, repr=False)
     _weights_by_category: Mapping[str, VoterWeights] = field(init=False, compare=False, repr=False)
+    key_ring: KeyRing = field(init=False, compare=False, repr=False)  # parsed once, for the tally
 
     def __post_init__(self) -> None:
         self._check()
@@ -170,6 +181,7 @@ class Policy:
         # no matter which categories candidates carry.
         named = sorted({c for v in voters for c in v.category_weights})
         set_(self, "_weights_by_category", {c: _voter_weights(voters, c) for c in named})
+        set_(self, "key_ring", KeyRing((v.id, key) for v in self.validators for key in v.keys))
 
     def validator(self, validator_id: str) -> ValidatorSpec | None:
         return self._by_id.get(validator_id)
@@ -204,6 +216,7 @@ class Policy:
         if self.supermajority is not None:
             _check_supermajority(self.supermajority, self.max_attempts, where)
         _check_monitor(self.monitor, where)
+        _check_signatures(self, where)
         if not (math.isfinite(self.prior) and 0 < self.prior < 1):
             raise PolicyError(f"{where}: prior must be in (0, 1), got {self.prior}")
         similarity = self.max_retry_similarity
@@ -300,10 +313,10 @@ def _ratio_in_range(value: float) -> bool:
 
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
-    | {"veto", "validators", "prior", "complete_packets", "retry_guard"}
+    | {"veto", "validators", "prior", "complete_packets", "retry_guard", "signatures"}
     | {"reliability"}
 )
-_VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability"})
+_VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability", "keys"})
 
 
 def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
@@ -332,6 +345,7 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         complete_packets=fields_.boolean("complete_packets", default=False),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
         **_parse_reliability(fields_.optional_table("reliability"), source),
+        signatures=_parse_signature_mode(fields_.string("signatures", default="off"), source),
         monitor=_parse_monitor(fields_.optional_table("monitor"), source),
         source=source,
     )
@@ -395,7 +409,7 @@ def _parse_reliability(table: Mapping[str, Any] | None, source: str) -> dict[str
     if table is None:
         return {}
     fields_ = _Fields(table, source, prefix="reliability.")
-    fields_.reject_unknown(frozenset({"learn", "prior", "strength"}))
+    fields_.reject_unknown(frozenset({"learn", "prior", "strength", "model"}))
     learn = fields_.string("learn", default="fixed")
     if learn not in ("fixed", "online"):
         raise PolicyError(f"{source}: reliability.learn must be 'fixed' or 'online', got {learn!r}")
@@ -403,6 +417,7 @@ def _parse_reliability(table: Mapping[str, Any] | None, source: str) -> dict[str
         "learn_reliability": learn == "online",
         "learned_prior": fields_.number("prior", default=0.8),
         "learned_strength": fields_.number("strength", default=2.0),
+        "learned_model": fields_.string("model") if "model" in table else None,
     }
 
 
@@ -441,6 +456,7 @@ def _parse_validator(entry: Any, index: int, source: str) -> ValidatorSpec:
             fields_.optional_table("category_weights"), f"{prefix}category_weights.", source
         ),
         reliability=fields_.number("reliability", default=DEFAULT_RELIABILITY),
+        keys=_parse_keys(entry.get("keys"), f"{prefix}keys", source),
     )
 
 
@@ -451,6 +467,82 @@ def _parse_category_weights(
         return {}
     fields_ = _Fields(table, source, prefix=prefix)
     return {category: fields_.number(category) for category in table}
+
+
+# --- signatures (docs/signing.md) ----------------------------------------------------------------
+
+
+def _check_signatures(policy: Policy, where: str) -> None:
+    for spec in policy.validators:
+        ids = [key.key_id for key in spec.keys]
+        if len(set(ids)) != len(ids):
+            raise PolicyError(
+                f"{where}: validator {spec.id!r}: the same public key is listed twice"
+            )
+        for key in spec.keys:
+            before, after = key.not_before_ms, key.not_after_ms
+            if before is not None and after is not None and after < before:
+                raise PolicyError(
+                    f"{where}: validator {spec.id!r}: key {key.key_id}: not_after is before "
+                    f"not_before"
+                )
+        if policy.signatures is SignatureMode.REQUIRED and not spec.keys:
+            raise PolicyError(
+                f'{where}: signatures = "required", but validator {spec.id!r} lists no keys '
+                f"(every verdict of it would be dead-lettered)"
+            )
+
+
+def _parse_signature_mode(value: str, source: str) -> SignatureMode:
+    try:
+        return SignatureMode(value)
+    except ValueError:
+        modes = ", ".join(repr(mode.value) for mode in SignatureMode)
+        raise PolicyError(f"{source}: signatures must be one of {modes}, got {value!r}") from None
+
+
+def _parse_keys(value: Any, prefix: str, source: str) -> tuple[PublicKeySpec, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PolicyError(f"{source}: {prefix} must be an array of tables ([[validators.keys]])")
+    return tuple(
+        _parse_key(entry, f"{prefix}[{index}].", source) for index, entry in enumerate(value)
+    )
+
+
+def _parse_key(entry: Any, prefix: str, source: str) -> PublicKeySpec:
+    fields_ = _Fields(entry, source, prefix=prefix)
+    fields_.reject_unknown(frozenset({"public_key", "not_before", "not_after"}))
+    text = fields_.string("public_key")
+    try:
+        raw = decode_public_key(text)
+    except ValueError as exc:
+        raise PolicyError(
+            f"{source}: {prefix}public_key is not an Ed25519 public key: {exc}"
+        ) from None
+    return PublicKeySpec(
+        raw,
+        _parse_instant(entry.get("not_before"), f"{prefix}not_before", source),
+        _parse_instant(entry.get("not_after"), f"{prefix}not_after", source),
+    )
+
+
+def _parse_instant(value: Any, name: str, source: str) -> int | None:
+    """A TOML offset date-time (or its RFC 3339 text) as epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise PolicyError(f"{source}: {name} is not a date-time, got {value!r}") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise PolicyError(
+            f"{source}: {name} must be a date-time with a UTC offset "
+            f"(e.g. 2027-01-01T00:00:00Z), got {value!r}"
+        )
+    return round(value.timestamp() * 1000)
 
 
 class _Fields:

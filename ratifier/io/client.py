@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -26,7 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ratifier.core.config import Settings
-from ratifier.core.errors import CandidateRejected, StackError, TopicsMissing, WireFormatError
+from ratifier.core.errors import (
+    CandidateRejected,
+    ConfigError,
+    StackError,
+    TopicsMissing,
+    WireFormatError,
+)
 from ratifier.core.models import (
     Candidate,
     DeadLetter,
@@ -36,9 +43,12 @@ from ratifier.core.models import (
     PassDecision,
     now_ms,
 )
+from ratifier.core.signing import SignatureCheck, check_signature, decode_public_key
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ratifier.io.readmodels import CaseView
@@ -189,8 +199,19 @@ class _Rejections:
 
 
 class Client:
-    def __init__(self, settings: Settings | None = None, *, producer: str = "client") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        producer: str = "client",
+        tally_public_key: str | bytes | None = None,
+    ) -> None:
+        """``tally_public_key`` (raw bytes or base64; default RATIFIER_TALLY_PUBLIC_KEY): when
+        set, decisions not signed by that key are never taken for the tally's (signing.md)."""
         self.settings = settings or Settings.from_env()
+        key = self.settings.tally_public_key if tally_public_key is None else tally_public_key
+        self.tally_public_key = _raw_public_key(key)
+        self.unverified_decisions = 0  # decisions set aside: not signed by the tally's key
         self.topics = TopicNames.from_settings(self.settings)
         self.producer_name = producer
         self._producer = make_producer(self.settings, client_id=f"ratifier-{producer}")
@@ -263,8 +284,37 @@ class Client:
         await self.send(candidate)
         return candidate
 
-    async def decisions(self, *, from_beginning: bool = False) -> AsyncIterator[Decision]:
-        """Pass, retry and escalate decisions as they are published (each decision id once)."""
+    def check_decision(self, decision: Decision) -> SignatureCheck:
+        """Whether ``decision`` is signed by the tally's key (the client must know that key)."""
+        if self.tally_public_key is None:
+            raise ConfigError("no tally public key to verify with (RATIFIER_TALLY_PUBLIC_KEY)")
+        return check_signature(decision, self.tally_public_key)
+
+    def _trusted(self, decision: Decision) -> bool:
+        """True without a tally key; with one, only decisions it signed (others are logged)."""
+        if self.tally_public_key is None:
+            return True
+        check = self.check_decision(decision)
+        if check is SignatureCheck.VALID:
+            return True
+        self.unverified_decisions += 1
+        logger.warning(
+            "ignoring decision %s for case %s: signature %s",
+            decision.decision_id,
+            decision.case_id,
+            check.value,
+        )
+        return False
+
+    async def decisions(
+        self, *, from_beginning: bool = False, include_unverified: bool = False
+    ) -> AsyncIterator[Decision]:
+        """Pass, retry and escalate decisions as they are published (each decision id once).
+
+        Given the tally's public key, only decisions it signed are yielded, unless
+        ``include_unverified`` (then check each with :meth:`check_decision`); an unverified
+        decision never hides the genuine one with the same id.
+        """
         consumer = make_consumer(
             self.settings, group_id=None, client_id=f"ratifier-{self.producer_name}-watch"
         )
@@ -282,7 +332,13 @@ class Client:
                     decision = codec.decode(record.value or b"")
                 except WireFormatError:
                     continue  # not ours to judge; the tally never writes such records
-                if isinstance(decision, Decision) and seen.add(decision.decision_id):
+                if not isinstance(decision, Decision):
+                    continue
+                if not self._trusted(decision):
+                    if include_unverified:
+                        yield decision
+                    continue
+                if seen.add(decision.decision_id):
                     yield decision
         finally:
             await consumer.stop()
@@ -379,7 +435,7 @@ class Client:
         except WireFormatError as exc:
             waiter.set_exception(exc)
             return
-        if isinstance(outcome, PassDecision | EscalationPacket):
+        if isinstance(outcome, PassDecision | EscalationPacket) and self._trusted(outcome):
             waiter.set_result(outcome)
 
     def _on_dead_letter(self, value: bytes) -> None:
@@ -389,6 +445,12 @@ class Client:
             return  # not the tally's; nothing to match
         if letter.source_topic == self.topics.candidates:
             self._rejections.arrived(letter)
+
+
+def _raw_public_key(key: str | bytes) -> bytes | None:
+    if isinstance(key, bytes):
+        return key or None
+    return decode_public_key(key) if key else None
 
 
 def _reject(

@@ -34,6 +34,7 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
+from ratifier.io.keys import signer_from
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.clock import PartitionClocks
@@ -89,6 +90,7 @@ class TransactionalTally:
                 retry_wait_ms=settings.retry_wait_ms,
             ),
             limits=SizeLimits.from_settings(settings),
+            signer=signer_from(settings.tally_signing_key),
         )
         self.headers = [
             ("ratifier-worker", settings.worker_id.encode()),

@@ -92,6 +92,8 @@ def test_to_json_nested_records_enums_and_spans() -> None:
             "reasons": [{"code": "R1", "message": "msg", "span": {"start": 1, "end": 4}}],
             "latency_ms": 3,
             "produced_at_ms": 9,
+            "signature": "",  # unsigned (base64 of no bytes)
+            "key_id": "",
         }
     ]
 
