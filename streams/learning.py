@@ -14,6 +14,8 @@ when its last validator's verdict is in, or when the case is forgotten short of 
 from the verdicts in at the (early) decision only would be biased: an early decision stops
 exactly when the votes so far agree enough.
 
+Policies that name the same ``[reliability] model`` share one model per partition.
+
 Persistence: the model is stored in the tally's case store under a key no case id can have (it
 is not UTF-8), with the partition's header and no due time, so it travels in the same state
 changelog and Kafka transactions as the cases: restored after a restart or a rebalance, exactly
@@ -37,14 +39,26 @@ from ratifier.core.policy import Policy, Role
 from ratifier.streams.state import AttemptState
 from ratifier.streams.store import CaseStore, entry_state, pack_entry
 
-__all__ = ["ReliabilityBook", "effective_policy", "is_model_key", "learn", "model_key"]
+__all__ = [
+    "ReliabilityBook",
+    "effective_policy",
+    "is_model_key",
+    "learn",
+    "model_key",
+    "model_name",
+]
 
 # 0xff never starts a UTF-8 sequence, and case ids arrive as UTF-8 keys: no collision possible.
 _PREFIX = b"\xffratifier-reliability/"
 
 
-def model_key(partition: int, policy_name: str) -> bytes:
-    return _PREFIX + f"{partition}/{policy_name}".encode()
+def model_key(partition: int, model: str) -> bytes:
+    return _PREFIX + f"{partition}/{model}".encode()
+
+
+def model_name(policy: Policy) -> str:
+    """Policies that name the same ``[reliability] model`` share one model."""
+    return policy.learned_model or policy.name
 
 
 def is_model_key(key: bytes) -> bool:
@@ -96,10 +110,10 @@ class ReliabilityBook:
         self._dirty: set[tuple[int, str]] = set()
 
     def model(self, partition: int, policy: Policy) -> OnlineReliability:
-        key = (partition, policy.name)
+        key = (partition, model_name(policy))
         model = self._models.get(key)
         if model is None:
-            entry = self._store.get(model_key(partition, policy.name), partition)
+            entry = self._store.get(model_key(partition, key[1]), partition)
             if entry is None:
                 model = new_model(policy)
             else:
@@ -135,9 +149,8 @@ class ReliabilityBook:
             if policy is None or not policy.learn_reliability:
                 continue
             if learn(self.model(partition, policy), policy, attempt):
-                key = (partition, policy.name)
-                self._dirty.add(key)
-                self._effective.pop(key, None)  # new weights for the next record
+                self._dirty.add((partition, model_name(policy)))
+                self._effective.clear()  # new weights for the next record, in every policy
 
     def write_back(self) -> None:
         """Store the models this call changed, and forget every model until the next call."""

@@ -53,7 +53,7 @@ from ratifier.streams.learning import learn
 from ratifier.streams.state import AttemptState, CaseState
 from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
 
-__all__ = ["MODES", "ReplayResult", "replay", "replay_all"]
+__all__ = ["MODES", "ReplayResult", "policy_for", "replay", "replay_all"]
 
 MODES = ("majority", "weighted", "online")
 _SETTINGS = TallySettings(hold_ms=1_000, retention_ms=1_000, retry_wait_ms=1_000)
@@ -141,8 +141,7 @@ def replay(
         n = len(item.labels)
         if not 1 <= m <= n:
             raise ValueError(f"item {item.item_id} has {n} labels, fewer than M = {m}")
-        table = _weights_for(item, mode, weights, online)
-        policy = _policy(item, mode, m, table)
+        policy = policy_for(item, mode, m, weights, online)
         decisions, read, settled = _decide(item, policy, data)
         final = decisions[-1]
         answer = data.negative
@@ -179,6 +178,19 @@ def _batch_weights(data: LabelledSet) -> dict[str, float]:
     return dict(dawid_skene(data).reliabilities)
 
 
+def policy_for(
+    item: LabelledItem,
+    mode: str,
+    m: int,
+    batch: Mapping[str, float] | None = None,
+    online: OnlineReliability | None = None,
+) -> Policy:
+    """The policy of ``item``'s case: its workers as validators, M and the mode's weights
+    (``batch``: reliabilities for the weighted mode; ``online``: the model, for the online mode;
+    without it every worker has the prior's weight, as a tally that learns starts out)."""
+    return _policy(item, mode, m, _weights_for(item, mode, batch, online))
+
+
 def _weights_for(
     item: LabelledItem,
     mode: str,
@@ -197,8 +209,7 @@ def _weights_for(
             r = min(max(batch.get(worker, 0.8), 0.501), 0.999)
             out[worker] = (reliability_weight(r), r)
         else:
-            assert online is not None
-            r = online.reliability(worker)
+            r = (online or OnlineReliability()).reliability(worker)
             out[worker] = (reliability_weight(r), r)
     return out
 

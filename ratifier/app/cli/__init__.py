@@ -27,6 +27,7 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "calibrate",
+    "replay",
     "review",
     "monitor",
     "demo",

@@ -1,0 +1,88 @@
+"""A labelled crowd as validators: for ``ratifier replay``, which evaluates a policy on history.
+
+One worker stands in for every validator of a labelled dataset. It consumes the candidates
+topic like any validator group and, for each candidate, publishes one verdict per worker who
+labelled that item (the case id is the item id), with the worker's id as validator id: ACCEPT
+when the worker's label is the label the candidate proposes (its content), REJECT otherwise.
+The verdicts go through the broker to the tally like any validator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from ratifier.core.config import Settings
+from ratifier.core.errors import WireFormatError
+from ratifier.core.models import Candidate, Verdict, Vote, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.schemas import codec
+
+__all__ = ["LabelCrowdWorker"]
+
+logger = logging.getLogger(__name__)
+
+
+class LabelCrowdWorker(ConsumeProduceWorker):
+    """Consumes ``<prefix>.candidates`` as group ``<prefix>.crowd``; ``labels`` maps an item
+    (case) id to its (worker id, label) pairs, in the order they are published."""
+
+    def __init__(self, settings: Settings, labels: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+        self.labels = labels
+        names = TopicNames.from_settings(settings)
+        self._verdicts_topic = names.verdicts
+        self._consumer = make_consumer(
+            settings, names.candidates, group_id=f"{settings.topic_prefix}.crowd", client_id="crowd"
+        )
+        self._producer = make_producer(settings, client_id="crowd")
+        self.judged = 0
+        self.unknown = 0
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=256)
+            if not batches:
+                continue
+            deliveries = []
+            for records in batches.values():
+                for record in records:
+                    deliveries += await self._judge(record.value or b"")
+            await asyncio.gather(*deliveries)
+            await commit_processed(self._consumer, batches)
+
+    async def _judge(self, raw: bytes) -> list[asyncio.Future[object]]:
+        try:
+            candidate = codec.decode_as(raw, Candidate)
+        except WireFormatError as exc:
+            logger.error("skipping undecodable candidate: %s", exc)
+            return []
+        labels = self.labels.get(candidate.case_id)
+        if labels is None:
+            self.unknown += 1
+            logger.warning("no labels for case %s", candidate.case_id)
+            return []
+        self.judged += 1
+        out = []
+        for worker, label in labels:
+            verdict = Verdict(
+                case_id=candidate.case_id,
+                attempt=candidate.attempt,
+                candidate_id=candidate.candidate_id,
+                validator_id=worker,
+                validator_version="label",
+                vote=Vote.ACCEPT if label == candidate.content else Vote.REJECT,
+                confidence=1.0,
+                severity=None,
+                reasons=(),
+                latency_ms=0,
+                produced_at_ms=now_ms(),
+            )
+            out.append(
+                await self._producer.send(
+                    self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
+                )
+            )
+        return out
