@@ -217,3 +217,33 @@ async def _counted(settings: Settings, count: int) -> bool:
 
 async def _ready(monitor: MonitorWorker) -> bool:
     return monitor.readiness().ready
+
+
+async def test_stopping_while_redis_is_down_loses_nothing(
+    settings: Settings, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    ours = settings.with_overrides(redis_url=own_redis.url)
+    await wait_until(own_redis.answers, 10, "our redis-server")
+    async with running_monitor(ours):
+        await _send(ours, range(0, 50))
+        await wait_until(lambda: _counted(ours, 50), 30, "50 decisions counted")
+        own_redis.stop()
+        await _send(ours, range(50, 120))
+        await wait_until(
+            lambda: _logged(caplog, "waiting for Redis"), 20, "the monitor waiting for Redis"
+        )
+    # The monitor stopped cleanly while waiting; a new one, with Redis back, counts the rest.
+    assert _logged_now(caplog, "stopped while waiting for Redis")
+    own_redis.start()
+    await wait_until(own_redis.answers, 10, "our redis-server again")
+    async with running_monitor(ours):
+        await wait_until(lambda: _counted(ours, 120), 30, "all 120 decisions counted")
+    assert await _scoreboard(ours) == _expected(120)
+
+
+def _logged_now(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return _logged_now(caplog, text)

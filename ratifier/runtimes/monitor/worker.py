@@ -155,16 +155,23 @@ class MonitorWorker:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self._stop = stop = stop or asyncio.Event()
-        while not stop.is_set():
-            if self._restore_pending:
-                await self._restore()
-                continue
-            batches = await self._consumer.getmany(timeout_ms=200)
-            if stop.is_set():
-                break
-            if batches and not self._restore_pending:
-                await self._process(batches)
-            await self._evaluate_when_due()
+        try:
+            while not stop.is_set():
+                if self._restore_pending:
+                    await self._restore()
+                    continue
+                batches = await self._consumer.getmany(timeout_ms=200)
+                if stop.is_set():
+                    break
+                if batches and not self._restore_pending:
+                    await self._process(batches)
+                await self._evaluate_when_due()
+        except _StoppedWaiting:
+            logger.warning(
+                "stopped while waiting for Redis at %s: the last records' offsets are not "
+                "committed, and the next monitor reads them again",
+                self.read_models.url,
+            )
 
     # -- observability -----------------------------------------------------------------------
 
@@ -399,7 +406,7 @@ class MonitorWorker:
                         exc,
                     )
                 if self._stop is not None and self._stop.is_set():
-                    raise
+                    raise _StoppedWaiting from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _REDIS_RETRY_MAX_S)
                 continue
@@ -409,6 +416,10 @@ class MonitorWorker:
                 self._redis_waiting_since = None
                 self.metrics.redis_up.set(1)
             return result
+
+
+class _StoppedWaiting(Exception):
+    """Asked to stop while Redis was down: nothing more to write, nothing committed."""
 
 
 _ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(rules.Alarm))
