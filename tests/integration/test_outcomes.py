@@ -80,6 +80,7 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
                     names.escalate, codec.encode(p), key=p.case_id.encode()
                 )
         await producer.send_and_wait(names.passed, b"\xc3\x01garbage", key=b"bad")
+        await producer.send_and_wait(names.escalate, b"not avro", key=b"bad")
 
         writer = OutcomesWriter(settings, redis)
         async with running(
@@ -134,9 +135,12 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
         codec.decode_as(r.value or b"", DeadLetter)
         for r in await read_records(settings, [names.deadletter], 1.0)
     ]
-    assert [(x.reason, x.original) for x in letters] == [
-        (DeadLetterReason.MALFORMED, b"\xc3\x01garbage")
-    ]
+    assert {(x.source_topic, x.reason, x.original) for x in letters} == {
+        (names.passed, DeadLetterReason.MALFORMED, b"\xc3\x01garbage"),
+        (names.escalate, DeadLetterReason.MALFORMED, b"not avro"),
+    }
+    assert len(letters) == 2
+    assert all(x.detail for x in letters)
 
     # Accuracy vs human: esc-0 confirmed attempt 1 (the tally rejected it: disagreed) and not
     # attempt 2 (agreed); esc-1 corrected: both rejections agreed; esc-2 compares nothing.

@@ -166,3 +166,18 @@ def test_bad_token_files_are_config_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         Reviewers.parse(text)
     assert "tok-0123456789abcdef" not in str(caught.value)  # never a token in an error
+
+
+def test_review_settings() -> None:
+    from ratifier.core.config import Settings
+
+    settings = Settings.from_env(
+        {"RATIFIER_REVIEW_TOKENS_FILE": "reviewers.txt", "RATIFIER_REVIEW_CLAIM_S": "90"}
+    )
+    assert settings.review_tokens_file is not None
+    assert settings.review_tokens_file.is_absolute()
+    assert settings.review_claim_s == 90.0
+    assert Settings.from_env({}).review_claim_s == 600.0
+    for raw, message in (("0", "must be > 0"), ("soon", "must be a number")):
+        with pytest.raises(ConfigError, match=f"RATIFIER_REVIEW_CLAIM_S {message}"):
+            Settings.from_env({"RATIFIER_REVIEW_CLAIM_S": raw})

@@ -45,13 +45,19 @@ _TOKENS_FILE = setting_option(
 )
 
 
-def _with_queue(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(queue)`` against the settings' review queue, then close the connection."""
+def _with_queue(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], *, reviewing: bool = False
+) -> T:
+    """Run ``work(queue)`` against the settings' review queue, then close the connection.
+
+    ``reviewing``: the work resolves, so the reviewer list must be configured; reading the
+    queue needs none (whoever reaches Redis can read it anyway).
+    """
     from ratifier.core.review import load_reviewers
     from ratifier.io.redis_client import connect
     from ratifier.io.review_queue import ReviewQueue
 
-    reviewers = load_reviewers(settings.review_tokens_file)
+    reviewers = load_reviewers(settings.review_tokens_file) if reviewing else None
 
     async def main() -> T:
         redis = connect(settings)
@@ -115,11 +121,10 @@ def serve(
 )
 @click.option("--json", "as_json", is_flag=True, help="one JSON object a line")
 @click.option("--limit", type=int, default=100, help="show at most this many, oldest first")
-@_TOKENS_FILE
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool, limit: int, review_tokens_file: Path | None) -> int:
+def list_(ctx: click.Context, as_json: bool, limit: int) -> int:
     """The waiting cases, oldest first, with the queue's length and oldest age."""
-    settings = settings_from(ctx, review_tokens_file=review_tokens_file)
+    settings = settings_from(ctx)
 
     async def work(queue: Any) -> tuple[Any, list[Any]]:
         return await queue.stats(), await queue.waiting(limit)
@@ -150,11 +155,10 @@ def list_(ctx: click.Context, as_json: bool, limit: int, review_tokens_file: Pat
 
 @review.command(context_settings=CONTEXT_SETTINGS, epilog=examples("ratifier review show CASE_ID"))
 @click.argument("case_id")
-@_TOKENS_FILE
 @click.pass_context
-def show(ctx: click.Context, case_id: str, review_tokens_file: Path | None) -> int:
+def show(ctx: click.Context, case_id: str) -> int:
     """Print a case's review item as JSON: state, claim, and the whole escalation packet."""
-    settings = settings_from(ctx, review_tokens_file=review_tokens_file)
+    settings = settings_from(ctx)
 
     async def work(queue: Any) -> Any:
         return await queue.require(case_id)
@@ -218,7 +222,7 @@ def resolve(
             note=reason if action == "unresolved" else note, require_claim=False,
         )  # fmt: skip
 
-    resolution = _with_queue(settings, work)
+    resolution = _with_queue(settings, work, reviewing=True)
     console().print(f"case {case_id}: {resolution.action.value} by {reviewer}")
     return 0
 
