@@ -739,17 +739,20 @@ by_version_and_kind = pytest.mark.parametrize(
 )
 
 
-def _old_symbols(version: str) -> set[str]:
-    """Every enum symbol ``version`` knows; a record using another one it could not have held."""
-    return {s for e in ENUMS for s in _avsc(e.__name__, HISTORY / version)["symbols"]}
+def _old_symbols(version: str) -> set[tuple[str, str]]:
+    """Every (enum, symbol) ``version`` knows; a record using another one it could not have held.
+    By enum: WINDOW_TIMEOUT was a FailureReason long before it was an EscalationReason."""
+    return {
+        (e.__name__, s) for e in ENUMS for s in _avsc(e.__name__, HISTORY / version)["symbols"]
+    }
 
 
-def _enum_values(record: Any) -> set[str]:
-    found: set[str] = set()
+def _enum_values(record: Any) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
 
     def walk(value: Any) -> None:
         if isinstance(value, StrEnum):
-            found.add(value.value)
+            found.add((type(value).__name__, value.value))
         elif dataclasses.is_dataclass(value):
             for f in dataclasses.fields(value):
                 walk(getattr(value, f.name))
