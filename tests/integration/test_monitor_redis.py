@@ -187,6 +187,15 @@ async def test_redis_restart_during_load_loses_and_repeats_nothing(
         await _send(ours, range(400, 450))
         await wait_until(lambda: _counted(ours, 450), 30, "450 decisions counted")
         await wait_until(lambda: _ready(again), 30, "the restarted monitor ready")
+
+        async def rebuilt() -> bool:
+            # Its windows were rebuilt from the topics: every final outcome of the hour, not
+            # only the 50 decisions it read as new (a retry, every 5th, is not final).
+            async with ReadModels(ours) as models:
+                figures = (await models.figures()).get("default", {})
+            return figures.get("final_outcomes") == 450 - 450 // 5
+
+        await wait_until(rebuilt, 30, "the restarted monitor's windows rebuilt")
     assert await _scoreboard(ours) == _expected(450)
     async with ReadModels(ours) as models:
         case = await models.case("case-399")
@@ -247,3 +256,23 @@ def _logged_now(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return _logged_now(caplog, text)
+
+
+async def test_two_monitors_share_the_partitions_and_the_counts_stay_exact(
+    settings: Settings, own_redis: OwnRedis
+) -> None:
+    ours = settings.with_overrides(redis_url=own_redis.url)
+    await wait_until(own_redis.answers, 10, "our redis-server")
+    async with running_monitor(ours) as first, running_monitor(ours) as second:
+
+        async def shared() -> bool:
+            mine = {tp.partition for tp in first._consumer.assignment()}
+            theirs = {tp.partition for tp in second._consumer.assignment()}
+            return bool(mine) and bool(theirs) and not mine & theirs
+
+        await wait_until(shared, 30, "the two monitors sharing the partitions")
+        await _send(ours, range(0, 200))
+        await wait_until(lambda: _counted(ours, 200), 30, "200 decisions counted")
+        assert first.processed
+        assert second.processed
+    assert await _scoreboard(ours) == _expected(200)
