@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_MS = 10_000
 _POLL_MS = 200
 _BATCH = 256
+PENDING_CHECK_S = 30.0
 
 
 @dataclass(slots=True)
@@ -82,7 +84,9 @@ class OutcomesWriter:
         self.names = TopicNames.from_settings(settings)
         self.queue = ReviewQueue(redis, settings, reviewers=None)
         self.agreement = AgreementStore(redis, settings)
-        self.consumer_name = f"outcomes-{settings.worker_id}"
+        # One name for every writer: a restarted (or replacing) writer re-reads the resolutions
+        # its predecessor read but did not acknowledge, which are pending under this name.
+        self.consumer_name = "writer"
         client_id = f"ratifier-outcomes-{settings.worker_id}"
         self._producer = make_producer(
             settings,
@@ -96,6 +100,7 @@ class OutcomesWriter:
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
         self._pending_resolutions = True  # first re-read what was delivered but not acked
+        self._next_pending_check = 0.0
         registry = registry or CollectorRegistry()
         self.written = Counter(
             "ratifier_outcomes_written",
@@ -176,6 +181,10 @@ class OutcomesWriter:
     async def step(self) -> int:
         """One poll of both inputs and one transaction; the number of outcomes written."""
         records = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
+        if time.monotonic() >= self._next_pending_check:
+            # Now and then again: a fenced writer still running may have read some since.
+            self._pending_resolutions = True
+            self._next_pending_check = time.monotonic() + PENDING_CHECK_S
         resolutions = await self.queue.read_resolutions(
             self.consumer_name, pending=self._pending_resolutions, count=_BATCH
         )

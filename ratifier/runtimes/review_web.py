@@ -23,6 +23,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
+from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -72,6 +73,11 @@ mark{background:#ffd24d;padding:0 1px} .ACCEPT{color:#11772b} .REJECT{color:#b32
 
 def _e(value: object) -> str:
     return html.escape(str(value))
+
+
+def _item_url(case_id: str) -> str:
+    """The case page's path: the id percent-encoded (a case id may hold any character)."""
+    return _e(f"/item/{quote(case_id, safe='')}")
 
 
 def _age(ms: float) -> str:
@@ -158,7 +164,7 @@ def _attempt_html(record: AttemptRecord, actionable: bool) -> str:
 
 
 def _actions_html(case_id: str) -> str:
-    target = f"/item/{_e(case_id)}/resolve"
+    target = f"{_item_url(case_id)}/resolve"
     return (
         '<div class="actions">'
         f'<form class="card" id="confirm-form" method="post" action="{target}">'
@@ -263,7 +269,7 @@ class ReviewApp:
         elif "empty" in request.query:
             notice = '<p class="notice" id="notice">Nothing is waiting for review.</p>'
         rows = "".join(
-            f'<tr class="queued"><td><a href="/item/{_e(i.case_id)}">{_e(i.case_id)}</a></td>'
+            f'<tr class="queued"><td><a href="{_item_url(i.case_id)}">{_e(i.case_id)}</a></td>'
             f"<td>{_age(now - i.escalated_at_ms)}</td><td>{_e(i.packet.reason.value)}</td>"
             f"<td>{len(i.packet.attempts)}</td><td>{_e(i.packet.policy)} "
             f"{_e(i.packet.policy_version)}</td><td>{_e(i.claimed_by or '')}</td></tr>"
@@ -283,7 +289,7 @@ class ReviewApp:
         item = await self.queue.claim(reviewer)
         if item is None:
             raise web.HTTPSeeOther("/?empty=1")
-        raise web.HTTPSeeOther(f"/item/{item.case_id}")
+        raise web.HTTPSeeOther(_item_url(item.case_id))
 
     async def item(self, request: web.Request, reviewer: str) -> web.StreamResponse:
         case_id = request.match_info["case_id"]
@@ -332,12 +338,12 @@ class ReviewApp:
             logger.info("reviewer %s: resolution of %s refused: %s", reviewer, case_id, exc)
             return self._error(exc, reviewer, case_id)
         logger.info("reviewer %s resolved case %s (%s)", reviewer, case_id, field("action"))
-        raise web.HTTPSeeOther(f"/?resolved={case_id}")
+        raise web.HTTPSeeOther(f"/?resolved={quote(case_id, safe='')}")
 
     def _error(self, exc: ReviewError, reviewer: str, case_id: str | None = None) -> web.Response:
         status = _STATUS.get(type(exc), 400)
         message = f'<p class="error" id="error">{status}: {_e(exc)}</p>'
-        back = f'<p><a href="/item/{_e(case_id)}">back to the case</a> · ' if case_id else "<p>"
+        back = f'<p><a href="{_item_url(case_id)}">back to the case</a> · ' if case_id else "<p>"
         return _page("Refused", f'{message}{back}<a href="/">queue</a></p>', reviewer, status)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -176,17 +176,27 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         # second pass decision for the case: all seen again by a new writer.
         await redis.xgroup_setid(queue.resolutions_key, "outcomes", "0")
         await producer.send_and_wait(names.passed, codec.encode(d), key=b"case-1")
+        # And a resolution the crashed writer had read but not yet written: pending, not lost.
+        await queue.enqueue(packet("case-3"))
+        await queue.resolve("case-3", "bob", Action.UNRESOLVED, note="n", require_claim=False)
+        taken = await queue.read_resolutions("writer", pending=False)  # case-2 again, and case-3
         second = OutcomesWriter(settings, redis)
         await second.start()
         try:
             assert second.decided == {"case-1", "case-2"}
-            for _ in range(10):
-                assert await second.step() == 0
+            assert [await second.step() for _ in range(10)] == [1] + [0] * 9
+            assert second.decided == {"case-1", "case-2", "case-3"}
         finally:
             await second.stop()
+        assert await redis.xpending(queue.resolutions_key, "outcomes") == {
+            "pending": 0, "min": None, "max": None, "consumers": []
+        }  # fmt: skip
     finally:
         await producer.stop()
-    assert Counter(o.case_id for o in await outcomes_on(settings)) == {"case-1": 1, "case-2": 1}
+    assert Counter(o.case_id for o in await outcomes_on(settings)) == {
+        "case-1": 1, "case-2": 1, "case-3": 1
+    }  # fmt: skip
+    assert [t.resolution.case_id for t in taken] == ["case-2", "case-3"]
 
 
 async def _length_is(queue: ReviewQueue, n: int) -> bool:

@@ -147,3 +147,24 @@ def test_highlight_marks_spans_and_escapes() -> None:
         '<mark title="v2: b">x</mark>'
     )
     assert highlight("plain", []) == "plain"
+
+
+async def test_case_ids_with_any_character_have_working_links(
+    web: tuple[TestClient, ReviewQueue, Redis, dict[str, str]],
+) -> None:
+    client, queue, _, tokens = web
+    odd = 'case/\u03b1 b?&"x'  # a slash, a non-ASCII letter, a space, query and HTML chars
+    await queue.enqueue(packet(odd))
+    index = await (await client.get("/", headers=bearer(tokens["ann"]))).text()
+    assert 'href="/item/case%2F%CE%B1%20b%3F%26%22x"' in index
+    claimed = await client.post("/claim", headers=bearer(tokens["ann"]), allow_redirects=False)
+    location = claimed.headers["Location"]
+    page = await client.get(location, headers=bearer(tokens["ann"]))
+    assert page.status == 200
+    assert "case/\u03b1 b?&amp;&quot;x" in await page.text()
+    done = await client.post(
+        f"{location}/resolve", headers=bearer(tokens["ann"]),
+        data={"action": "unresolved", "note": "odd"}, allow_redirects=False,
+    )  # fmt: skip
+    assert done.status == 303
+    assert (await queue.require(odd)).state == "resolved"
