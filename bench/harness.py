@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,6 +23,7 @@ import psutil
 from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Reason, Severity, Span, Verdict, Vote, now_ms
 from ratifier.core.polling import wait_until
+from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.client import assign_all
@@ -124,9 +125,16 @@ class Loaded:
 
 
 async def preload(
-    settings: Settings, cases: int, *, verdicts: bool = True, tag: str = "c"
+    settings: Settings,
+    cases: int,
+    *,
+    verdicts: bool = True,
+    tag: str = "c",
+    signers: Mapping[str, Signer] | None = None,
 ) -> Loaded:
-    """Write ``cases`` candidates (and their five verdicts) as fast as the producer goes."""
+    """Write ``cases`` candidates (and their five verdicts) as fast as the producer goes.
+
+    With ``signers`` (validator id -> its key), every verdict is signed (bench/signing.py)."""
     names = TopicNames.from_settings(settings)
     producer = make_producer(
         settings, client_id="bench-loader", linger_ms=5, max_batch_size=256 * 1024
@@ -143,7 +151,10 @@ async def preload(
             records += 1
             if verdicts:
                 for validator_id in VALIDATORS:
-                    value = codec.encode(verdict(cand, validator_id))
+                    vote = verdict(cand, validator_id)
+                    if signers is not None:
+                        vote = signers[validator_id].sign(vote)
+                    value = codec.encode(vote)
                     pending.append(await producer.send(names.verdicts, value, key=key))
                     records += 1
             if len(pending) >= 10_000:

@@ -63,6 +63,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="tally engine(s) to measure (default: both; with --quick, RATIFIER_TALLY_ENGINE's)",
     )
     parser.add_argument("--cases", type=int, help="cases for throughput and scaling")
+    parser.add_argument(
+        "--signatures",
+        action="store_true",
+        help="throughput also with signed verdicts, signatures required (docs/signing.md)",
+    )
     parser.add_argument("--open-windows", type=int, help="open windows for the memory figure")
     parser.add_argument(
         "--prune-cases",
@@ -102,7 +107,9 @@ async def main(argv: list[str]) -> int:
     }
     began = time.monotonic()
     if "throughput" in only:
-        results["throughput"] = await throughput.throughput(cases, chosen, plan.timeout_s)
+        results["throughput"] = await throughput.throughput(
+            cases, chosen, plan.timeout_s, signatures=args.signatures
+        )
         _show("throughput", began)
     if "latency" in only:
         results["latency"] = {"engines": {}}

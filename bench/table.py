@@ -89,6 +89,26 @@ def _throughput(t: Mapping[str, Any]) -> list[Row]:
             rows.append(
                 (f"  {label} vs faust relay", rate, faust, f"{figures['vs_faust_relay']:.2f}")
             )
+    if "signed" in t:
+        signed, engine = t["signed"], t["signed"]["engine"]
+        unsigned = t["engines"][engine]["tally"]["verdicts_per_s"]
+        rows.append(
+            (
+                f"  {tally_label(engine, signed['engine_ran'])} signed (required) vs unsigned",
+                f"{signed['tally']['verdicts_per_s']:.0f}",
+                f"{unsigned:.0f}",
+                f"{signed['vs_unsigned']:.2f}",
+            )
+        )
+        cost = signed["verification"]
+        rows.append(
+            (
+                "  signature check per verdict, offline (µs): tally / validator signs",
+                f"{cost['check_us']:.1f}",
+                f"{cost['sign_us']:.1f}",
+                "",
+            )
+        )
     startups = [
         ("raw relay", t["raw_relay"]),
         ("raw transactional relay", t["raw_transactional_relay"]),

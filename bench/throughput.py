@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from bench import harness
+from bench import harness, signing
 from bench.engines import FAUST, engine_ran
 from bench.relay import RAW, RAW_TRANSACTIONAL
 from ratifier.core.config import Settings
 from ratifier.core.topics import TopicNames
+from ratifier.io.testing import read_topics
 
 # Where each relay's figures go in the results.
 RELAY_KEYS = {
@@ -105,13 +108,18 @@ async def run_relay(settings: Settings, cases: int, engine: str, timeout_s: floa
     return _figures(cases, spawned, assigned, arrivals)
 
 
-async def throughput(cases: int, tally_engines: Sequence[str], timeout_s: float) -> dict[str, Any]:
+async def throughput(
+    cases: int, tally_engines: Sequence[str], timeout_s: float, *, signatures: bool = False
+) -> dict[str, Any]:
     """Baselines and tallies read the same pre-loaded input (separate consumer groups), in turn.
 
     Every tally is measured against both raw relays: at-least-once (the least any tally's Kafka
     work costs) and transactional (the same, exactly-once). With the faust engine the faust
     relay gives faust's own ceiling too (bench/relay.py): how much of the gap to the raw loop is
     faust's consumer path rather than the tally's work.
+
+    With ``signatures``, the first engine runs once more on signed verdicts under a policy that
+    requires them (bench/signing.py), reported next to its unsigned figure.
     """
     settings = harness.base_settings(topic_prefix=harness.unique_prefix("tp"), partitions=4)
     relays = [RAW, RAW_TRANSACTIONAL, *([FAUST] if FAUST in tally_engines else [])]
@@ -134,6 +142,10 @@ async def throughput(cases: int, tally_engines: Sequence[str], timeout_s: float)
         async with harness.topics_for(tally_settings):
             await harness.preload(tally_settings, cases)
             result["engines"][engine] = await _tally(tally_settings, cases, timeout_s)
+    if signatures:
+        result["signed"] = await _signed_tally(first, cases, timeout_s)
+        unsigned = result["engines"][first]["tally"]["verdicts_per_s"]
+        result["signed"]["vs_unsigned"] = result["signed"]["tally"]["verdicts_per_s"] / unsigned
     raw = result["raw_relay"]["verdicts_per_s"]
     raw_txn = result["raw_transactional_relay"]["verdicts_per_s"]
     result["raw_transactional_relay_ratio"] = raw_txn / raw
@@ -146,6 +158,25 @@ async def throughput(cases: int, tally_engines: Sequence[str], timeout_s: float)
         if engine == FAUST:
             figures["vs_faust_relay"] = rate / result["faust_relay"]["verdicts_per_s"]
     return result
+
+
+async def _signed_tally(engine: str, cases: int, timeout_s: float) -> dict[str, Any]:
+    """``engine``'s tally on signed verdicts, signatures required, its decisions signed too."""
+    keys = signing.signers()
+    settings = harness.base_settings(
+        topic_prefix=harness.unique_prefix(f"ts{engine[0]}"), partitions=4, tally_engine=engine
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        settings = signing.signed_settings(settings, Path(folder), keys)
+        async with harness.topics_for(settings) as names:
+            await harness.preload(settings, cases, signers=keys)
+            figures = await _tally(settings, cases, timeout_s)
+            # Every signed verdict verified: none was set aside (an unsigned or unverifiable
+            # one would be, with signatures required), so the figure is of real verification.
+            figures["dead_letters"] = len(await read_topics(settings, [names.deadletter], 1.0))
+    figures["engine"] = engine
+    figures["verification"] = signing.verification_cost()
+    return figures
 
 
 async def _tally(settings: Settings, cases: int, timeout_s: float) -> dict[str, Any]:

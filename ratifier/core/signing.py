@@ -35,9 +35,10 @@ import dataclasses
 import functools
 import hashlib
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, Final, TypeVar
 
 from cryptography.exceptions import InvalidSignature
@@ -75,7 +76,7 @@ _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 
 Signable = Verdict | PassDecision | RetryRequest | EscalationPacket
-S = TypeVar("S", Verdict, PassDecision, RetryRequest, EscalationPacket)
+S = TypeVar("S", bound=Signable)
 
 
 class SignatureMode(StrEnum):
@@ -100,70 +101,134 @@ class SignatureCheck(StrEnum):
 
 def signing_bytes(record: Signable) -> bytes:
     """The bytes a signature of ``record`` covers: every field but ``signature``."""
-    out = bytearray(_PREFIX)
-    out += type(record).__name__.encode()
-    out.append(0x0A)
-    for name in _field_names(type(record)):
-        if name != "signature":
-            _put(out, getattr(record, name))
+    kind = record.__class__
+    plan = _PLANS.get(kind)
+    if plan is None:
+        plan = _PLANS[kind] = _plan(kind)
+    prefix, values_of = plan
+    out = bytearray(prefix)
+    for value in values_of(record):
+        _HANDLERS.get(value.__class__, _put)(out, value)
     return bytes(out)
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+# Per record type: the prefix, and a getter of every field but the signature, in order. Built on
+# first use; the tally's verification computes a verdict's bytes for each verdict it reads.
+_PLANS: dict[type, tuple[bytes, Callable[[Any], tuple[Any, ...]]]] = {}
 
 
-def _field_names(kind: type) -> tuple[str, ...]:
-    names = _FIELDS.get(kind)
-    if names is None:
-        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
-    return names
+def _plan(kind: type) -> tuple[bytes, Callable[[Any], tuple[Any, ...]]]:
+    names = [f.name for f in dataclasses.fields(kind) if f.name != "signature"]
+    prefix = _PREFIX + kind.__name__.encode() + b"\n"
+    return prefix, _getter(names)
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    get = attrgetter(*names)
+    if len(names) == 1:  # attrgetter of one name gives the value, not a tuple
+        return lambda record: (get(record),)
+    return get
 
 
 def _put_str(out: bytearray, value: str) -> None:
     encoded = value.encode()
-    out.append(0x73)  # s
+    out += b"s"
     out += _U32.pack(len(encoded))
     out += encoded
 
 
+def _put_int(out: bytearray, value: int) -> None:
+    out += b"i"
+    out += _I64.pack(value)
+
+
+def _put_float(out: bytearray, value: float) -> None:
+    out += b"d"
+    out += _F64.pack(value)
+
+
+def _put_none(out: bytearray, value: None) -> None:
+    out += b"n"
+
+
+def _put_bytes(out: bytearray, value: bytes) -> None:
+    out += b"b"
+    out += _U32.pack(len(value))
+    out += value
+
+
+def _put_bool(out: bytearray, value: bool) -> None:
+    out += b"t" if value else b"f"
+
+
+def _put_list(out: bytearray, value: tuple[Any, ...] | list[Any]) -> None:
+    out += b"l"
+    out += _U32.pack(len(value))
+    for item in value:
+        _HANDLERS.get(item.__class__, _put)(out, item)
+
+
+def _put_map(out: bytearray, value: Mapping[str, Any]) -> None:
+    out += b"m"
+    out += _U32.pack(len(value))
+    for key in sorted(value, key=str.encode):
+        _put_str(out, key)
+        item = value[key]
+        _HANDLERS.get(item.__class__, _put)(out, item)
+
+
+_HANDLERS: dict[type, Callable[[bytearray, Any], None]] = {
+    str: _put_str,
+    int: _put_int,
+    float: _put_float,
+    type(None): _put_none,
+    bytes: _put_bytes,
+    bool: _put_bool,
+    tuple: _put_list,
+    list: _put_list,
+    dict: _put_map,
+}
+
+
 def _put(out: bytearray, value: Any) -> None:
-    # Order matters: bool before int (a subclass), str (enum members too) first as the commonest.
-    if isinstance(value, str):
-        _put_str(out, value)
-    elif isinstance(value, bool):
-        out.append(0x74 if value else 0x66)  # t / f
-    elif isinstance(value, int):
-        out.append(0x69)  # i
-        out += _I64.pack(value)
-    elif isinstance(value, float):
-        out.append(0x64)  # d
-        out += _F64.pack(value)
-    elif value is None:
-        out.append(0x6E)  # n
-    elif isinstance(value, bytes):
-        out.append(0x62)  # b
-        out += _U32.pack(len(value))
-        out += value
-    elif isinstance(value, tuple | list):
-        out.append(0x6C)  # l
-        out += _U32.pack(len(value))
-        for item in value:
-            _put(out, item)
-    elif isinstance(value, Mapping):
-        out.append(0x6D)  # m
-        out += _U32.pack(len(value))
-        for key in sorted(value, key=lambda k: k.encode()):
-            _put_str(out, key)
-            _put(out, value[key])
-    elif dataclasses.is_dataclass(value):
-        names = _field_names(type(value))
-        out.append(0x72)  # r
-        _put_str(out, type(value).__name__)
-        out += _U32.pack(len(names))
-        for name in names:
-            _put(out, getattr(value, name))
+    """A value of a type met for the first time: find its handler, remember it, use it."""
+    kind = value.__class__
+    handler: Callable[[bytearray, Any], None]
+    # Order matters: bool before int (a subclass); str subclasses are the models' enums.
+    if issubclass(kind, str):
+        handler = _put_str
+    elif issubclass(kind, bool):
+        handler = _put_bool
+    elif issubclass(kind, int):
+        handler = _put_int
+    elif issubclass(kind, float):
+        handler = _put_float
+    elif issubclass(kind, bytes):
+        handler = _put_bytes
+    elif issubclass(kind, tuple | list):
+        handler = _put_list
+    elif issubclass(kind, Mapping):
+        handler = _put_map
+    elif dataclasses.is_dataclass(kind):
+        handler = _record_handler(kind)
     else:
-        raise TypeError(f"cannot sign a {type(value).__name__}")
+        raise TypeError(f"cannot sign a {kind.__name__}")
+    _HANDLERS[kind] = handler
+    handler(out, value)
+
+
+def _record_handler(kind: type) -> Callable[[bytearray, Any], None]:
+    names = [f.name for f in dataclasses.fields(kind)]
+    header = b"r" + b"s" + _U32.pack(len(kind.__name__.encode())) + kind.__name__.encode()
+    header += _U32.pack(len(names))
+    values_of = _getter(names)
+
+    def put(out: bytearray, value: Any) -> None:
+        out += header
+        for item in values_of(value):
+            _HANDLERS.get(item.__class__, _put)(out, item)
+
+    return put
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -124,6 +124,11 @@ class Fleet:
             "RATIFIER_MAX_RECORD_BYTES": str(settings.max_record_bytes),
             "RATIFIER_LOG_LEVEL": settings.log_level,
             **({"RATIFIER_POLICY_DIR": str(settings.policy_dir)} if settings.policy_dir else {}),
+            **(
+                {"RATIFIER_TALLY_SIGNING_KEY": str(settings.tally_signing_key)}
+                if settings.tally_signing_key
+                else {}
+            ),
         }
 
     async def start(self, *specs: ProcessSpec) -> None:
