@@ -22,6 +22,7 @@ from ratifier.core.errors import ValidatorTimeout, WireFormatError
 from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
+from ratifier.io.decided import DecidedAttempts
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
 from ratifier.io.keys import load_signer
 from ratifier.io.metrics import Observability
@@ -108,9 +109,15 @@ class ValidatorWorker(ConsumeProduceWorker):
         concurrency: int = 16,
         max_batch: int = 256,
         signer: Signer | None = None,
+        delay_s: float = 0.0,
+        skip_decided: bool = False,
     ) -> None:
         """``signer`` signs every verdict (docs/signing.md); by default, the key in the file
-        ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned."""
+        ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned.
+
+        Sequential consensus ("Waves" in docs/validators.md): ``delay_s`` waits that long after
+        reading each candidate before judging it, and ``skip_decided`` then skips candidates
+        whose attempt the tally has decided meanwhile (no call, no verdict)."""
         self.settings = settings
         self.validator_id = validator_id
         self.judge = judge
@@ -135,9 +142,25 @@ class ValidatorWorker(ConsumeProduceWorker):
         self.metrics = ValidatorMetrics(validator_id, self._consumer)  # /metrics, docs/monitoring
         self.judged = 0
         self.skipped = 0
+        self.delay_s = delay_s
+        self.skipped_decided = 0  # candidates not judged: their attempt was already decided
+        self.decided = (
+            DecidedAttempts(settings, client_id=f"{client_id}-decided") if skip_decided else None
+        )
+
+    async def start(self) -> None:
+        await super().start()
+        if self.decided is not None:
+            try:
+                await self.decided.start()
+            except BaseException:
+                await super().stop()
+                raise
 
     async def stop(self) -> None:
         try:
+            if self.decided is not None:
+                await self.decided.stop()
             await super().stop()
         finally:
             aclose = getattr(self.judge, "aclose", None)  # e.g. the LLM judge's HTTP session
@@ -169,12 +192,17 @@ class ValidatorWorker(ConsumeProduceWorker):
                     )
                     continue
                 pending.append(self._judge_one(candidate))
-        deliveries = await asyncio.gather(*pending)
+        deliveries = [d for d in await asyncio.gather(*pending) if d is not None]
         await asyncio.gather(*deliveries)
         await commit_processed(self._consumer, batches)
-        self.judged += len(pending)
+        self.judged += len(deliveries)
 
-    async def _judge_one(self, candidate: Candidate) -> asyncio.Future:  # type: ignore[type-arg]
+    async def _judge_one(self, candidate: Candidate) -> asyncio.Future | None:  # type: ignore[type-arg]
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)  # a later wave: give earlier ones time to decide
+        if self.decided is not None and (candidate.case_id, candidate.attempt) in self.decided:
+            self.skipped_decided += 1
+            return None
         async with self._limit:
             started = time.perf_counter()
             judgement = await judge_safely(self.judge, candidate, self.timeout_s)

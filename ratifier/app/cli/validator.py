@@ -35,6 +35,14 @@ def validator() -> None:
 @click.option("--version", default=None, help="validator version recorded in verdicts")
 @click.option("--timeout", type=float, default=30.0, help="seconds before a verdict is ABSTAIN")
 @click.option("--concurrency", type=int, default=16, help="candidates judged at once")
+@click.option(
+    "--delay", type=click.FloatRange(0), default=0.0,
+    help="seconds to wait after reading a candidate before judging it (a later wave)",
+)  # fmt: skip
+@click.option(
+    "--skip-decided", is_flag=True, default=False,
+    help="skip candidates whose attempt the tally has already decided (sequential consensus)",
+)  # fmt: skip
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -44,6 +52,8 @@ def run(
     version: str | None,
     timeout: float,
     concurrency: int,
+    delay: float,
+    skip_decided: bool,
 ) -> int:
     """Judge candidates as consumer group <prefix>.validator.<ID>.
 
@@ -62,6 +72,8 @@ def run(
             version=version,
             timeout_s=timeout,
             concurrency=concurrency,
+            delay_s=delay,
+            skip_decided=skip_decided,
         ),
         settings,
     )
