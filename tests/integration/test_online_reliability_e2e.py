@@ -1,0 +1,115 @@
+"""Online reliability weighting through the broker: the tally learns who is reliable from its
+own decisions, and a restarted tally continues with what was learned (the model travels in the
+state changelog with the cases)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, Decision, PassDecision, Verdict, Vote, now_ms
+from ratifier.core.topics import TopicNames
+from ratifier.io.client import Client
+from ratifier.io.kafka import make_producer
+from ratifier.io.testing import read_topics, wait_until
+from ratifier.ops.fleet import Fleet, ProcessSpec
+from ratifier.schemas import codec
+
+POLICY = """
+name = "learn"
+version = "l-1"
+max_attempts = 1
+window_seconds = 30
+[reliability]
+learn = "online"
+[threshold]
+ratio = 0.5000001
+[[validators]]
+id = "v1"
+[[validators]]
+id = "v2"
+[[validators]]
+id = "v3"
+[[validators]]
+id = "liar"
+"""
+
+
+def verdict(candidate: Candidate, validator_id: str, vote: Vote) -> Verdict:
+    return Verdict(
+        case_id=candidate.case_id,
+        attempt=1,
+        candidate_id=candidate.candidate_id,
+        validator_id=validator_id,
+        validator_version="manual-1",
+        vote=vote,
+        confidence=1.0,
+        severity=None,
+        reasons=(),
+        latency_ms=1,
+        produced_at_ms=now_ms(),
+    )
+
+
+@pytest.mark.timeout(300)
+async def test_learned_weights_survive_a_tally_restart(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "learn.toml").write_text(POLICY)
+    tuned = settings.with_overrides(policy_dir=tmp_path, tick_interval_s=0.2)
+    names = TopicNames.from_settings(tuned)
+    log_dir = tuned.state_dir / "it-online" / tuned.topic_prefix
+    producer = make_producer(tuned, client_id="it-online")
+    await producer.start()
+
+    async def decided(case_id: str) -> Decision:
+        found: list[Decision] = []
+
+        async def arrived() -> bool:
+            values = await read_topics(tuned, names.decisions, idle_s=0.5)
+            found[:] = [d for d in map(codec.decode, values) if d.case_id == case_id]  # type: ignore[union-attr]
+            return bool(found)
+
+        await wait_until(arrived, 60, f"the decision for {case_id}")
+        return found[0]
+
+    async def case(client: Client, votes: list[tuple[str, Vote]]) -> Candidate:
+        candidate = client.candidate("x", policy="learn", case_id=str(uuid.uuid4()))
+        await client.send(candidate)
+        for validator_id, vote in votes:
+            record = verdict(candidate, validator_id, vote)
+            await producer.send_and_wait(
+                names.verdicts, codec.encode(record), key=record.case_id.encode()
+            )
+        return candidate
+
+    split = [("liar", Vote.REJECT), ("v3", Vote.REJECT), ("v1", Vote.ACCEPT), ("v2", Vote.ACCEPT)]
+    try:
+        fleet = Fleet(Fleet.env_for(tuned), log_dir)
+        await fleet.start(ProcessSpec.tally())
+        await fleet.wait_ready(tuned)
+        async with Client(tuned) as client:
+            # Before learning, a 2-2 split is half the weight: not more than half, no pass.
+            first = await case(client, split)
+            assert not isinstance(await decided(first.case_id), PassDecision)
+            # Teach it: v1-v3 agree, the liar says the opposite (last, so it settles each case).
+            for index in range(16):
+                good = Vote.ACCEPT if index % 2 else Vote.REJECT
+                bad = Vote.REJECT if good is Vote.ACCEPT else Vote.ACCEPT
+                last = await case(client, [("v1", good), ("v2", good), ("v3", good), ("liar", bad)])
+            await decided(last.case_id)
+        await fleet.stop()  # a new tally process restores the state from the changelog
+
+        fleet = Fleet(Fleet.env_for(tuned), log_dir)
+        await fleet.start(ProcessSpec.tally())
+        await fleet.wait_ready(tuned)
+        async with Client(tuned) as client:
+            after = await case(client, split)
+            decision = await decided(after.case_id)
+        assert isinstance(decision, PassDecision), decision
+        assert decision.accept_share is not None
+        assert decision.accept_share > 0.5  # the liar's rejection weighs less than v1's accept
+    finally:
+        await producer.stop()
+        await fleet.stop()
