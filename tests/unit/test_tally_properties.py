@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -92,6 +92,7 @@ def policies(draw: st.DrawFn, weights: st.SearchStrategy[float]) -> Policy:
         "threshold": threshold,
         "veto": {"action": draw(st.sampled_from(["retry", "escalate"]))},
         "validators": validators,
+        "complete_packets": draw(st.booleans()),
     }
     if draw(st.booleans()):
         data["supermajority"] = {
@@ -494,3 +495,18 @@ def test_every_case_ends_in_exactly_one_final_outcome(life: CaseLife) -> None:
 
 
 RETRY_TIMEOUT = EscalationReason.RETRY_TIMEOUT
+
+
+@PROPERTY_SETTINGS
+@given(scenarios())
+def test_complete_packets_carry_every_verdict_of_a_failed_attempt(scenario: Scenario) -> None:
+    # With complete_packets a failure waits for every validator (or the deadline): its decision
+    # counts every verdict delivered, whatever the order; a pass is never held.
+    policy = replace(scenario.policy, complete_packets=True)
+    held = Scenario(policy, scenario.attempt, scenario.verdicts, scenario.delivery)
+    [decision] = deliver(held, held.delivery).decisions
+    if not isinstance(decision, PassDecision):
+        assert set(counted_votes(decision)) == set(first_occurrences(held.delivery))
+    plain = replace(scenario.policy, complete_packets=False)
+    [same] = deliver(replace(held, policy=plain), held.delivery).decisions
+    assert isinstance(same, PassDecision) == isinstance(decision, PassDecision)
