@@ -15,6 +15,7 @@ from ratifier.core.config import Settings
 from ratifier.core.models import DeadLetter, DeadLetterReason, Outcome, OutcomeClass
 from ratifier.core.review import Action, load_reviewers, outcome_id_for
 from ratifier.core.topics import TopicNames
+from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
 from ratifier.io.review_metrics import AgreementStore
 from ratifier.io.review_queue import ReviewQueue
@@ -130,6 +131,10 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
     assert sorted(await store.case_ids()) == ["auto-1", "auto-3", "esc-0", "esc-1"]
     assert await store.get("esc-2") is None
     assert await store.get("esc-1") == by_id["esc-1"]
+    async with Client(settings, producer="test-trusted") as client:
+        assert await client.trusted_answer("auto-3") == by_id["auto-3"]
+        assert await client.trusted_answer("esc-2") is None  # unresolved
+        assert await client.trusted_answer("no-such-case") is None
 
     letters = [
         codec.decode_as(r.value or b"", DeadLetter)
