@@ -15,6 +15,10 @@ and continuously, as the load's records go by:
 
 | duplicate-verdict | verdicts | no dead letter: a re-sent copy of 20% of the load's verdicts |
 | late-verdict | verdicts | no dead letter: a verdict for an attempt already decided |
+| forged-* (four kinds) | verdicts | BAD_SIGNATURE, UNKNOWN_KEY, KEY_OUT_OF_WINDOW, REPLAYED |
+
+The forged verdicts (see forged.py) are signed ones against 10% of the decided cases, under the
+scenario's copy of the default policy with signatures optional (the load's stay unsigned).
 
 Good records are built with Ratifier's codec and the Client, so only the intended flaw differs.
 """
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from aiokafka.errors import KafkaError
 
 from ratifier.app.chaos.checker import InjectedRecord, SourceRef
+from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.observe import INJECTED_HEADER, Observer
 from ratifier.app.demo.generator import chance
 from ratifier.app.demo.runner import DEMO_VALIDATORS
@@ -53,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 DUPLICATE_SHARE = 0.20
 LATE_SHARE = 0.05
+FORGED_SHARE = 0.10  # of the decided cases, each forged against (four records, forged.py)
 POLICY_VALIDATORS = tuple(v.validator_id for v in DEMO_VALIDATORS)  # the default policy's
 UNKNOWN_VALIDATOR_ID = "chaos-unknown-validator"
 # Expected for an oversized candidate. The reason is being added to DeadLetterReason; until it
@@ -110,6 +116,7 @@ class BadInput:
     injected: list[InjectedRecord] = field(default_factory=list)
     bad_case_ids: set[str] = field(default_factory=set)  # cases made of a bad candidate
     send_failures: int = 0
+    forger: Forger | None = None  # forged verdicts too, under the forger's signed policy
     _rng: random.Random = field(default_factory=lambda: random.Random(9))
 
     def __post_init__(self) -> None:
@@ -222,6 +229,20 @@ class BadInput:
                     codec.encode(verdict),
                     None,
                 )
+            if self.forger is not None and chance("forged", decision.decision_id) < FORGED_SHARE:
+                await self._forge(self.forger, decision)
+
+    async def _forge(self, forger: Forger, decision: Decision) -> None:
+        """Forged verdicts against the candidate ``decision`` decided, in a validator's name."""
+        if isinstance(decision, EscalationPacket):
+            candidate = decision.attempts[-1].candidate
+        else:
+            candidate = decision.candidate
+        pick = int(chance("forger", decision.decision_id) * len(POLICY_VALIDATORS))
+        validator = POLICY_VALIDATORS[pick]
+        for kind, verdict, expected in forger.forgeries(candidate, validator):
+            key = verdict.case_id.encode()
+            await self.write(kind, self.names.verdicts, key, codec.encode(verdict), expected)
 
 
 @contextlib.asynccontextmanager

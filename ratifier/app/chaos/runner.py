@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ratifier.app.chaos.bad_input import BadInput, following
+from ratifier.app.chaos.bad_input import POLICY_VALIDATORS, BadInput, following
 from ratifier.app.chaos.checker import check, read_outputs
+from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.load import Load, LoadGate
 from ratifier.app.chaos.observe import Observer
 from ratifier.app.chaos.report import ScenarioRow
@@ -81,6 +82,10 @@ async def run_scenario(
 ) -> ScenarioRow:
     started = time.monotonic()
     settings = run_settings(base, scenario, options)
+    forger = Forger(POLICY_VALIDATORS) if scenario.bad_input else None
+    if forger is not None:  # its signed policy, for the forged verdicts (forged.py)
+        folder = settings.state_dir / "chaos" / settings.topic_prefix / "policies"
+        settings = forger.install(settings, folder)
     fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "chaos" / settings.topic_prefix)
     faults = scenario.fault_count(options.quick)
     applied: list[str] = []
@@ -91,7 +96,7 @@ async def run_scenario(
         async with Observer(settings) as observer, Client(settings, producer="chaos") as client:
             gate = LoadGate(faults)
             load = Load(client, options.case_count, options.rate_per_s, gate)
-            bad = BadInput(client, lambda: load.case_set)
+            bad = BadInput(client, lambda: load.case_set, forger=forger)
             await bad.start()
             try:
                 await fleet.start(*demo_processes())

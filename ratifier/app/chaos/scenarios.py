@@ -88,8 +88,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "bad-input",
-        "rounds of malformed, unknown, orphan and oversized records; 20% re-sent verdicts and "
-        "late verdicts throughout",
+        "rounds of malformed, unknown, orphan and oversized records; 20% re-sent verdicts, "
+        "late verdicts and forged signed verdicts throughout",
         lambda ctx: BadInputRounds(ctx.bad_input),
         faults=10,
         quick_faults=3,

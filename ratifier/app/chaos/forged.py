@@ -1,0 +1,108 @@
+"""Forged verdicts for the bad-input scenario (docs/signing.md, docs/chaos.md).
+
+The scenario's tally loads a copy of the built-in ``default`` policy with
+``signatures = "optional"`` and a public key for each of its validators, whose private keys only
+this module holds: the demo's validators stay unsigned (optional lets their verdicts count), and
+every signed verdict must verify. For a decided case of the load, :meth:`Forger.forgeries` makes
+one verdict of each kind below; each must be dead-lettered with its reason and never counted.
+
+| kind | expected |
+|---|---|
+| forged-altered | BAD_SIGNATURE (signed with the validator's listed key, then its vote changed) |
+| forged-unknown-key | UNKNOWN_KEY (signed with a key the policy does not list) |
+| forged-retired-key | KEY_OUT_OF_WINDOW (a listed key whose validity ended an hour ago) |
+| forged-replayed | REPLAYED (a genuine signature for the decided candidate, sent for another) |
+
+``UNSIGNED`` cannot occur under ``optional``; the broker test
+``tests/integration/test_signed_verdicts.py`` covers it with ``required``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms
+from ratifier.core.signing import Signer, encode_public_key
+
+__all__ = ["Forger"]
+
+_HOUR_MS = 3_600_000
+
+
+def _signer() -> Signer:
+    return Signer(Ed25519PrivateKey.generate())
+
+
+class Forger:
+    """The keys behind the scenario's policy, and forged verdicts made with them."""
+
+    def __init__(self, validators: tuple[str, ...]) -> None:
+        self.validators = validators
+        self.current = {v: _signer() for v in validators}
+        self.retired = {v: _signer() for v in validators}
+        self.attacker = _signer()
+        self.retired_until_ms = now_ms() - _HOUR_MS
+
+    def policy_text(self) -> str:
+        """The built-in ``default`` policy, signatures optional, with every validator's keys."""
+        text = resources.files("ratifier.core.policies").joinpath("default.toml").read_text()
+        until = datetime.fromtimestamp(self.retired_until_ms / 1000, UTC).isoformat()
+        lines: list[str] = []
+        for line in text.splitlines():
+            if line.startswith("[threshold]"):
+                lines += ['signatures = "optional"', ""]
+            lines.append(line)
+            for validator in self.validators:
+                if line.strip() == f'id = "{validator}"':
+                    current = encode_public_key(self.current[validator].public_key)
+                    retired = encode_public_key(self.retired[validator].public_key)
+                    # Inline tables: they must come before the validator's other keys (role).
+                    lines.append(
+                        f'keys = [{{ public_key = "{current}" }}, '
+                        f'{{ public_key = "{retired}", not_after = "{until}" }}]'
+                    )
+        return "\n".join(lines) + "\n"
+
+    def install(self, settings: Settings, folder: Path) -> Settings:
+        """Write the policy into ``folder``; ``settings`` with it as the policy folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "default.toml").write_text(self.policy_text())
+        return settings.with_overrides(policy_dir=folder)
+
+    def forgeries(self, candidate: Candidate, validator: str) -> list[tuple[str, Verdict, str]]:
+        """(kind, verdict, expected dead-letter reason) of each forgery against ``candidate``."""
+        vote = Verdict(
+            case_id=candidate.case_id,
+            attempt=candidate.attempt,
+            candidate_id=candidate.candidate_id,
+            validator_id=validator,
+            validator_version="chaos-forger",
+            vote=Vote.REJECT,
+            confidence=1.0,
+            severity=None,
+            reasons=(),
+            latency_ms=1,
+            produced_at_ms=now_ms(),
+        )
+        genuine = self.current[validator].sign(vote)
+        moved = dataclasses.replace(genuine, candidate_id=f"{candidate.candidate_id}-forged")
+        return [
+            (
+                "forged-altered",
+                dataclasses.replace(genuine, vote=Vote.ACCEPT),
+                DeadLetterReason.BAD_SIGNATURE.value,
+            ),
+            ("forged-unknown-key", self.attacker.sign(vote), DeadLetterReason.UNKNOWN_KEY.value),
+            (
+                "forged-retired-key",
+                self.retired[validator].sign(vote),
+                DeadLetterReason.KEY_OUT_OF_WINDOW.value,
+            ),
+            ("forged-replayed", moved, DeadLetterReason.REPLAYED.value),
+        ]
