@@ -22,6 +22,9 @@ from ratifier.io.review_queue import ReviewQueue
 from tests.integration.review_support import packet, redis_for, write_reviewers
 
 pytestmark = pytest.mark.integration
+# Short, so the time-out tests are quick; long enough that a claim stays live between the
+# steps of a test on a loaded machine.
+CLAIM_S = 2.5
 
 
 @pytest.fixture
@@ -34,7 +37,7 @@ async def queue(
     settings = base_settings.with_overrides(
         topic_prefix=f"q{uuid.uuid4().hex[:10]}",
         review_tokens_file=tmp_path / "reviewers.txt",
-        review_claim_s=1.0,
+        review_claim_s=CLAIM_S,
     )
     async with redis_for(settings) as redis:
         q = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
@@ -84,8 +87,8 @@ async def test_claims_are_exclusive_and_time_out_back_to_the_queue(
     assert second is not None
     assert second.case_id == "case-b"
     assert await q.claim("bob") is not None  # bob's own claim
-    # Both claims time out (1 s here); a claim then takes the oldest timed-out item over.
-    await asyncio.sleep(1.2)
+    # Both claims time out; a claim then takes the oldest timed-out item over.
+    await asyncio.sleep(CLAIM_S + 0.2)
     taken = await q.claim("bob")
     assert taken is not None
     assert taken.case_id == "case-a"
@@ -149,7 +152,7 @@ async def test_a_timed_out_claim_is_stale_for_the_page(queue: tuple[ReviewQueue,
     q, redis = queue
     await q.enqueue(packet("case-a"))
     await q.claim("ann")
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(CLAIM_S + 0.2)
     before = await snapshot(redis, q, "case-a")
     with pytest.raises(StaleClaim, match="timed out"):
         await q.resolve("case-a", "ann", Action.UNRESOLVED, note="slow")
