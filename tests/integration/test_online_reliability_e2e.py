@@ -55,9 +55,12 @@ def verdict(candidate: Candidate, validator_id: str, vote: Vote) -> Verdict:
 
 
 @pytest.mark.timeout(300)
-async def test_learned_weights_survive_a_tally_restart(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["transactional", "faust"])
+async def test_learned_weights_survive_a_tally_restart(
+    settings: Settings, tmp_path: Path, engine: str
+) -> None:
     (tmp_path / "learn.toml").write_text(POLICY)
-    tuned = settings.with_overrides(policy_dir=tmp_path, tick_interval_s=0.2)
+    tuned = settings.with_overrides(policy_dir=tmp_path, tick_interval_s=0.2, tally_engine=engine)
     names = TopicNames.from_settings(tuned)
     log_dir = tuned.state_dir / "it-online" / tuned.topic_prefix
     producer = make_producer(tuned, client_id="it-online")
