@@ -513,3 +513,40 @@ def test_a_held_forgery_does_not_shadow_the_genuine_vote() -> None:
     assert reasons == [DeadLetterReason.UNSIGNED, DeadLetterReason.BAD_SIGNATURE]
     assert [type(d).__name__ for d in step.decisions] == ["PassDecision"]
     assert step.decisions[0].votes[0] == genuine  # type: ignore[union-attr]
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_keys_new_writes_a_private_key_once_and_prints_its_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ratifier.app.cli import main
+
+    assert main(["keys", "new", "sim-a", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "sim-a.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    signer = load_signer(path)
+    assert f"public key:  {encode_public_key(signer.public_key)}" in out
+    assert f"key id:      {signer.key_id}" in out
+    before = path.read_bytes()
+    assert main(["keys", "new", "sim-a", "--dir", str(tmp_path)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert main(["keys", "public", str(path)]) == 0
+    assert encode_public_key(signer.public_key) in capsys.readouterr().out
+
+
+def test_policy_check_reports_a_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ratifier.app.cli import main
+
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "p"\nversion = "1"\nsignatures = "required"\n[threshold]\naccepts = 1\n'
+        '[[validators]]\nid = "v1"\n[[validators.keys]]\npublic_key = "c2hvcnQ="\n'
+    )
+    assert main(["policy", "check", str(path)]) == 2
+    assert "validators[0].keys[0].public_key is not an Ed25519 public key: 5 bytes" in (
+        capsys.readouterr().err
+    )

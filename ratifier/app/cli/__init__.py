@@ -26,6 +26,7 @@ _COMMANDS = (
     "client",
     "deadletters",
     "policy",
+    "keys",
     "calibrate",
     "replay",
     "review",

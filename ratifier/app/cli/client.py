@@ -9,9 +9,10 @@ import sys
 import uuid
 
 import click
+import orjson
 
 from ratifier.app.cli.loading import parse_metadata
-from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_option, settings_from
 from ratifier.core.errors import RatifierError
 from ratifier.core.jsonview import to_json
 
@@ -99,26 +100,54 @@ def submit(
         "ratifier watch                          # new decisions, until Ctrl-C",
         "ratifier watch --from-beginning --limit 20",
         "ratifier --prefix demo-1764650000 watch --from-beginning",
+        'ratifier watch --verify --tally-public-key "$(ratifier keys public tally.key | ...)"',
     ),
 )
 @click.option("--from-beginning", is_flag=True, help="start at the topics' first decisions")
 @click.option("--limit", type=int, default=None, help="stop after this many decisions")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="check each decision's signature against the tally's public key and show the result "
+    "as signature_check: valid, unsigned, wrong-key or invalid (docs/signing.md)",
+)
+@setting_option(
+    "tally_public_key", "--tally-public-key", help="the tally's public key (base64), for --verify"
+)
 @click.pass_context
-def watch(ctx: click.Context, from_beginning: bool, limit: int | None) -> int:
+def watch(
+    ctx: click.Context,
+    from_beginning: bool,
+    limit: int | None,
+    verify: bool,
+    tally_public_key: str | None,
+) -> int:
     """Print decisions live, one JSON line each.
 
-    Pass, retry and escalate decisions, as JSON objects, one a line.
+    Pass, retry and escalate decisions, as JSON objects, one a line. With --verify every
+    decision is shown, each with its signature_check; without it, decisions not signed by
+    the tally's key are left out whenever that key is set.
     """
     from ratifier.io.client import Client
 
     _quiet_kafka_logs()
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, tally_public_key=tally_public_key)
+    if verify and not settings.tally_public_key:
+        raise RatifierError(
+            "--verify needs the tally's public key: --tally-public-key or "
+            "RATIFIER_TALLY_PUBLIC_KEY (ratifier keys public tally.key prints it)"
+        )
 
     async def main() -> None:
         async with Client(settings, producer="cli") as client:
             count = 0
-            async for decision in client.decisions(from_beginning=from_beginning):
-                sys.stdout.write(to_json(decision) + "\n")
+            decisions = client.decisions(from_beginning=from_beginning, include_unverified=verify)
+            async for decision in decisions:
+                line = to_json(decision)
+                if verify:
+                    check = client.check_decision(decision).value
+                    line = to_json_with(line, signature_check=check)
+                sys.stdout.write(line + "\n")
                 sys.stdout.flush()
                 count += 1
                 if limit is not None and count >= limit:
@@ -127,6 +156,11 @@ def watch(ctx: click.Context, from_beginning: bool, limit: int | None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     return 0
+
+
+def to_json_with(line: str, **extra: str) -> str:
+    """A record's JSON line with ``extra`` members added at the end."""
+    return orjson.dumps({**orjson.loads(line), **extra}).decode()
 
 
 commands = (submit, watch)

@@ -31,6 +31,9 @@ _DERIVED = {
     "redis_url": "redis://127.0.0.1:<RATIFIER_REDIS_PORT>/0",
     "policy_dir": "the built-in policies",
     "worker_id": "<host>-<pid>",
+    "signing_key": "none: verdicts unsigned",
+    "tally_signing_key": "none: decisions unsigned",
+    "tally_public_key": "none",
 }
 
 

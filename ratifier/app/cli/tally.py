@@ -46,12 +46,25 @@ def tally() -> None:
     type=click.Choice(TALLY_ENGINES),
     help="transactional: exactly-once on Kafka transactions; faust: the at-least-once adapter",
 )
+@setting_option(
+    "tally_signing_key",
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="private key file: sign every decision (ratifier keys new tally; docs/signing.md)",
+)
 @click.pass_context
-def run(ctx: click.Context, policy_dir: Path | None, tally_engine: str | None) -> int:
+def run(
+    ctx: click.Context,
+    policy_dir: Path | None,
+    tally_engine: str | None,
+    tally_signing_key: Path | None,
+) -> int:
     """Run a tally worker; start more to share the partitions."""
     from ratifier.io.admin import ensure_topics
 
-    settings = settings_from(ctx, policy_dir=policy_dir, tally_engine=tally_engine)
+    settings = settings_from(
+        ctx, policy_dir=policy_dir, tally_engine=tally_engine, tally_signing_key=tally_signing_key
+    )
     policies = load_policies(settings.policy_dir)
     asyncio.run(ensure_topics(settings))
     if settings.tally_engine == "faust":

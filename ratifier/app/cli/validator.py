@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ratifier.app.cli._runner import run_worker
 from ratifier.app.cli.loading import load_target, parse_params
-from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
+from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_option, settings_from
 
 SIMULATED = "ratifier.validators.builtin.simulated:SimulatedValidator"
 
@@ -43,6 +45,12 @@ def validator() -> None:
     "--skip-decided", is_flag=True, default=False,
     help="skip candidates whose attempt the tally has already decided (sequential consensus)",
 )  # fmt: skip
+@setting_option(
+    "signing_key",
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="private key file: sign every verdict (ratifier keys new; docs/signing.md)",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -54,6 +62,7 @@ def run(
     concurrency: int,
     delay: float,
     skip_decided: bool,
+    signing_key: Path | None,
 ) -> int:
     """Judge candidates as consumer group <prefix>.validator.<ID>.
 
@@ -63,7 +72,7 @@ def run(
     from ratifier.validators.runtime import ValidatorWorker
 
     judge = load_target(target, parse_params(params))
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, signing_key=signing_key)
     return run_worker(
         lambda: ValidatorWorker(
             settings,
