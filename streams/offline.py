@@ -228,6 +228,9 @@ def _policy(item: LabelledItem, mode: str, m: int, table: dict[str, tuple[float,
         threshold=threshold,
         max_attempts=2,
         window_ms=3_600_000,
+        # The weights above are already the learned ones (as the tally's effective policy
+        # has them); the flag makes the rules keep late verdicts for learning, as they do there.
+        learn_reliability=mode == "online",
     )
 
 

@@ -368,6 +368,10 @@ def _count(
         return state  # counts once: the first verdict wins, redeliveries change nothing
     if not attempt.is_open:
         effects.late.append(verdict)
+        # The verdict itself is kept while a later escalation packet can still carry it, or for
+        # a policy that learns from it; after the final outcome, the validator id is enough
+        # (most late verdicts follow an early pass: the state stays as small as before).
+        keep = policy.learn_reliability or not state.status.is_final
         late = AttemptState(
             attempt.candidate,
             attempt.opened_at_ms,
@@ -376,7 +380,7 @@ def _count(
             attempt.decided_at_ms,
             attempt.failure,
             (*attempt.late, verdict.validator_id),
-            (*attempt.late_verdicts, verdict),
+            (*attempt.late_verdicts, verdict) if keep else attempt.late_verdicts,
         )
         if _heard_all(policy, late):
             effects.settled.append(late)

@@ -1108,11 +1108,20 @@ def test_a_near_identical_retry_escalates_without_voting() -> None:
     assert retry_similarity(make_candidate(1).content, make_candidate(2).content) < 0.99
 
 
-def test_votes_are_all_counted_for_late_verdicts_once() -> None:
-    trace = run(make_policy(), "C1 A:v1 A:v2 A:v3 A:v4 A:v4")
-    assert trace.state is not None
-    assert [v.validator_id for v in trace.state.attempts[0].late_verdicts] == ["v4"]
-    assert trace.state.attempts[0].votes["v1"].vote is Vote.ACCEPT
+def test_late_verdicts_are_kept_in_full_only_while_they_can_matter() -> None:
+    # After a pass (final), only the late validator's id is kept, once.
+    passed = run(make_policy(), "C1 A:v1 A:v2 A:v3 A:v4 A:v4").state
+    assert passed is not None
+    assert (passed.attempts[0].late, passed.attempts[0].late_verdicts) == (("v4",), ())
+    # The same under a policy that learns reliabilities: it learns from the verdict itself.
+    learning = replace(make_policy(), learn_reliability=True)
+    kept = run(learning, "C1 A:v1 A:v2 A:v3 A:v4 A:v4").state
+    assert kept is not None
+    assert [v.validator_id for v in kept.attempts[0].late_verdicts] == ["v4"]
+    # While the case waits for its retry, a late verdict may still go into a packet: kept.
+    open_case = run(make_policy(), "C1 R:v1 R:v2 R:v3 A:v4").state
+    assert open_case is not None
+    assert [v.validator_id for v in open_case.attempts[0].late_verdicts] == ["v4"]
 
 
 def _settled(trace: Trace) -> list[tuple[int, int]]:
