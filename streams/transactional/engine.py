@@ -57,6 +57,7 @@ HEARTBEAT_INTERVAL_MS = 3_000
 # A partition whose set-up failed is tried again after this long; one whose transaction failed
 # after a session timeout more (by then, if this worker lost it, the group has told it so).
 RETRY_SETUP_S = 1.0
+GC_YOUNG_THRESHOLD = 50_000  # net allocations between young-generation collections
 
 _by_timestamp = attrgetter("timestamp")
 
@@ -161,6 +162,11 @@ class TransactionalTally:
         stop = stop or asyncio.Event()
         interval_s = self.settings.commit_interval_ms / 1000
         gc.freeze()  # start-up's objects live as long as the process (see docs/benchmarks.md)
+        # The processor makes and drops a few containers per record (states, steps, votes) and
+        # nothing on its path makes reference cycles, so CPython's default (a young-generation
+        # collection every 700 net allocations) only costs time: 8% of the processor offline,
+        # tally throughput +12% measured (docs/benchmarks.md). Cycles are still collected.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
         while not stop.is_set():
             wait_s = min(interval_s, self.settings.tick_interval_s)
             # Everything fetched, not max_records: aiokafka fills a capped poll from the same

@@ -937,11 +937,11 @@ def test_a_missing_history_is_an_error_not_a_silent_loss(tmp_path: Path) -> None
         list(codec._build_older_codecs(tmp_path / "history", codec._BY_TYPE))
 
 
-# --- the compiled fast path ----------------------------------------------------------------------
+# --- the generated fast path (schemas/binding.py) -------------------------------------------------
 
 
 def _fastavro_encode(record: Any) -> bytes:
-    """``record`` written the general way: mapping.py's datum through fastavro."""
+    """``record`` written the general way: the binding's datum through fastavro."""
     compiled = codec._BY_TYPE[type(record)]
     out = BytesIO()
     out.write(compiled.header)
