@@ -166,7 +166,7 @@ class TransactionalTally:
         # nothing on its path makes reference cycles, so CPython's default (a young-generation
         # collection every 700 net allocations) only costs time: 8% of the processor offline,
         # tally throughput +12% measured (docs/benchmarks.md). Cycles are still collected.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)  # the older generations: CPython's default
         while not stop.is_set():
             wait_s = min(interval_s, self.settings.tick_interval_s)
             # Everything fetched, not max_records: aiokafka fills a capped poll from the same
