@@ -43,7 +43,7 @@ def fast_init(cls: type[T]) -> type[T]:
         raise TypeError(f"{cls.__name__} is not slotted (slots=True)")
     if hasattr(cls, "__post_init__") or any(not f.init or f.kw_only for f in fields):
         raise TypeError(f"{cls.__name__}: only plain fields, without __post_init__")
-    if len(dataclasses.fields(cls)) != len(cls.__dataclass_fields__):  # type: ignore[attr-defined]
+    if len(fields) != len(cls.__dataclass_fields__):  # type: ignore[attr-defined]
         raise TypeError(f"{cls.__name__} has InitVar or ClassVar pseudo-fields")
     env: dict[str, Any] = {"_FACTORY": _FACTORY}
     params_source: list[str] = []
@@ -68,5 +68,5 @@ def fast_init(cls: type[T]) -> type[T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
     return cls
