@@ -209,7 +209,7 @@ def _put(out: bytearray, value: Any) -> None:
         handler = _put_list
     elif issubclass(kind, Mapping):
         handler = _put_map
-    elif dataclasses.is_dataclass(kind):
+    elif dataclasses.is_dataclass(value):
         handler = _record_handler(kind)
     else:
         raise TypeError(f"cannot sign a {kind.__name__}")

@@ -48,7 +48,7 @@ from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
 from ratifier.io.keys import load_signer, write_private_key
 from ratifier.io.testing import read_records
-from ratifier.ops.fleet import Fleet
+from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 from ratifier.streams.transactional import TransactionalTally
 from ratifier.validators.runtime import ValidatorWorker
@@ -468,3 +468,39 @@ async def test_validator_runtime_signs_with_its_key_file(
             assert vote.signature  # signed by the runtime, with the key file's key
             expected = load_signer(key_files[vote.validator_id]).public_key
             assert check_signature(vote, expected) is SignatureCheck.VALID
+
+
+async def test_the_faust_engine_verifies_and_signs_too(settings: Settings, tmp_path: Path) -> None:
+    # Same rules, other engine: the faust adapter (a `ratifier tally run` process).
+    keys = Keys(*(_signer() for _ in range(6)), cutover_ms=now_ms() + 3_600_000)
+    tally_key = tmp_path / "tally.key"
+    tally_signer = Signer(write_private_key(tally_key))
+    write_signed_policy(tmp_path / "policies", keys)
+    tuned = settings.with_overrides(
+        policy_dir=tmp_path / "policies", tally_signing_key=tally_key, tally_engine="faust"
+    )
+    sent = Sent()
+    cases = range(30)
+    await produce_phase(tuned, keys, 1, cases, sent)
+    fleet = Fleet(Fleet.env_for(tuned), tuned.state_dir / "it-signed-faust" / tuned.topic_prefix)
+    await fleet.start(ProcessSpec.tally())
+    try:
+
+        async def done() -> bool:
+            decided = len(await decisions(tuned)) >= len(cases)
+            return decided and len(await dead_letters(tuned)) >= len(sent.forged)
+
+        with contextlib.suppress(WaitTimeout):
+            await wait_until(done, 120, "the faust tally's decisions and dead letters", poll_s=1)
+    finally:
+        await fleet.stop()
+    letters = await dead_letters(tuned)
+    assert sorted((letter.partition, letter.offset) for letter in letters) == sorted(sent.forged)
+    for letter in letters:
+        assert letter.reason is sent.forged[(letter.partition, letter.offset)], letter.detail
+    decided = await decisions(tuned)
+    assert len(decided) == len(cases)
+    for decision in decided:
+        assert isinstance(decision, PassDecision)
+        assert {v.validator_id: v for v in decision.votes} == sent.honest[decision.case_id]
+        assert check_signature(decision, tally_signer.public_key) is SignatureCheck.VALID
