@@ -538,6 +538,21 @@ def test_keys_new_writes_a_private_key_once_and_prints_its_public_key(
     assert encode_public_key(signer.public_key) in capsys.readouterr().out
 
 
+def test_policy_check_shows_the_signature_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ratifier.app.cli import main
+
+    key = encode_public_key(_signer().public_key)
+    path = tmp_path / "p.toml"
+    path.write_text(
+        'name = "p"\nversion = "1"\nsignatures = "required"\n[threshold]\naccepts = 1\n'
+        f'[[validators]]\nid = "v1"\n[[validators.keys]]\npublic_key = "{key}"\n'
+    )
+    assert main(["policy", "check", str(path)]) == 0
+    assert "signatures required (1 keys)" in capsys.readouterr().out
+
+
 def test_policy_check_reports_a_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ratifier.app.cli import main
 

@@ -8,6 +8,7 @@ import click
 
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 from ratifier.core.policy import Policy, load_policy
+from ratifier.core.signing import SignatureMode
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -49,9 +50,14 @@ def describe(policy: Policy) -> str:
         else f"accepting weight share >= {policy.threshold.ratio}"
     )
     red_team = f", red team {', '.join(policy.red_team_ids)}" if policy.red_team_ids else ""
+    signatures = (
+        f", signatures {policy.signatures.value} ({len(policy.key_ring)} keys)"
+        if policy.signatures is not SignatureMode.OFF
+        else ""
+    )
     return (
         f"policy {policy.name!r} version {policy.version!r}: {threshold}{red_team}, "
-        f"{policy.max_attempts} attempts, window {policy.window_ms / 1000:g} s"
+        f"{policy.max_attempts} attempts, window {policy.window_ms / 1000:g} s{signatures}"
     )
 
 
