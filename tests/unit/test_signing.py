@@ -565,3 +565,14 @@ def test_policy_check_reports_a_bad_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert "validators[0].keys[0].public_key is not an Ed25519 public key: 5 bytes" in (
         capsys.readouterr().err
     )
+
+
+def test_a_bad_tally_public_key_setting_is_one_clear_error() -> None:
+    from ratifier.core.config import Settings
+
+    key = encode_public_key(_signer().public_key)
+    assert Settings.from_env({"RATIFIER_TALLY_PUBLIC_KEY": key}).tally_public_key == key
+    with pytest.raises(ConfigError, match="RATIFIER_TALLY_PUBLIC_KEY must be a base64 Ed25519"):
+        Settings.from_env({"RATIFIER_TALLY_PUBLIC_KEY": "nope"})
+    signing = Settings.from_env({"RATIFIER_SIGNING_KEY": "/keys/v1.key"})
+    assert signing.signing_key == Path("/keys/v1.key")
