@@ -27,7 +27,7 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_MAX_RECORD_BYTES | 1048576 | largest record a Ratifier producer sends |
 | RATIFIER_WORKER_ID | (host-pid) | this process's id, in a header of each record it writes |
 | RATIFIER_LOG_LEVEL | info | log level of Ratifier processes |
-| RATIFIER_REVIEW_TOKENS_FILE | (none) | reviewers: a `reviewer-id token` per line (docs/review.md) |
+| RATIFIER_REVIEW_TOKENS_FILE | (none) | reviewers, `reviewer-id token` per line (docs/review.md) |
 | RATIFIER_REVIEW_CLAIM_S | 600 | how long a reviewer's claim on a queued item lasts |
 | RATIFIER_SIGNING_KEY | (none) | a validator's Ed25519 private key file: its verdicts are signed |
 | RATIFIER_TALLY_SIGNING_KEY | (none) | the tally's private key file: its decisions are signed |
