@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,19 +56,46 @@ def exported(rev: str) -> Iterator[Path]:
 
 def run_child(args: Sequence[str], pythonpath: Path | None) -> dict[str, float]:
     """``bench/run.py ARGS`` in a child process; its stdout is a JSON object of figures."""
+    figures: dict[str, float] = orjson.loads(_run(RUN_PY, args, pythonpath))
+    return figures
+
+
+def _run(run_py: Path, args: Sequence[str], pythonpath: Path | None) -> str:
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
     env.pop("PYTHONPATH", None)
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     done = subprocess.run(
-        [sys.executable, str(RUN_PY), *args],
+        [sys.executable, str(run_py), *args],
         capture_output=True,
         check=True,
+        text=True,
         env=env,
         cwd=tempfile.gettempdir(),  # no source folder ratifier/ on the path
     )
-    figures: dict[str, float] = orjson.loads(done.stdout)
-    return figures
+    return done.stdout
+
+
+# ``bench/run.py processor`` has printed this line since it exists: a baseline runs its own.
+_PER_RECORD = re.compile(r"([0-9.]+) µs per record")
+
+
+def processor_interleaved(
+    args: Sequence[str], baseline: Path, rounds: int
+) -> tuple[list[float], list[float]]:
+    """(working tree, baseline) µs per record of ``rounds`` alternate ``processor`` runs, each
+    side with its own bench/run.py (its harness matches its package)."""
+    sides = [(RUN_PY, None), (baseline.parent / "src" / "bench" / "run.py", baseline)]
+    figures: list[list[float]] = [[], []]
+    for number in range(rounds):
+        order = [0, 1] if number % 2 == 0 else [1, 0]
+        for side in order:
+            run_py, path = sides[side]
+            found = _PER_RECORD.search(_run(run_py, ["processor", *args], path))
+            if found is None:
+                raise RuntimeError(f"{run_py} processor printed no µs per record")
+            figures[side].append(float(found.group(1)))
+    return figures[0], figures[1]
 
 
 def repeated(args: Sequence[str], rounds: int) -> dict[str, list[float]]:

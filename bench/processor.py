@@ -257,3 +257,16 @@ def main(cases: int, runs: int, partitions: int, save: Path | None, against: Pat
         save.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))
         print(f"figures written to {save}")
     return 0
+
+
+def against_commit(rev: str, rounds: int, cases: int, runs: int) -> int:
+    """This checkout's processor and commit ``rev``'s, in alternate child processes of one run
+    (bench/baseline.py): medians over the rounds, spread, and the speed-up."""
+    from bench import baseline
+
+    args = ["--cases", str(cases), "--runs", str(runs)]
+    with baseline.exported(rev) as path:
+        now, before = baseline.processor_interleaved(args, path, rounds)
+    print(f"processor, µs per record, {cases} cases, median (min-max) of {rounds} rounds")
+    print("\n".join(baseline.table({"processor": now}, {"processor": before}, rev, "µs")))
+    return 0

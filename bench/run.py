@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--partitions", type=int, default=4)
         parser.add_argument("--save", type=Path, help="write the figures as JSON")
         parser.add_argument("--against", type=Path, help="an earlier --save: print before/after")
+        parser.add_argument(
+            "--baseline", metavar="REV", help="also measure this commit, rounds interleaved"
+        )
+        parser.add_argument("--rounds", type=int, default=3, help="rounds per side (--baseline)")
         ns = parser.parse_args(args[1:])
+        if ns.baseline is not None:
+            return processor.against_commit(ns.baseline, ns.rounds, ns.cases, ns.runs)
         return processor.main(ns.cases, ns.runs, ns.partitions, ns.save, ns.against)
 
     from bench import suite
