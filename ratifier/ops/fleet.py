@@ -54,6 +54,10 @@ class ProcessSpec:
             return names.tally_app_id  # faust's group id is its app id
         if kind == "monitor":
             return names.monitor_group
+        if kind == "outcomes":
+            return names.outcomes_group
+        if kind == "review":
+            return names.review_feed_group
         ident = self.args[self.args.index("--id") + 1]
         return names.validator_group(ident) if kind == "validator" else names.generator_group(ident)
 
@@ -78,6 +82,16 @@ class ProcessSpec:
     @classmethod
     def monitor(cls, name: str = "monitor") -> ProcessSpec:
         return cls(name, ("monitor", "run"))
+
+    @classmethod
+    def outcomes(cls, name: str = "outcomes") -> ProcessSpec:
+        return cls(name, ("outcomes", "run"))
+
+    @classmethod
+    def review(cls, port: int, tokens_file: Path, name: str = "review") -> ProcessSpec:
+        """The reviewer page on ``port``, feeding the review queue from the escalate topic."""
+        args = ("review", "serve", "--port", str(port), "--tokens-file", str(tokens_file))
+        return cls(name, args)
 
     @classmethod
     def generator(cls, target: str, generator_id: str = "default") -> ProcessSpec:

@@ -175,3 +175,20 @@ def test_every_ratifier_process_serves_metrics_and_has_a_healthcheck(
         assert "/healthz" in check or "/readyz" in check or "tally status" in check, name
     assert "/readyz" in " ".join(ours["monitor"]["healthcheck"]["test"])
     assert _host_ports(ours["monitor"]) == {9100: 9100}
+
+
+def test_outcomes_and_review_run_as_the_demo_runs_them(services: dict[str, Any]) -> None:
+    """The demo's outcomes writer and reviewer page, with the tokens as a secret file."""
+    from pathlib import Path
+
+    from ratifier.ops.fleet import ProcessSpec
+
+    assert services["outcomes"]["command"] == ["ratifier", *ProcessSpec.outcomes().args]
+    review = services["review"]["command"]
+    demo = ProcessSpec.review(8470, Path("/run/secrets/reviewers")).args
+    assert review[:3] == ["ratifier", *demo[:2]]
+    for option in ("--port", "--tokens-file"):
+        assert review[review.index(option) + 1] == demo[demo.index(option) + 1]
+    assert review[review.index("--host") + 1] == "0.0.0.0"  # reachable through the port mapping
+    assert _host_ports(services["review"]) == {8470: 8470}
+    assert services["review"]["secrets"] == ["reviewers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
     epilog=examples(
         "make demo                      # starts the local stack first",
         "ratifier demo --cases 1000 --summary-json summary.json",
+        "ratifier demo --keep-running   # then review the escalations in the browser",
     ),
 )
 @click.option("--cases", type=int, default=300, help="cases the demo submits")
@@ -34,6 +36,18 @@ from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
     default=9100,
     help="each process serves /metrics on its own port from this one up (0: none)",
 )
+@click.option(
+    "--review-port",
+    type=int,
+    default=8470,
+    help="the outcomes writer runs and the reviewer page serves on this port (0: neither)",
+)
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="after the summary, keep every process running (review escalations in the page, "
+    "watch outcomes) until Ctrl-C",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -42,6 +56,8 @@ def demo(
     summary_json: Path | None,
     prefix: str | None,
     metrics_port: int,
+    review_port: int,
+    keep_running: bool,
 ) -> int:
     """Run the whole pipeline on the local stack.
 
@@ -53,17 +69,42 @@ def demo(
     """
     from ratifier.app.cli.monitor import print_board, read_board
     from ratifier.app.demo.runner import format_summary, run_demo
+    from ratifier.app.demo.summary import DemoSummary
 
     topic_prefix = prefix or f"demo-{int(time.time())}"
     settings = settings_from(ctx, topic_prefix=topic_prefix)
     click.echo(f"demo: {cases} cases on topics {topic_prefix}.* at {settings.bootstrap_servers}")
-    summary = asyncio.run(
-        run_demo(settings, cases=cases, timeout_s=timeout, metrics_port=metrics_port)
-    )
-    click.echo()
-    click.echo(format_summary(summary))
-    click.echo()
-    print_board(asyncio.run(read_board(settings)))
+
+    async def report(summary: DemoSummary) -> None:
+        click.echo()
+        click.echo(format_summary(summary))
+        click.echo()
+        print_board(await read_board(settings))
+        if review_port:
+            click.echo()
+            click.echo(
+                f"{summary.escalated} escalated case(s) wait in the review queue: "
+                f"http://127.0.0.1:{review_port}/ (token above), or "
+                f"`ratifier --prefix {topic_prefix} review list`"
+            )
+        if keep_running:
+            click.echo("every process keeps running; Ctrl-C stops the demo")
+            await asyncio.Event().wait()
+
+    summary: DemoSummary | None = None
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the processes are stopped first
+        summary = asyncio.run(
+            run_demo(
+                settings,
+                cases=cases,
+                timeout_s=timeout,
+                metrics_port=metrics_port,
+                review_port=review_port,
+                finished=report,
+            )
+        )
+    if summary is None:
+        return 0 if keep_running else 130
     if summary_json:
         summary_json.write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
     ok = summary.no_final_outcome == 0 and summary.more_than_one_final_outcome == 0

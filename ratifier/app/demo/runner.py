@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ratifier.app.demo.generator import chance
@@ -19,6 +21,7 @@ from ratifier.io.readmodels import ReadModels
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 
 FIRST_ATTEMPT_GOOD_RATE = 0.6
+DEMO_REVIEWER = "demo-reviewer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,16 @@ def demo_content(index: int, good: bool) -> tuple[str, str]:
     return query, content
 
 
+def write_demo_reviewer(folder: Path) -> tuple[Path, str]:
+    """A reviewer tokens file for the demo's review page (0600): its path and the token."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(16)
+    path = folder / "reviewers.txt"
+    path.touch(mode=0o600)
+    path.write_text(f"{DEMO_REVIEWER} {token}\n", encoding="utf-8")
+    return path, token
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -70,14 +83,21 @@ async def run_demo(
     timeout_s: float = 180.0,
     progress: Callable[[str], None] = print,
     metrics_port: int = 0,
+    review_port: int = 0,
+    finished: Callable[[DemoSummary], Awaitable[None]] | None = None,
 ) -> DemoSummary:
+    """Run the demo; with ``review_port``, also the outcomes writer and the reviewer page.
+
+    ``finished`` is awaited with the summary while every process still runs (the demo's
+    ``--keep-running`` waits there, so escalations can be reviewed).
+    """
     await ensure_topics(settings)
-    fleet = Fleet(
-        Fleet.env_for(settings),
-        settings.state_dir / "demo" / settings.topic_prefix,
-        metrics_port=metrics_port,
-    )
+    state = settings.state_dir / "demo" / settings.topic_prefix
+    fleet = Fleet(Fleet.env_for(settings), state, metrics_port=metrics_port)
     processes = [*demo_processes(), ProcessSpec.monitor()]
+    if review_port:
+        tokens_file, token = write_demo_reviewer(state)
+        processes += [ProcessSpec.outcomes(), ProcessSpec.review(review_port, tokens_file)]
     decisions: list[Decision] = []
     finals: set[str] = set()
     case_ids: list[str] = []
@@ -87,6 +107,11 @@ async def run_demo(
         progress(f"started {len(processes)} processes; logs in {fleet.log_dir}")
         for name, port in fleet.metrics_ports.items():
             progress(f"  {name:<20} http://127.0.0.1:{port}/metrics")
+        if review_port:
+            progress(
+                f"  review page          http://127.0.0.1:{review_port}/  "
+                f"(reviewer {DEMO_REVIEWER}, token {token})"
+            )
         await fleet.wait_ready(settings)
         started = time.monotonic()
         try:
@@ -114,12 +139,15 @@ async def run_demo(
             progress(_progress_line(decisions, len(finals), cases, time.monotonic() - started))
             await _monitor_caught_up(settings, cases)
             progress(f"monitor: {await _monitor_line(settings)}")
+            summary = summarize(case_ids, decisions)
+            if finished is not None:
+                await finished(summary)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await fleet.stop()
-    return summarize(case_ids, decisions)
+    return summary
 
 
 async def _collect(client: Client, into: list[Decision], finals: set[str]) -> None:
