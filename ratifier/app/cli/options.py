@@ -40,7 +40,7 @@ _DERIVED = {
 def setting_help(field: str, text: str) -> str:
     """``text`` followed by the setting's variable and its default, as the help shows them."""
     default = _DERIVED.get(field, _DEFAULTS[field])
-    return f"{text}  [env: {ENV_PREFIX}{field.upper()}; default: {default}]"
+    return f"{text}  [env: {ENV_PREFIX}{field.upper()}; default: {default or 'unset'}]"
 
 
 def setting_option(field: str, *param_decls: str, help: str, **kwargs: Any) -> Callable[[F], F]:
