@@ -47,9 +47,12 @@ class PartitionClocks:
 
     def observe(self, topic: str, partition: int, timestamp_ms: int) -> None:
         """A record of ``topic`` on ``partition`` with this (producer) timestamp was read."""
-        seen = self._read.get((topic, partition))
-        newest = timestamp_ms if seen is None else max(seen[0], timestamp_ms)
-        self._read[(topic, partition)] = (newest, self.wall())
+        # Called for every record the engine reads: comparisons, not min/max calls.
+        key = (topic, partition)
+        seen = self._read.get(key)
+        if seen is not None and seen[0] > timestamp_ms:
+            timestamp_ms = seen[0]
+        self._read[key] = (timestamp_ms, self.wall())
 
     def lagging(self, topic: str, partition: int, behind: bool) -> None:
         """The consumer knows: ``topic``'s ``partition`` has records not yet read (or not)."""
@@ -57,25 +60,35 @@ class PartitionClocks:
 
     def now(self, partition: int) -> int:
         """``partition``'s time (ms): never later than the wall clock, never going back."""
+        # Called for every record the engine reads (through at): locals and comparisons, not
+        # attribute lookups and min/max calls; the same result.
         wall = self.wall()
         now = wall
+        read, lagging, last = self._read, self._lagging, self._last
         for topic in self.topics:
-            seen = self._read.get((topic, partition))
-            behind = self._lagging.get((topic, partition))
+            key = (topic, partition)
+            seen = read.get(key)
+            behind = lagging.get(key)
             if behind is not None:
                 if behind:  # hold time where this topic's records have got to
-                    now = min(now, self._last.get(partition, 0) if seen is None else seen[0])
+                    held = last.get(partition, 0) if seen is None else seen[0]
+                    if held < now:
+                        now = held
                 continue
             if seen is None:
                 # Nothing read yet: hold time until the topic-partition has had time to deliver.
                 if wall - self._started_ms < self.idle_ms:
-                    now = min(now, self._last.get(partition, self._started_ms))
+                    held = last.get(partition, self._started_ms)
+                    if held < now:
+                        now = held
                 continue
             newest, seen_at = seen
-            if wall - seen_at < self.idle_ms:
-                now = min(now, newest)
-        now = max(now, self._last.get(partition, now))
-        self._last[partition] = now
+            if wall - seen_at < self.idle_ms and newest < now:
+                now = newest
+        previous = last.get(partition)
+        if previous is not None and previous > now:  # never back
+            now = previous
+        last[partition] = now
         return now
 
     def at(self, partition: int, timestamp_ms: int) -> int:
@@ -85,4 +98,8 @@ class PartitionClocks:
         candidate was produced, not when a lagging tally reads it), never later than the wall
         clock and never earlier than the partition's time.
         """
-        return max(self.now(partition), min(timestamp_ms, self.wall()))
+        now = self.now(partition)
+        wall = self.wall()
+        if timestamp_ms > wall:
+            timestamp_ms = wall
+        return now if now > timestamp_ms else timestamp_ms
