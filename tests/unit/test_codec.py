@@ -332,9 +332,9 @@ def _sample(kind: type) -> Any:
         ),
         DeadLetter: DeadLetter(b"\x01\x02", "t", 3, 42, DeadLetterReason.MALFORMED, "bad", 5),
         Outcome: Outcome(
-            "o-1", "case-1", OutcomeClass.CORRECTED, "ann", 5, None, None, "4", "2+2?", "qa",
-            "typo", "p", "1", ("d-3",),
-        ),  # fmt: skip
+            *("o-1", "case-1", OutcomeClass.CORRECTED, "ann", 5, None, None, "4", "2+2?"),
+            *("qa", "typo", "p", "1", ("d-3",)),
+        ),
         Alert: Alert("a-1", "DRIFT", "RAISED", "p", "sim-a", 4.2, 4.0, 1000, "m", "w", 5),
     }
     return samples[kind]
@@ -742,9 +742,7 @@ by_version_and_kind = pytest.mark.parametrize(
 def _old_symbols(version: str) -> set[tuple[str, str]]:
     """Every (enum, symbol) ``version`` knows; a record using another one it could not have held.
     By enum: WINDOW_TIMEOUT was a FailureReason long before it was an EscalationReason."""
-    return {
-        (e.__name__, s) for e in ENUMS for s in _avsc(e.__name__, HISTORY / version)["symbols"]
-    }
+    return {(e.__name__, s) for e in ENUMS for s in _avsc(e.__name__, HISTORY / version)["symbols"]}
 
 
 def _enum_values(record: Any) -> set[tuple[str, str]]:
