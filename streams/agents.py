@@ -7,8 +7,10 @@ windows itself, since faust's windowed tables never close windows restored from 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -17,11 +19,13 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
 from ratifier.io.keys import signer_from
+from ratifier.io.metrics import serve_metrics
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.limits import SizeLimits
+from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
 
@@ -34,6 +38,16 @@ ENGINE = "faust"
 # even when idle, ~7 % of a core at 2 ms), the size bounds the work per batch.
 BATCH_MAX = 500
 BATCH_WAIT_S = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class FaustTallyView:
+    """The faust tally's parts a metrics scrape reads (a :class:`TallyView`)."""
+
+    processor: TallyProcessor
+    names: TopicNames
+    store: FaustTableStore
+    readiness: ReadinessFile
 
 
 class FaustTableStore:
@@ -163,6 +177,15 @@ def install_tally(
         processor.rebuild_index(partitions)
         recovered = True
         readiness.update(ready=True, partitions=partitions)
+
+    view = FaustTallyView(processor, names, store, readiness)
+
+    @app.task
+    async def serve_tally_metrics() -> None:
+        # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT for the worker's lifetime (faust
+        # cancels its tasks at shutdown). No consumer lag: faust's consumer is not aiokafka's.
+        async with serve_metrics(settings, tally_observability(view)):
+            await asyncio.Event().wait()
 
     @app.timer(interval=settings.tick_interval_s, name="tally-deadlines")
     async def close_due_windows() -> None:

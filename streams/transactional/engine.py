@@ -40,11 +40,11 @@ from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.limits import SizeLimits
+from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, TallyProcessor
 from ratifier.streams.store import PartitionedCaseStore
 from ratifier.streams.tally import TallySettings
 from ratifier.streams.transactional.changelog import ChangelogReader
-from ratifier.streams.transactional.metrics import tally_observability
 from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.transactional.preflight import check_topics
 
@@ -156,7 +156,7 @@ class TransactionalTally:
 
     def observability(self) -> Observability:
         """Its /metrics series and /readyz (read at scrape time: no work per record)."""
-        return tally_observability(self)
+        return tally_observability(self, self._consumer)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()

@@ -39,6 +39,7 @@ from ratifier.io.client import Client
 from ratifier.io.testing import read_records, read_topics, wait_until
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.schemas import codec
+from tests.integration.monitor_support import free_ports, scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +54,14 @@ async def fleet(
     # Both engines run the same pipeline test: the faust adapter is supported, not a relic.
     tuned = settings.with_overrides(hold_ms=4_000, tick_interval_s=0.2, tally_engine=request.param)
     await ensure_topics(tuned)
-    fleet = Fleet(Fleet.env_for(tuned), tuned.state_dir / "e2e" / tuned.topic_prefix)
     rogue = ProcessSpec.validator("rogue", SIMULATED, {"error_rate": 0.5, "seed": 99})
-    await fleet.start(*demo_processes(), rogue)
+    processes = [*demo_processes(), rogue]
+    fleet = Fleet(
+        Fleet.env_for(tuned),
+        tuned.state_dir / "e2e" / tuned.topic_prefix,
+        metrics_port=free_ports(len(processes)),  # each process serves /metrics, both engines
+    )
+    await fleet.start(*processes)
     try:
         await fleet.wait_ready(tuned)
         yield fleet, tuned
@@ -203,3 +209,13 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
         headers = dict(record.headers)
         assert headers["ratifier-worker"] == tally_id.encode()
         assert headers["ratifier-engine"] == settings.tally_engine.encode()
+
+    # The tally's endpoint, on either engine: ready, and counting what it did.
+    port = procs.metrics_ports["tally"]
+    assert (await scrape(port, "/readyz"))[0] == 200
+    status, text = await scrape(port)
+    assert status == 200
+    candidates = value(text, 'ratifier_tally_records_total{kind="candidate"}')
+    assert candidates >= NORMAL_CASES + DOOMED_CASES
+    assert value(text, 'ratifier_tally_decisions_total{outcome="pass"}') == summary.passed
+    assert value(text, 'ratifier_dead_letters_total{reason="UNKNOWN_VALIDATOR"}') == len(rogue)

@@ -1,33 +1,62 @@
-"""The transactional tally's Prometheus series, read from its counters when scraped.
+"""The tally's Prometheus series, read from its counters when scraped, on either engine.
 
 Nothing here runs per record: the processor already counts inputs, decisions and dead letters
 (:class:`~ratifier.streams.processor.TallyStats`), and a scrape reads those counters, the store's
-size and the consumer's lag. Served by :func:`ratifier.io.metrics.serve_metrics`.
+size and (with an aiokafka consumer: the transactional engine) the consumer's lag. Served by
+:func:`ratifier.io.metrics.serve_metrics`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sized
+from typing import Protocol
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ratifier.core.models import DeadLetterReason
-from ratifier.io.metrics import ConsumerLag, Observability, ReadAtScrape, Readiness
+from ratifier.core.topics import TopicNames
+from ratifier.io.metrics import (
+    BeforeScrape,
+    ConsumerLag,
+    Observability,
+    ReadAtScrape,
+    Readiness,
+)
+from ratifier.io.readiness import ReadinessFile
+from ratifier.streams.processor import TallyProcessor
 
-if TYPE_CHECKING:
-    from ratifier.streams.transactional.engine import TransactionalTally
+
+class TallyView(Protocol):
+    """What a scrape reads of a tally worker, whichever engine drives its processor."""
+
+    @property
+    def processor(self) -> TallyProcessor: ...
+
+    @property
+    def names(self) -> TopicNames: ...
+
+    @property
+    def store(self) -> Sized: ...
+
+    @property
+    def readiness(self) -> ReadinessFile: ...
 
 
-def tally_observability(tally: TransactionalTally) -> Observability:
+def tally_observability(
+    tally: TallyView, consumer: AIOKafkaConsumer | None = None
+) -> Observability:
+    """The tally's series and /readyz; with ``consumer``, ``ratifier_consumer_lag`` too."""
     registry = CollectorRegistry()
-    lag = ConsumerLag(registry, tally._consumer)
+    refresh: tuple[BeforeScrape, ...] = ()
+    if consumer is not None:
+        refresh = (ConsumerLag(registry, consumer).refresh,)
     registry.register(ReadAtScrape(lambda: _families(tally)))
-    return Observability(registry, lambda: _readiness(tally), (lag.refresh,))
+    return Observability(registry, lambda: _readiness(tally), refresh)
 
 
-def _readiness(tally: TransactionalTally) -> Readiness:
+def _readiness(tally: TallyView) -> Readiness:
     status = tally.readiness.status
     if status.ready and status.partitions:
         return Readiness(True, f"tally: partitions {list(status.partitions)} restored")
@@ -36,7 +65,7 @@ def _readiness(tally: TransactionalTally) -> Readiness:
     return Readiness(False, "tally: no partitions assigned yet")
 
 
-def _families(tally: TransactionalTally) -> Iterable[Metric]:
+def _families(tally: TallyView) -> Iterable[Metric]:
     stats = tally.processor.stats
     names = tally.names
     outcome_of = {names.passed: "pass", names.retry: "retry", names.escalate: "escalate"}
