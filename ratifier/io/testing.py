@@ -12,10 +12,11 @@ from pathlib import Path
 from aiokafka import ConsumerRecord
 
 from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, Reason, Severity, Verdict, Vote, now_ms
 from ratifier.core.polling import wait_until
 from ratifier.io.client import read_from_beginning
 
-__all__ = ["read_records", "read_topics", "wait_until", "write_policy"]
+__all__ = ["read_records", "read_topics", "verdict_on", "wait_until", "write_policy"]
 
 
 async def read_topics(
@@ -66,3 +67,29 @@ def write_policy(
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def verdict_on(
+    candidate: Candidate,
+    validator_id: str,
+    vote: Vote,
+    *,
+    confidence: float = 0.9,
+    version: str = "manual-1",
+    severity: Severity | None = None,
+    reasons: tuple[Reason, ...] = (),
+) -> Verdict:
+    """A verdict on ``candidate`` (its case, attempt and id), as a validator would publish it."""
+    return Verdict(
+        case_id=candidate.case_id,
+        attempt=candidate.attempt,
+        candidate_id=candidate.candidate_id,
+        validator_id=validator_id,
+        validator_version=version,
+        vote=vote,
+        confidence=confidence,
+        severity=severity,
+        reasons=reasons,
+        latency_ms=1,
+        produced_at_ms=now_ms(),
+    )

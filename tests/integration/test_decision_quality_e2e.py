@@ -19,7 +19,6 @@ from ratifier.core.models import (
     FailureReason,
     PassDecision,
     RetryRequest,
-    Verdict,
     Vote,
     now_ms,
 )
@@ -27,7 +26,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.admin import ensure_topics
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
-from ratifier.io.testing import read_topics, wait_until
+from ratifier.io.testing import read_topics, verdict_on, wait_until
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 
@@ -43,22 +42,6 @@ max_similarity = 0.9
 [threshold]
 accepts = 3
 """ + "".join(f'[[validators]]\nid = "{v}"\n' for v in VOTERS)
-
-
-def verdict(candidate: Candidate, validator_id: str, vote: Vote) -> Verdict:
-    return Verdict(
-        case_id=candidate.case_id,
-        attempt=candidate.attempt,
-        candidate_id=candidate.candidate_id,
-        validator_id=validator_id,
-        validator_version="manual-1",
-        vote=vote,
-        confidence=1.0,
-        severity=None,
-        reasons=(),
-        latency_ms=1,
-        produced_at_ms=now_ms(),
-    )
 
 
 def retry_of(candidate: Candidate, content: str) -> Candidate:
@@ -107,7 +90,7 @@ async def test_confidence_complete_packets_tie_and_retry_guard(
 
     async def vote(candidate: Candidate, *votes: tuple[str, Vote]) -> None:
         for validator_id, choice in votes:
-            record = verdict(candidate, validator_id, choice)
+            record = verdict_on(candidate, validator_id, choice, confidence=1.0)
             await producer.send_and_wait(
                 names.verdicts, codec.encode(record), key=record.case_id.encode()
             )

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from ratifier.core.config import Settings
-from ratifier.core.models import Candidate, Decision, PassDecision, Verdict, Vote, now_ms
+from ratifier.core.models import Candidate, Decision, PassDecision, Vote
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
-from ratifier.io.testing import read_topics, wait_until
+from ratifier.io.testing import read_topics, verdict_on, wait_until
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 
@@ -36,22 +36,6 @@ id = "v3"
 [[validators]]
 id = "liar"
 """
-
-
-def verdict(candidate: Candidate, validator_id: str, vote: Vote) -> Verdict:
-    return Verdict(
-        case_id=candidate.case_id,
-        attempt=1,
-        candidate_id=candidate.candidate_id,
-        validator_id=validator_id,
-        validator_version="manual-1",
-        vote=vote,
-        confidence=1.0,
-        severity=None,
-        reasons=(),
-        latency_ms=1,
-        produced_at_ms=now_ms(),
-    )
 
 
 @pytest.mark.timeout(300)
@@ -81,7 +65,7 @@ async def test_learned_weights_survive_a_tally_restart(
         candidate = client.candidate("x", policy="learn", case_id=str(uuid.uuid4()))
         await client.send(candidate)
         for validator_id, vote in votes:
-            record = verdict(candidate, validator_id, vote)
+            record = verdict_on(candidate, validator_id, vote, confidence=1.0)
             await producer.send_and_wait(
                 names.verdicts, codec.encode(record), key=record.case_id.encode()
             )

@@ -39,7 +39,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.admin import ensure_topics
 from ratifier.io.client import Client, assign_all
 from ratifier.io.kafka import make_consumer, make_producer
-from ratifier.io.testing import wait_until, write_policy
+from ratifier.io.testing import verdict_on, wait_until, write_policy
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.schemas import codec
 from ratifier.streams.tally import decision_id
@@ -124,22 +124,6 @@ def decisions_of(tail: TopicTail, names: TopicNames) -> list[Decision]:
     out = tail.decoded(names.decisions)
     assert all(isinstance(d, PassDecision | RetryRequest | EscalationPacket) for d in out)
     return out  # type: ignore[return-value]
-
-
-def verdict(candidate: Candidate, validator_id: str, vote: Vote) -> Verdict:
-    return Verdict(
-        case_id=candidate.case_id,
-        attempt=candidate.attempt,
-        candidate_id=candidate.candidate_id,
-        validator_id=validator_id,
-        validator_version="manual-1",
-        vote=vote,
-        confidence=0.9,
-        severity=None,
-        reasons=(),
-        latency_ms=1,
-        produced_at_ms=now_ms(),
-    )
 
 
 @pytest.fixture
@@ -401,8 +385,11 @@ async def test_verdicts_before_their_candidate_are_held_then_counted_or_dead_let
         ):
             early = client.candidate("held answer", policy="manual")
             orphan = client.candidate("never sent", policy="manual")
-            early_verdicts = [verdict(early, "v1", Vote.ACCEPT), verdict(early, "v2", Vote.ACCEPT)]
-            orphan_verdict = verdict(orphan, "v1", Vote.ACCEPT)
+            early_verdicts = [
+                verdict_on(early, "v1", Vote.ACCEPT),
+                verdict_on(early, "v2", Vote.ACCEPT),
+            ]
+            orphan_verdict = verdict_on(orphan, "v1", Vote.ACCEPT)
             for v in [*early_verdicts, orphan_verdict]:
                 await producer.send_and_wait(
                     names.verdicts, codec.encode(v), key=v.case_id.encode()

@@ -47,7 +47,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
 from ratifier.io.keys import load_signer, write_private_key
-from ratifier.io.testing import read_records
+from ratifier.io.testing import read_records, verdict_on
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 from ratifier.streams.transactional import TransactionalTally
@@ -136,22 +136,6 @@ def candidate(i: int) -> Candidate:
     )
 
 
-def verdict(cand: Candidate, voter: str, vote: Vote) -> Verdict:
-    return Verdict(
-        case_id=cand.case_id,
-        attempt=cand.attempt,
-        candidate_id=cand.candidate_id,
-        validator_id=voter,
-        validator_version="1",
-        vote=vote,
-        confidence=0.9,
-        severity=None,
-        reasons=(),
-        latency_ms=1,
-        produced_at_ms=now_ms(),
-    )
-
-
 def forgeries(
     cand: Candidate, honest: dict[str, Verdict], keys: Keys, phase: int, index: int
 ) -> Iterator[tuple[Verdict, DeadLetterReason]]:
@@ -166,7 +150,7 @@ def forgeries(
     for j in range(FORGED_PER_CASE):
         kind = kinds[(index * FORGED_PER_CASE + j) % len(kinds)]
         voter = VOTERS[(index + j) % len(VOTERS)]
-        reject = verdict(cand, voter, Vote.REJECT)  # counted, it would fail the case
+        reject = verdict_on(cand, voter, Vote.REJECT)  # counted, it would fail the case
         if kind is DeadLetterReason.UNSIGNED:
             forged = reject
         elif kind is DeadLetterReason.BAD_SIGNATURE:  # a genuine vote, altered
@@ -211,7 +195,7 @@ async def produce_phase(
             key = cand.case_id.encode()
             await producer.send(names.candidates, codec.encode(cand), key=key)  # never signed
             honest = {
-                voter: keys.for_voter(voter, phase).sign(verdict(cand, voter, Vote.ACCEPT))
+                voter: keys.for_voter(voter, phase).sign(verdict_on(cand, voter, Vote.ACCEPT))
                 for voter in VOTERS
             }
             sent.honest[cand.case_id] = honest
