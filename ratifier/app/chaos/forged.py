@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ratifier.core.config import Settings
+from ratifier.app.chaos.policies import default_policy_text
 from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms
 from ratifier.core.signing import Signer, encode_public_key
 
@@ -51,7 +49,7 @@ class Forger:
 
     def policy_text(self) -> str:
         """The built-in ``default`` policy, signatures optional, with every validator's keys."""
-        text = resources.files("ratifier.core.policies").joinpath("default.toml").read_text()
+        text = default_policy_text()
         until = datetime.fromtimestamp(self.retired_until_ms / 1000, UTC).isoformat()
         lines: list[str] = []
         for line in text.splitlines():
@@ -68,12 +66,6 @@ class Forger:
                         f'{{ public_key = "{retired}", not_after = "{until}" }}]'
                     )
         return "\n".join(lines) + "\n"
-
-    def install(self, settings: Settings, folder: Path) -> Settings:
-        """Write the policy into ``folder``; ``settings`` with it as the policy folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "default.toml").write_text(self.policy_text())
-        return settings.with_overrides(policy_dir=folder)
 
     def forgeries(self, candidate: Candidate, validator: str) -> list[tuple[str, Verdict, str]]:
         """(kind, verdict, expected dead-letter reason) of each forgery against ``candidate``."""

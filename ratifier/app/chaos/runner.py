@@ -16,6 +16,7 @@ from ratifier.app.chaos.checker import check, read_outputs
 from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.load import Load, LoadGate
 from ratifier.app.chaos.observe import Observer
+from ratifier.app.chaos.policies import default_policy_text, governed, install_policy
 from ratifier.app.chaos.report import ScenarioRow
 from ratifier.app.chaos.scenarios import FULL_CASES, QUICK_CASES, FaultContext, Scenario
 from ratifier.app.demo.runner import demo_processes
@@ -41,6 +42,7 @@ class RunOptions:
     rate_per_s: float = 30.0  # cases sent per second while a chunk of the load goes out
     settle_timeout_s: float | None = None  # after the load; default 300 s, 120 s with quick
     keep_topics: bool = False
+    policy: str = "default"  # or "governed" (policies.py)
 
     @property
     def case_count(self) -> int:
@@ -83,9 +85,13 @@ async def run_scenario(
     started = time.monotonic()
     settings = run_settings(base, scenario, options)
     forger = Forger(POLICY_VALIDATORS) if scenario.bad_input else None
-    if forger is not None:  # its signed policy, for the forged verdicts (forged.py)
+    # With forgeries, the policy lists the validators' keys (forged.py); governed adds state.
+    text = forger.policy_text() if forger is not None else default_policy_text()
+    if options.policy == "governed":
+        text = governed(text)
+    if forger is not None or options.policy != "default":
         folder = settings.state_dir / "chaos" / settings.topic_prefix / "policies"
-        settings = forger.install(settings, folder)
+        settings = install_policy(settings, folder, text)
     fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "chaos" / settings.topic_prefix)
     faults = scenario.fault_count(options.quick)
     applied: list[str] = []

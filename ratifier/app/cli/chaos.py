@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import orjson
 
+from ratifier.app.chaos.policies import POLICIES
 from ratifier.app.chaos.scenarios import SCENARIOS
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_option, settings_from
 from ratifier.core.config import TALLY_ENGINES
@@ -60,6 +61,13 @@ def chaos() -> None:
     help="also write the table as JSON",
 )  # fmt: skip
 @click.option("--keep-topics", is_flag=True, help="leave each run's topics")
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default="default",
+    help="the tally's policy: the built-in default, or governed (the same with complete "
+    "packets and online-learned reliabilities, so faults also hit that state)",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -71,6 +79,7 @@ def run(
     allow_broker_restart: bool,
     json_path: Path | None,
     keep_topics: bool,
+    policy: str,
 ) -> int:
     """Run scenarios and print one table; exit code 1 if a rule fails."""
     from ratifier.app.chaos.report import as_json, format_details, format_table
@@ -84,6 +93,7 @@ def run(
         engine=tally_engine or settings.tally_engine,
         brokers=int(brokers),
         keep_topics=keep_topics,
+        policy=policy,
     )
     chosen = select(list(scenarios) or None, quick)
     skipped = [s.name for s in chosen if s.restarts_broker and not allow_broker_restart]
