@@ -99,49 +99,29 @@ def _counted(verdicts: Iterable[Verdict], category: str) -> tuple[CountedVote, .
 
 def decided_attempt(decision: Decision) -> DecidedAttempt:
     """What a decision says about its attempt: kind, votes, category (pure)."""
-    if isinstance(decision, PassDecision):
-        category = decision.candidate.category
-        return DecidedAttempt(
-            "pass",
-            decision.decision_id,
-            decision.case_id,
-            decision.attempt,
-            decision.policy,
-            decision.policy_version,
-            category,
-            _counted(decision.votes, category),
-            decision.attempt,
-            decision.decided_at_ms,
-        )
-    if isinstance(decision, RetryRequest):
-        category = decision.candidate.category
-        return DecidedAttempt(
-            "retry",
-            decision.decision_id,
-            decision.case_id,
-            decision.attempt,
-            decision.policy,
-            decision.policy_version,
-            category,
-            _counted(decision.votes, category),
-            0,
-            decision.decided_at_ms,
-        )
-    last = decision.attempts[-1] if decision.attempts else None
-    category = last.candidate.category if last else ""
-    # The packet's last attempt is this decision's own only when that attempt failed just now;
-    # otherwise (no next attempt came) its votes were counted with its retry decision.
-    own = last is not None and decision.attempt == last.candidate.attempt
+    votes: Iterable[Verdict]
+    if isinstance(decision, PassDecision | RetryRequest):
+        passed = isinstance(decision, PassDecision)
+        kind, category = ("pass" if passed else "retry"), decision.candidate.category
+        votes, attempts_made = decision.votes, (decision.attempt if passed else 0)
+    else:
+        last = decision.attempts[-1] if decision.attempts else None
+        kind, category = "escalate", last.candidate.category if last else ""
+        # The packet's last attempt is this decision's own only when that attempt failed just
+        # now; otherwise (no next attempt came) its votes were counted with its retry decision.
+        own = last is not None and decision.attempt == last.candidate.attempt
+        votes = last.verdicts if own and last else ()
+        attempts_made = len(decision.attempts)
     return DecidedAttempt(
-        "escalate",
+        kind,
         decision.decision_id,
         decision.case_id,
         decision.attempt,
         decision.policy,
         decision.policy_version,
         category,
-        _counted(last.verdicts, category) if own and last else (),
-        len(decision.attempts),
+        _counted(votes, category),
+        attempts_made,
         decision.decided_at_ms,
     )
 
