@@ -16,7 +16,7 @@ from ratifier.app.cli.options import (
     CONTEXT_SETTINGS,
     console,
     examples,
-    setting_option,
+    policies_option,
     settings_from,
 )
 from ratifier.core.config import Settings
@@ -36,12 +36,7 @@ def monitor() -> None:
         "ratifier monitor run --window-s 600 --window-cases 2000",
     ),
 )
-@setting_option(
-    "policy_dir",
-    "--policies",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="folder of policy *.toml files (their [monitor] limits)",
-)
+@policies_option("folder of policy *.toml files (their [monitor] limits)")
 @click.option("--window-s", default=3600.0, help="time window of the figures, in seconds")
 @click.option("--window-cases", default=10_000, help="at most this many recent items per window")
 @click.pass_context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -52,6 +53,13 @@ def setting_option(field: str, *param_decls: str, help: str, **kwargs: Any) -> C
         show_default=False,
         help=setting_help(field, help),
         **kwargs,
+    )
+
+
+def policies_option(help: str = "folder of policy *.toml files") -> Callable[[F], F]:
+    """``--policies DIR``, overriding RATIFIER_POLICY_DIR (the tally and the monitor load them)."""
+    return setting_option(
+        "policy_dir", "--policies", type=click.Path(file_okay=False, path_type=Path), help=help
     )
 
 

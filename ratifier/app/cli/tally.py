@@ -14,6 +14,7 @@ from ratifier.app.cli.options import (
     CONTEXT_SETTINGS,
     console,
     examples,
+    policies_option,
     setting_option,
     settings_from,
 )
@@ -34,12 +35,7 @@ def tally() -> None:
         "ratifier tally run --engine faust         # the at-least-once faust adapter",
     ),
 )
-@setting_option(
-    "policy_dir",
-    "--policies",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="folder of policy *.toml files",
-)
+@policies_option()
 @setting_option(
     "tally_engine",
     "--engine",
