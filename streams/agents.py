@@ -177,13 +177,16 @@ def install_tally(
         processor.rebuild_index(partitions)
         recovered = True
         readiness.update(ready=True, partitions=partitions)
+        if settings.metrics_port and not endpoint:
+            endpoint.append(asyncio.create_task(serve_tally_metrics()))
 
     view = FaustTallyView(processor, names, store, readiness)
+    endpoint: list[asyncio.Task[None]] = []  # started once, after the first recovery
 
-    @app.task
     async def serve_tally_metrics() -> None:
-        # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT for the worker's lifetime (faust
-        # cancels its tasks at shutdown). No consumer lag: faust's consumer is not aiokafka's.
+        # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT for the worker's lifetime. No
+        # consumer lag: faust's consumer is not aiokafka's. Not a faust @app.task: with one
+        # that never returns, a tally killed and restarted lost decisions (chaos tally-kill).
         async with serve_metrics(settings, tally_observability(view)):
             await asyncio.Event().wait()
 
