@@ -10,9 +10,9 @@ The input is the throughput benchmark's own: K cases built by ``harness.candidat
 * each poll takes, per partition, up to ``MAX_PARTITION_FETCH_BYTES`` of each topic (so
   candidates, the larger records, run ahead of their verdicts, and a later batch finds its
   cases' states in the store, as in the engine), merged by timestamp into one batch;
-* records of one millisecond tie; ``heapq.merge`` then keeps the order the topics were listed in,
-  which differs between partitions here as between polls of aiokafka, so some verdicts arrive
-  before their candidate and are held, like in the live profile.
+* records of one millisecond tie; the engine lists the candidates topic first, and
+  ``heapq.merge`` keeps that order among ties, so a verdict is held only when its candidate
+  has not been fetched yet.
 
 Only ``handle_batch`` is timed (with the store hand-off the engine makes after it), in CPU time
 of this process; building the batches is not. Each run starts from an empty store; the figure
@@ -116,8 +116,6 @@ def build_batches(cases: int, partitions: int) -> list[list[InputRecord]]:
             if not polled:
                 del fetched[partition]
                 continue
-            if partition % 2:  # the order aiokafka listed the topics in decides timestamp ties
-                polled.reverse()
             merged = heapq.merge(*polled, key=_by_timestamp)
             batches.append(
                 [

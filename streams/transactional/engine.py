@@ -24,7 +24,7 @@ import gc
 import heapq
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from operator import attrgetter
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -60,6 +60,31 @@ RETRY_SETUP_S = 1.0
 GC_YOUNG_THRESHOLD = 50_000  # net allocations between young-generation collections
 
 _by_timestamp = attrgetter("timestamp")
+
+
+def per_partition(
+    batches: Mapping[TopicPartition, list[ConsumerRecord]], candidates_topic: str
+) -> dict[int, list[list[ConsumerRecord]]]:
+    """A poll's record lists by input partition, the candidates topic's first.
+
+    ``heapq.merge`` keeps the order of its inputs among equal timestamps, so with candidates
+    first a verdict stamped in its candidate's millisecond is counted at once instead of held
+    until the candidate comes (a verdict is written after its candidate was read, and the
+    records of a backlog often share a millisecond).
+    """
+    by_partition: dict[int, list[list[ConsumerRecord]]] = {}
+    for tp, records in batches.items():
+        streams = by_partition.setdefault(tp.partition, [])
+        if tp.topic == candidates_topic:
+            streams.insert(0, records)
+        else:
+            streams.append(records)
+    return by_partition
+
+
+def in_timestamp_order(streams: list[list[ConsumerRecord]]) -> Iterator[ConsumerRecord]:
+    """One partition's records of both topics by timestamp; ties in the order of ``streams``."""
+    return heapq.merge(*streams, key=_by_timestamp)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -190,16 +215,14 @@ class TransactionalTally:
     # -- processing --------------------------------------------------------------------------
 
     async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_partition: dict[int, list[list[ConsumerRecord]]] = {}
-        for tp, records in batches.items():
-            by_partition.setdefault(tp.partition, []).append(records)
+        by_partition = per_partition(batches, self.names.candidates)
         for partition, streams in by_partition.items():
             transactions = self._partitions.get(partition)
             if transactions is None:
                 continue  # being recovered: it is paused, and these records come again
             inputs = []
-            # Both topics' records in timestamp order: a candidate before the verdicts it drew.
-            for m in heapq.merge(*streams, key=_by_timestamp):
+            # Both topics' records in timestamp order, candidates first on ties.
+            for m in in_timestamp_order(streams):
                 self.clocks.observe(m.topic, partition, m.timestamp)
                 now = self.clocks.at(partition, m.timestamp)
                 inputs.append(InputRecord(m.topic, partition, m.offset, m.key, m.value, now))
