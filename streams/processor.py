@@ -270,6 +270,7 @@ class TallyProcessor:
     ) -> list[Outgoing]:
         # Every output is built before the state moves on, so a failure here (a bug) leaves the
         # case exactly as it was before this record, never decided without its decision.
+        # Most records decide nothing and reject nothing: the rare parts are behind ifs.
         out: list[Outgoing] = []
         for decision in step.decisions:
             topic = self._decision_topics[type(decision)]
@@ -277,12 +278,12 @@ class TallyProcessor:
                 decision = self.signer.sign(decision)
             out.append(Outgoing(topic, case_key, codec.encode(decision, self._bodies)))
         size = self._size_after(case_key, step, raw)
-        if raw is not None and source is not None:
+        if raw is None or source is None:
+            out = self._drop_oversized(out)
+        elif size > self.limits.max_record_bytes or out:
             too_large = self._too_large_detail(out, size)
             if too_large is not None:
                 return [self._too_large(raw, source, too_large)]
-        else:
-            out = self._drop_oversized(out)
         for rejection in step.rejected:
             if rejection.source is None and raw is not None and source is not None:
                 original, where = raw, source
@@ -291,14 +292,14 @@ class TallyProcessor:
                 original = codec.encode(rejection.record, self._bodies)
                 where = rejection.source or tally.SourceRef("", -1, -1)
             out.append(self._dead_letter(original, where, rejection.reason, rejection.detail))
-        self.learning.learn(partition, self.policies, step.settled)
+        if step.settled:
+            self.learning.learn(partition, self.policies, step.settled)
         if step.changed:
-            self._working[case_key] = _Working(
-                partition, step.state, step.due_ms, dirty=True, size=size
-            )
+            self._working[case_key] = _Working(partition, step.state, step.due_ms, True, size)
         self.index.schedule(case_key, partition, step.due_ms if step.state is not None else None)
-        for record in out[: len(step.decisions)]:
-            self.stats.decisions[record.topic] += 1
+        if step.decisions:
+            for record in out[: len(step.decisions)]:
+                self.stats.decisions[record.topic] += 1
         if step.late:
             self.stats.late_verdicts += len(step.late)
         return out

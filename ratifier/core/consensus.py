@@ -23,6 +23,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ratifier.core.fastinit import fast_init
+
 __all__ = [
     "MAX_RELIABILITY",
     "MIN_RELIABILITY",
@@ -37,6 +39,7 @@ MAX_RELIABILITY = 0.999
 MIN_RELIABILITY = 0.5  # below a coin flip the vote would count for the other side
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """One counted vote as the posterior sees it."""
@@ -49,8 +52,11 @@ class Evidence:
 
 def vote_log_odds(reliability: float, confidence: float) -> float:
     """The evidence (in log-odds) one vote of this reliability and reported confidence carries."""
-    r = _clamp(reliability, MIN_RELIABILITY, MAX_RELIABILITY)
-    c = _clamp(confidence, 0.0, 1.0)
+    # _clamp inlined: this runs for every vote of every decision (a NaN carries no evidence).
+    r = MIN_RELIABILITY if reliability != reliability else reliability
+    r = MIN_RELIABILITY if r < MIN_RELIABILITY else MAX_RELIABILITY if r > MAX_RELIABILITY else r
+    c = 0.0 if confidence != confidence else confidence
+    c = 0.0 if c < 0.0 else 1.0 if c > 1.0 else c
     q = 0.5 + (r - 0.5) * c
     return math.log(q / (1.0 - q))
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ratifier.core.fastinit import fast_init
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -136,6 +138,7 @@ class Verdict:
     key_id: str = ""
 
 
+@fast_init  # built once per decision, on the tally's hot path (fastinit.py)
 @dataclass(frozen=True, slots=True)
 class PassDecision:
     decision_id: str
@@ -154,6 +157,7 @@ class PassDecision:
     key_id: str = ""
 
 
+@fast_init  # built once per decision, on the tally's hot path (fastinit.py)
 @dataclass(frozen=True, slots=True)
 class RetryRequest:
     decision_id: str
@@ -173,6 +177,7 @@ class RetryRequest:
     key_id: str = ""
 
 
+@fast_init  # built once per decision, on the tally's hot path (fastinit.py)
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     candidate: Candidate
@@ -181,6 +186,7 @@ class AttemptRecord:
     late_verdicts: tuple[Verdict, ...] = ()  # arrived after the decision: recorded, not counted
 
 
+@fast_init  # built once per decision, on the tally's hot path (fastinit.py)
 @dataclass(frozen=True, slots=True)
 class EscalationPacket:
     decision_id: str
