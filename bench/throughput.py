@@ -173,7 +173,13 @@ async def _signed_tally(engine: str, cases: int, timeout_s: float) -> dict[str, 
             figures = await _tally(settings, cases, timeout_s)
             # Every signed verdict verified: none was set aside (an unsigned or unverifiable
             # one would be, with signatures required), so the figure is of real verification.
-            figures["dead_letters"] = len(await read_topics(settings, [names.deadletter], 1.0))
+            dead_letters = len(await read_topics(settings, [names.deadletter], 1.0))
+            if dead_letters:
+                raise RuntimeError(
+                    f"signed run: {dead_letters} records dead-lettered; the figure would not be "
+                    "of verified verdicts (see the tally's log)"
+                )
+            figures["dead_letters"] = dead_letters
     figures["engine"] = engine
     figures["verification"] = signing.verification_cost()
     return figures
