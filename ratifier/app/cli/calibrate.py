@@ -11,6 +11,15 @@ from ratifier.app.cli.options import CONTEXT_SETTINGS, examples
 
 MODES = ("majority", "weighted", "online")
 
+# Shared with ``ratifier replay``, which replays the same files through the pipeline.
+positive_option = click.option(
+    "--positive", default=None, help="the label attempt 1 proposes  [default: the larger label]"
+)
+modes_option = click.option(
+    "--mode", "modes", multiple=True, type=click.Choice(MODES), default=MODES,
+    help="weighting modes to replay (repeat the option)",
+)  # fmt: skip
+
 
 @click.command(
     context_settings=CONTEXT_SETTINGS,
@@ -21,13 +30,8 @@ MODES = ("majority", "weighted", "online")
     ),
 )
 @click.argument("datasets", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--positive", default=None, help="the label attempt 1 proposes  [default: the larger label]"
-)
-@click.option(
-    "--mode", "modes", multiple=True, type=click.Choice(MODES), default=MODES,
-    help="weighting modes to replay (repeat the option)",
-)  # fmt: skip
+@positive_option
+@modes_option
 @click.option("--n", "n", type=click.IntRange(1, 50), default=5, help="simulated validators")
 @click.option(
     "--p", "p", type=click.FloatRange(0, 1), default=0.12,

@@ -9,9 +9,8 @@ from pathlib import Path
 import click
 import orjson
 
+from ratifier.app.cli.calibrate import modes_option, positive_option
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
-
-MODES = ("majority", "weighted", "online")
 
 
 @click.command(
@@ -23,13 +22,8 @@ MODES = ("majority", "weighted", "online")
     ),
 )
 @click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--positive", default=None, help="the label attempt 1 proposes  [default: the larger label]"
-)
-@click.option(
-    "--mode", "modes", multiple=True, type=click.Choice(MODES), default=MODES,
-    help="weighting modes to replay (repeat the option)",
-)  # fmt: skip
+@positive_option
+@modes_option
 @click.option(
     "--m", "m", type=click.IntRange(1), default=None,
     help="accepts needed of the N labels per item  [default: a strict majority, N // 2 + 1]",
