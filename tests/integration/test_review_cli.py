@@ -14,10 +14,10 @@ from ratifier.app.cli import main
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
 from ratifier.core.review import outcome_id_for
-from ratifier.io.redis_client import connect, key_prefix
+from ratifier.io.redis_client import connect
 from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.trusted_store import TrustedStore
-from tests.integration.review_support import packet, write_reviewers
+from tests.integration.review_support import packet, redis_for, write_reviewers
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +42,8 @@ def queued(
         await redis.aclose()
 
     async def clear() -> None:
-        redis = connect(settings)
-        keys = [k async for k in redis.scan_iter(match=f"{key_prefix(settings)}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+        async with redis_for(settings):  # deletes the prefix's keys on leaving
+            pass
 
     asyncio.run(enqueue())
     yield settings, tmp_path
