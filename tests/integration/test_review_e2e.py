@@ -33,9 +33,9 @@ from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
+from tests.integration.monitor_support import free_port, scrape
 from tests.integration.review_browser import ReviewerBrowser, require_chromium
 from tests.integration.review_support import redis_for, write_reviewers
-from tests.integration.test_review_browser import free_port
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -69,37 +69,32 @@ async def pipeline(
         logs,
         metrics_port=metrics_port,  # the outcomes runtime's /metrics (started first)
     )
-    cleanup = redis_for(tuned)  # clears the prefix's keys once every process has stopped
-    await cleanup.__aenter__()
-    await core.start(*demo_processes())
-    await human.start(
-        ProcessSpec("outcomes", ("outcomes", "run")),
-        ProcessSpec("review", ("review", "serve", "--port", str(port))),
-    )
-    try:
-        await core.wait_ready(tuned)
-        names = TopicNames.from_settings(tuned)
+    async with redis_for(tuned):  # clears the prefix's keys once every process has stopped
+        await core.start(*demo_processes())
+        await human.start(
+            ProcessSpec("outcomes", ("outcomes", "run")),
+            ProcessSpec("review", ("review", "serve", "--port", str(port))),
+        )
+        try:
+            await core.wait_ready(tuned)
+            names = TopicNames.from_settings(tuned)
 
-        async def human_side_ready() -> bool:
-            assert not human.exited(), f"exited: {human.exited()} (logs in {logs})"
-            try:
-                async with (
-                    aiohttp.ClientSession() as http,
-                    http.get(f"http://127.0.0.1:{port}/healthz") as response,
-                ):
-                    if response.status != 200:
-                        return False
-            except aiohttp.ClientError:
-                return False
-            groups = (names.outcomes_group, names.trusted_group, names.review_feed_group)
-            return all([await group_member_count(tuned, g) == 1 for g in groups])
+            async def human_side_ready() -> bool:
+                assert not human.exited(), f"exited: {human.exited()} (logs in {logs})"
+                try:
+                    status, _ = await scrape(port, "/healthz")
+                except aiohttp.ClientError:
+                    return False
+                if status != 200:
+                    return False
+                groups = (names.outcomes_group, names.trusted_group, names.review_feed_group)
+                return all([await group_member_count(tuned, g) == 1 for g in groups])
 
-        await wait_until(human_side_ready, 90, "outcomes runtime and review page")
-        yield tuned, tokens, human, port, metrics_port
-    finally:
-        await human.stop()
-        await core.stop()
-        await cleanup.__aexit__(None, None, None)
+            await wait_until(human_side_ready, 90, "outcomes runtime and review page")
+            yield tuned, tokens, human, port, metrics_port
+        finally:
+            await human.stop()
+            await core.stop()
 
 
 async def test_every_case_ends_with_one_outcome_after_review(
@@ -236,11 +231,7 @@ async def test_every_case_ends_with_one_outcome_after_review(
         assert code == 1
         assert "has no trusted answer" in out
 
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/metrics") as response,
-        ):
-            metrics = await response.text()
+        _, metrics = await scrape(port)
         assert "ratifier_review_queue_length 0.0" in metrics
         ratio = next(
             line for line in metrics.splitlines()
@@ -248,11 +239,7 @@ async def test_every_case_ends_with_one_outcome_after_review(
         )  # fmt: skip
         assert 0.0 <= float(ratio.split()[1]) <= 1.0
         # The outcomes runtime's own endpoint (RATIFIER_METRICS_PORT): what it wrote, by origin.
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response,
-        ):
-            written = await response.text()
+        _, written = await scrape(metrics_port)
         counts = {
             line.split("{", 1)[1].split("}")[0]: float(line.split()[-1])
             for line in written.splitlines()
