@@ -29,7 +29,7 @@ spend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ratifier.core.calibration import (
@@ -53,7 +53,7 @@ from ratifier.streams.learning import learn
 from ratifier.streams.state import AttemptState, CaseState
 from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
 
-__all__ = ["MODES", "ReplayResult", "policy_for", "replay", "replay_all"]
+__all__ = ["MODES", "ReplayResult", "ReplayScore", "policy_for", "replay", "replay_all"]
 
 MODES = ("majority", "weighted", "online")
 _SETTINGS = TallySettings(hold_ms=1_000, retention_ms=1_000, retry_wait_ms=1_000)
@@ -134,44 +134,67 @@ def replay(
         weights = _batch_weights(data)
     if mode == "online" and online is None:
         online = OnlineReliability()
-    totals = dict.fromkeys(
-        ("first", "passes", "escalations", "wrong", "correct", "parallel", "sequential"), 0
-    )
+    score = ReplayScore(data)
     for item in data.items:
         n = len(item.labels)
         if not 1 <= m <= n:
             raise ValueError(f"item {item.item_id} has {n} labels, fewer than M = {m}")
         policy = policy_for(item, mode, m, weights, online)
         decisions, read, settled = _decide(item, policy, data)
-        final = decisions[-1]
-        answer = data.negative
-        if isinstance(final, PassDecision):
-            answer = data.positive if final.attempt == 1 else data.negative
-            totals["passes"] += 1
-            totals["first"] += final.attempt == 1
-            totals["wrong"] += answer != item.gold
-        else:
-            totals["escalations"] += 1
-        totals["correct"] += answer == item.gold
-        totals["parallel"] += n * len(decisions)
-        totals["sequential"] += read
+        score.add(item, decisions, read)
         if online is not None:
             # As the tally learns (streams/learning.py): each settled attempt, its verdicts
             # counted and late, weighted by the model's posterior (soft online Dawid-Skene).
             for attempt in settled:
                 learn(online, policy, attempt)
-    return ReplayResult(
-        mode,
-        m,
-        len(data.items),
-        totals["first"],
-        totals["passes"],
-        totals["escalations"],
-        totals["wrong"],
-        totals["correct"],
-        totals["parallel"],
-        totals["sequential"],
-    )
+    return score.result(mode, m)
+
+
+@dataclass(slots=True)
+class ReplayScore:
+    """The running totals of a replay of ``data``: the offline one here, and ``ratifier
+    replay``'s from the decisions it reads back from the broker (ratifier.app.replay)."""
+
+    data: LabelledSet
+    cases: int = 0
+    first: int = 0
+    passes: int = 0
+    escalations: int = 0
+    wrong: int = 0
+    correct: int = 0
+    parallel: int = 0
+    sequential: int = 0
+
+    def add(self, item: LabelledItem, decisions: Sequence[Decision], read: int) -> None:
+        """Count ``item``'s decisions (in attempt order) and the verdicts ``read`` until each
+        of its attempts was decided."""
+        final = decisions[-1]
+        answer = self.data.negative
+        if isinstance(final, PassDecision):
+            answer = self.data.positive if final.attempt == 1 else self.data.negative
+            self.passes += 1
+            self.first += final.attempt == 1
+            self.wrong += answer != item.gold
+        else:
+            self.escalations += 1
+        self.cases += 1
+        self.correct += answer == item.gold
+        self.parallel += len(item.labels) * len(decisions)
+        self.sequential += read
+
+    def result(self, mode: str, m: int) -> ReplayResult:
+        return ReplayResult(
+            mode,
+            m,
+            self.cases,
+            self.first,
+            self.passes,
+            self.escalations,
+            self.wrong,
+            self.correct,
+            self.parallel,
+            self.sequential,
+        )
 
 
 def _batch_weights(data: LabelledSet) -> dict[str, float]:

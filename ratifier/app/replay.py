@@ -29,7 +29,7 @@ from ratifier.io.client import Client
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.runtimes.crowd import LabelCrowdWorker
 from ratifier.runtimes.generator import GeneratorWorker
-from ratifier.streams.offline import ReplayResult, policy_for
+from ratifier.streams.offline import ReplayResult, ReplayScore, policy_for
 
 __all__ = ["PipelineReplay", "replay_through_pipeline"]
 
@@ -177,30 +177,19 @@ async def _submit_all(
 def _score(
     data: LabelledSet, mode: str, m: int, by_case: Mapping[str, list[Decision]]
 ) -> ReplayResult:
-    first = passes = escalations = wrong = correct = parallel = sequential = 0
+    score = ReplayScore(data)
     for item in data.items:
         decisions = sorted(by_case[item.item_id], key=_attempt)
-        last = decisions[-1]
-        answer = data.negative
-        if isinstance(last, PassDecision):
-            answer = data.positive if last.attempt == 1 else data.negative
-            passes += 1
-            first += last.attempt == 1
-            wrong += answer != item.gold
-        else:
-            escalations += 1
-        correct += answer == item.gold
-        parallel += len(item.labels) * len(decisions)
-        # The verdicts in when each attempt was decided: what validators asked one at a time
-        # would have cost.
-        for decision in decisions:
-            if isinstance(decision, EscalationPacket):
-                sequential += len(decision.attempts[-1].verdicts)
-            else:
-                sequential += len(decision.votes)
-    return ReplayResult(
-        mode, m, len(data.items), first, passes, escalations, wrong, correct, parallel, sequential
-    )
+        score.add(item, decisions, sum(map(_verdicts_at_decision, decisions)))
+    return score.result(mode, m)
+
+
+def _verdicts_at_decision(decision: Decision) -> int:
+    """The verdicts in when the attempt was decided: what validators asked one at a time would
+    have cost."""
+    if isinstance(decision, EscalationPacket):
+        return len(decision.attempts[-1].verdicts)
+    return len(decision.votes)
 
 
 def _attempt(decision: Decision) -> int:
