@@ -76,8 +76,12 @@ def _e(value: object) -> str:
 
 
 def _item_url(case_id: str) -> str:
-    """The case page's path: the id percent-encoded (a case id may hold any character)."""
-    return _e(f"/item/{quote(case_id, safe='')}")
+    """The case page's path: the id percent-encoded (a case id may hold any character).
+
+    Percent-encoding leaves no character HTML reads (``&<>"'``), so the path goes as it is into
+    an attribute and into a Location header alike.
+    """
+    return f"/item/{quote(case_id, safe='')}"
 
 
 def _age(ms: float) -> str:
