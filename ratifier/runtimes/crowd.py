@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, Verdict, Vote, now_ms
+from ratifier.core.models import Candidate, Vote
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.testing import verdict_on
 from ratifier.schemas import codec
 
 __all__ = ["LabelCrowdWorker"]
@@ -67,19 +68,8 @@ class LabelCrowdWorker(ConsumeProduceWorker):
         self.judged += 1
         out = []
         for worker, label in labels:
-            verdict = Verdict(
-                case_id=candidate.case_id,
-                attempt=candidate.attempt,
-                candidate_id=candidate.candidate_id,
-                validator_id=worker,
-                validator_version="label",
-                vote=Vote.ACCEPT if label == candidate.content else Vote.REJECT,
-                confidence=1.0,
-                severity=None,
-                reasons=(),
-                latency_ms=0,
-                produced_at_ms=now_ms(),
-            )
+            vote = Vote.ACCEPT if label == candidate.content else Vote.REJECT
+            verdict = verdict_on(candidate, worker, vote, confidence=1.0, version="label")
             out.append(
                 await self._producer.send(
                     self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
