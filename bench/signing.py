@@ -15,8 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from bench import harness
 from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
@@ -27,7 +25,7 @@ from ratifier.streams.verification import verdict_signature_problem
 
 def signers() -> dict[str, Signer]:
     """A fresh key per benchmark validator."""
-    return {v: Signer(Ed25519PrivateKey.generate()) for v in harness.VALIDATORS}
+    return {v: Signer.generate() for v in harness.VALIDATORS}
 
 
 def signed_policy_text(keys: dict[str, Signer]) -> str:

@@ -299,6 +299,11 @@ class Signer:
         self.public_key = public_key_of(private_key)
         self.key_id = key_id_of(self.public_key)
 
+    @classmethod
+    def generate(cls) -> Signer:
+        """A signer with a new key that lives in memory only (tests, benchmarks, chaos runs)."""
+        return cls(Ed25519PrivateKey.generate())
+
     def sign(self, record: S) -> S:
         """``record`` with this key's id and signature set (any earlier ones replaced)."""
         unsigned = dataclasses.replace(record, key_id=self.key_id, signature=b"")

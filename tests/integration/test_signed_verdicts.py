@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.structs import RecordMetadata
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WaitTimeout
@@ -59,10 +58,6 @@ VOTERS = ("v1", "v2", "v3")
 CASES_PER_PHASE = 200
 FORGED_PER_CASE = 3  # 2 phases x 200 cases x 3 = 1 200 forged verdicts
 ROTATION_S = 20.0  # v1's old key is retired this long after the test starts
-
-
-def _signer() -> Signer:
-    return Signer(Ed25519PrivateKey.generate())
 
 
 def _iso(ms: int) -> str:
@@ -251,7 +246,7 @@ async def test_forged_verdicts_are_dead_lettered_once_and_never_counted(
     settings: Settings, tmp_path: Path
 ) -> None:
     started = now_ms()
-    keys = Keys(*(_signer() for _ in range(6)), cutover_ms=started + int(ROTATION_S * 1000))
+    keys = Keys(*(Signer.generate() for _ in range(6)), cutover_ms=started + int(ROTATION_S * 1000))
     tally_key = tmp_path / "tally.key"
     tally_signer = Signer(write_private_key(tally_key))
     write_signed_policy(tmp_path / "policies", keys)
@@ -331,7 +326,7 @@ async def test_forged_verdicts_are_dead_lettered_once_and_never_counted(
     # The client takes only decisions signed by the tally's key; a forged one is set aside
     # (and shown, flagged, on request).
     genuine = passes["s00000"]
-    forged_pass = _signer().sign(dataclasses.replace(genuine, confidence=0.01))
+    forged_pass = Signer.generate().sign(dataclasses.replace(genuine, confidence=0.01))
     producer = make_producer(tuned, client_id="it-forged-decision")
     await producer.start()
     try:
@@ -456,7 +451,7 @@ async def test_validator_runtime_signs_with_its_key_file(
 
 async def test_the_faust_engine_verifies_and_signs_too(settings: Settings, tmp_path: Path) -> None:
     # Same rules, other engine: the faust adapter (a `ratifier tally run` process).
-    keys = Keys(*(_signer() for _ in range(6)), cutover_ms=now_ms() + 3_600_000)
+    keys = Keys(*(Signer.generate() for _ in range(6)), cutover_ms=now_ms() + 3_600_000)
     tally_key = tmp_path / "tally.key"
     tally_signer = Signer(write_private_key(tally_key))
     write_signed_policy(tmp_path / "policies", keys)

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ratifier.core.errors import ConfigError, PolicyError
 from ratifier.core.models import (
@@ -44,10 +43,6 @@ from ratifier.streams.verification import verdict_signature_problem
 T0 = 1_700_000_000_000
 SETTINGS = TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=120_000)
 SOURCE = SourceRef("t.verdicts", 0, 7)
-
-
-def _signer() -> Signer:
-    return Signer(Ed25519PrivateKey.generate())
 
 
 def _verdict(validator: str = "v1", attempt: int = 1, candidate_id: str = "cand-1") -> Verdict:
@@ -85,7 +80,7 @@ def _policy(
     mode: str, keys: dict[str, list[PublicKeySpec]], validators: tuple[str, ...] = ("v1", "v2")
 ) -> Policy:
     # Every validator needs a key under "required": the ones a test does not sign for get one.
-    keys = {v: keys.get(v) or [PublicKeySpec(_signer().public_key)] for v in validators}
+    keys = {v: keys.get(v) or [PublicKeySpec(Signer.generate().public_key)] for v in validators}
     data = {
         "name": "p",
         "version": "1",
@@ -119,7 +114,7 @@ def _iso(ms: int) -> str:
 
 
 def test_signing_bytes_cover_every_field_but_the_signature() -> None:
-    verdict = _signer().sign(_verdict())
+    verdict = Signer.generate().sign(_verdict())
     base = signing_bytes(verdict)
     assert signing_bytes(dataclasses.replace(verdict, signature=b"other")) == base
     changes = {
@@ -166,7 +161,7 @@ def test_signing_bytes_are_fixed_and_unambiguous() -> None:
 
 
 def test_map_order_does_not_matter_and_nested_records_are_covered() -> None:
-    signer = _signer()
+    signer = Signer.generate()
     decision = PassDecision(
         "d", "case-1", 1, _candidate(), 0.9, (signer.sign(_verdict()),), "p", "1", "confirmed", T0
     )  # type: ignore[arg-type]
@@ -185,7 +180,7 @@ def test_map_order_does_not_matter_and_nested_records_are_covered() -> None:
 
 
 def test_sign_then_check() -> None:
-    signer, other = _signer(), _signer()
+    signer, other = Signer.generate(), Signer.generate()
     verdict = signer.sign(_verdict())
     assert len(verdict.signature) == 64
     assert verdict.key_id == key_id_of(signer.public_key)
@@ -200,7 +195,7 @@ def test_sign_then_check() -> None:
 
 
 def test_signed_records_survive_the_wire_and_the_state_codec() -> None:
-    signer = _signer()
+    signer = Signer.generate()
     verdict = signer.sign(_verdict())
     decoded = codec.decode_as(codec.encode(verdict), Verdict)
     assert decoded == verdict
@@ -223,7 +218,7 @@ def test_signed_records_survive_the_wire_and_the_state_codec() -> None:
 
 
 def test_public_key_text_form() -> None:
-    signer = _signer()
+    signer = Signer.generate()
     text = encode_public_key(signer.public_key)
     assert decode_public_key(text) == signer.public_key
     with pytest.raises(ValueError, match="not base64"):
@@ -236,7 +231,7 @@ def test_public_key_text_form() -> None:
 
 
 def test_key_ring_finds_each_validators_keys_only() -> None:
-    old, new = _signer(), _signer()
+    old, new = Signer.generate(), Signer.generate()
     ring = KeyRing([("v1", PublicKeySpec(old.public_key)), ("v1", PublicKeySpec(new.public_key))])
     assert len(ring) == 2
     assert ring.lookup("v1", old.key_id) is not None
@@ -262,8 +257,8 @@ def _problem(
 
 
 def test_each_forgery_has_its_own_reason() -> None:
-    v1, v2, stranger = _signer(), _signer(), _signer()
-    expired = _signer()
+    v1, v2, stranger = Signer.generate(), Signer.generate(), Signer.generate()
+    expired = Signer.generate()
     keys = {
         "v1": [PublicKeySpec(v1.public_key), PublicKeySpec(expired.public_key, None, T0 - 1)],
         "v2": [PublicKeySpec(v2.public_key)],
@@ -302,7 +297,7 @@ def test_each_forgery_has_its_own_reason() -> None:
 
 
 def test_key_window_is_judged_by_arrival_time_not_the_verdicts_claim() -> None:
-    key = _signer()
+    key = Signer.generate()
     policy = _policy("required", {"v1": [PublicKeySpec(key.public_key, T0, T0 + 1000)]})
     # Claims to be produced inside the window; arrives after it.
     verdict = key.sign(_verdict())
@@ -316,7 +311,7 @@ def test_key_window_is_judged_by_arrival_time_not_the_verdicts_claim() -> None:
 
 
 def test_rotation_both_keys_count_while_listed() -> None:
-    old, new = _signer(), _signer()
+    old, new = Signer.generate(), Signer.generate()
     cutover = T0 + 10_000
     policy = _policy(
         "required",
@@ -336,7 +331,7 @@ def test_rotation_both_keys_count_while_listed() -> None:
 
 
 def test_rules_dead_letter_forgeries_and_count_nothing() -> None:
-    v1, v2, stranger = _signer(), _signer(), _signer()
+    v1, v2, stranger = Signer.generate(), Signer.generate(), Signer.generate()
     policy = _policy(
         "required", {"v1": [PublicKeySpec(v1.public_key)], "v2": [PublicKeySpec(v2.public_key)]}
     )
@@ -366,7 +361,7 @@ def test_rules_dead_letter_forgeries_and_count_nothing() -> None:
 
 
 def test_held_verdicts_are_checked_when_their_candidate_arrives() -> None:
-    v1, stranger = _signer(), _signer()
+    v1, stranger = Signer.generate(), Signer.generate()
     policy = _policy("required", {"v1": [PublicKeySpec(v1.public_key)]}, ("v1", "v2", "v3"))
     policies = {"p": policy}
     genuine = v1.sign(dataclasses.replace(_verdict("v1"), vote=Vote.ACCEPT, severity=None))
@@ -392,7 +387,7 @@ def test_held_verdicts_are_checked_when_their_candidate_arrives() -> None:
 
 
 def test_policy_parses_keys_and_windows() -> None:
-    key = _signer()
+    key = Signer.generate()
     text = f"""
 name = "p"
 version = "1"
@@ -449,7 +444,7 @@ def test_policy_defaults_to_off() -> None:
     ],
 )
 def test_policy_rejects_bad_signature_settings(change: dict[str, object], message: str) -> None:
-    text = encode_public_key(_signer().public_key)
+    text = encode_public_key(Signer.generate().public_key)
     keys = [{**k, "public_key": text if k["public_key"] == "K" else k["public_key"]}
             for k in change.get("keys", [])]  # type: ignore[attr-defined]  # fmt: skip
     validator = {"id": "v1", **({"keys": keys} if "keys" in change else {})}
@@ -488,7 +483,7 @@ def test_loading_a_bad_key_file_names_the_problem(tmp_path: Path) -> None:
 def test_a_held_forgery_does_not_shadow_the_genuine_vote() -> None:
     # Verdicts can reach the tally before their candidate (another partition's fetch): held
     # unchecked. A forgery held first must neither hide the genuine vote nor vanish unreported.
-    v1, v2 = _signer(), _signer()
+    v1, v2 = Signer.generate(), Signer.generate()
     policy = _policy(
         "required", {"v1": [PublicKeySpec(v1.public_key)], "v2": [PublicKeySpec(v2.public_key)]}
     )
@@ -543,7 +538,7 @@ def test_policy_check_shows_the_signature_mode(
 ) -> None:
     from ratifier.app.cli import main
 
-    key = encode_public_key(_signer().public_key)
+    key = encode_public_key(Signer.generate().public_key)
     path = tmp_path / "p.toml"
     path.write_text(
         'name = "p"\nversion = "1"\nsignatures = "required"\n[threshold]\naccepts = 1\n'
@@ -570,7 +565,7 @@ def test_policy_check_reports_a_bad_key(tmp_path: Path, capsys: pytest.CaptureFi
 def test_a_bad_tally_public_key_setting_is_one_clear_error() -> None:
     from ratifier.core.config import Settings
 
-    key = encode_public_key(_signer().public_key)
+    key = encode_public_key(Signer.generate().public_key)
     assert Settings.from_env({"RATIFIER_TALLY_PUBLIC_KEY": key}).tally_public_key == key
     with pytest.raises(ConfigError, match="RATIFIER_TALLY_PUBLIC_KEY must be a base64 Ed25519"):
         Settings.from_env({"RATIFIER_TALLY_PUBLIC_KEY": "nope"})

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from ratifier.app.chaos.policies import default_policy_text
 from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms
 from ratifier.core.signing import Signer, encode_public_key
@@ -33,18 +31,14 @@ __all__ = ["Forger"]
 _HOUR_MS = 3_600_000
 
 
-def _signer() -> Signer:
-    return Signer(Ed25519PrivateKey.generate())
-
-
 class Forger:
     """The keys behind the scenario's policy, and forged verdicts made with them."""
 
     def __init__(self, validators: tuple[str, ...]) -> None:
         self.validators = validators
-        self.current = {v: _signer() for v in validators}
-        self.retired = {v: _signer() for v in validators}
-        self.attacker = _signer()
+        self.current = {v: Signer.generate() for v in validators}
+        self.retired = {v: Signer.generate() for v in validators}
+        self.attacker = Signer.generate()
         self.retired_until_ms = now_ms() - _HOUR_MS
 
     def policy_text(self) -> str:
