@@ -480,6 +480,38 @@ def test_loading_a_bad_key_file_names_the_problem(tmp_path: Path) -> None:
         load_private_key(junk)
 
 
+def test_the_chaos_forgers_forgeries_get_the_reasons_it_expects() -> None:
+    # The bad-input chaos scenario counts on these reasons (ratifier/app/chaos/forged.py).
+    import tomllib
+
+    from ratifier.app.chaos.forged import Forger
+    from ratifier.core.models import now_ms
+    from ratifier.io.testing import verdict_on
+
+    forger = Forger(("sim-a", "sim-b", "sim-c", "sim-d", "redteam"))
+    policy = Policy.from_mapping(tomllib.loads(forger.policy_text()), "default.toml")
+    cand = dataclasses.replace(_candidate(), policy="default")
+    state = on_candidate(None, cand, policy, T0, SETTINGS).state
+    at = now_ms()
+    # The demo's unsigned validators and the forger's own current keys count.
+    assert (
+        verdict_signature_problem(verdict_on(cand, "sim-a", Vote.ACCEPT), policy, state, at) is None
+    )
+    genuine = forger.current["sim-b"].sign(verdict_on(cand, "sim-b", Vote.ACCEPT))
+    assert verdict_signature_problem(genuine, policy, state, at) is None
+    forged = forger.forgeries(cand, "sim-b")
+    assert [kind for kind, _, _ in forged] == [
+        "forged-altered",
+        "forged-unknown-key",
+        "forged-retired-key",
+        "forged-replayed",
+    ]
+    for kind, verdict, expected in forged:
+        problem = verdict_signature_problem(verdict, policy, state, at)
+        assert problem is not None, kind
+        assert problem[0].value == expected, kind
+
+
 def test_a_held_forgery_does_not_shadow_the_genuine_vote() -> None:
     # Verdicts can reach the tally before their candidate (another partition's fetch): held
     # unchecked. A forgery held first must neither hide the genuine vote nor vanish unreported.

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from ratifier.app.chaos.policies import default_policy_text
 from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms
 from ratifier.core.signing import Signer, encode_public_key
+from ratifier.io.testing import verdict_on
 
 __all__ = ["Forger"]
 
@@ -63,19 +64,7 @@ class Forger:
 
     def forgeries(self, candidate: Candidate, validator: str) -> list[tuple[str, Verdict, str]]:
         """(kind, verdict, expected dead-letter reason) of each forgery against ``candidate``."""
-        vote = Verdict(
-            case_id=candidate.case_id,
-            attempt=candidate.attempt,
-            candidate_id=candidate.candidate_id,
-            validator_id=validator,
-            validator_version="chaos-forger",
-            vote=Vote.REJECT,
-            confidence=1.0,
-            severity=None,
-            reasons=(),
-            latency_ms=1,
-            produced_at_ms=now_ms(),
-        )
+        vote = verdict_on(candidate, validator, Vote.REJECT, confidence=1.0, version="chaos-forger")
         genuine = self.current[validator].sign(vote)
         moved = dataclasses.replace(genuine, candidate_id=f"{candidate.candidate_id}-forged")
         return [
