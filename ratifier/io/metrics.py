@@ -137,7 +137,11 @@ class MetricsEndpoint:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self._runner.cleanup()  # a start that fails (port taken) leaves nothing set up
+            raise
         logger.info("metrics on http://%s:%d/metrics (and /healthz, /readyz)", self.host, self.port)
 
     async def stop(self) -> None:
@@ -173,7 +177,8 @@ class MetricsEndpoint:
 async def serve_metrics(
     settings: Settings, observability: Observability | None
 ) -> AsyncIterator[MetricsEndpoint | None]:
-    """The endpoint on ``settings.metrics_port`` for the block; nothing when the port is 0."""
+    """The endpoint on ``settings.metrics_port`` for the block; nothing when the port is 0 or
+    cannot be listened on (logged)."""
     if not settings.metrics_port or observability is None:
         yield None
         return

@@ -10,7 +10,13 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily
 
 from ratifier.core.config import Settings
-from ratifier.io.metrics import Observability, ReadAtScrape, Readiness, serve_metrics
+from ratifier.io.metrics import (
+    MetricsEndpoint,
+    Observability,
+    ReadAtScrape,
+    Readiness,
+    serve_metrics,
+)
 
 
 def _free_port() -> int:
@@ -73,6 +79,19 @@ async def test_a_port_in_use_is_logged_and_the_worker_runs_on(
         async with serve_metrics(settings, observability) as endpoint:
             assert endpoint is None
     assert f"cannot listen on 127.0.0.1:{settings.metrics_port}" in caplog.text
+
+
+async def test_a_failed_start_leaves_nothing_set_up() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = MetricsEndpoint(
+            CollectorRegistry(), port=port, ready=lambda: Readiness(True, "")
+        )
+        with pytest.raises(OSError, match=r"(?i)address already in use"):
+            await endpoint.start()
+    assert endpoint._runner.server is None  # its server shut down, not left to the collector
 
 
 async def test_port_zero_serves_nothing() -> None:
