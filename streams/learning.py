@@ -106,7 +106,8 @@ class ReliabilityBook:
     def __init__(self, store: CaseStore) -> None:
         self._store = store
         self._models: dict[tuple[int, str], OnlineReliability] = {}
-        self._effective: dict[tuple[int, str], Policy] = {}
+        # Per (partition, model): the effective policy of each policy learning into that model.
+        self._effective: dict[tuple[int, str], dict[str, Policy]] = {}
         self._dirty: set[tuple[int, str]] = set()
 
     def model(self, partition: int, policy: Policy) -> OnlineReliability:
@@ -125,11 +126,14 @@ class ReliabilityBook:
         """The policy the rules see: ``policy`` itself unless it learns its weights."""
         if not policy.learn_reliability:
             return policy
-        key = (partition, policy.name)
-        cached = self._effective.get(key)
+        key = (partition, model_name(policy))
+        by_policy = self._effective.get(key)
+        if by_policy is None:
+            by_policy = self._effective[key] = {}
+        cached = by_policy.get(policy.name)
         if cached is None:
             cached = effective_policy(policy, self.model(partition, policy))
-            self._effective[key] = cached
+            by_policy[policy.name] = cached
         return cached
 
     def policies(
@@ -149,8 +153,10 @@ class ReliabilityBook:
             if policy is None or not policy.learn_reliability:
                 continue
             if learn(self.model(partition, policy), policy, attempt):
-                self._dirty.add((partition, model_name(policy)))
-                self._effective.clear()  # new weights for the next record, in every policy
+                key = (partition, model_name(policy))
+                self._dirty.add(key)
+                # New weights for the next record, in every policy sharing this model (only).
+                self._effective.pop(key, None)
 
     def write_back(self) -> None:
         """Store the models this call changed, and forget every model until the next call."""
