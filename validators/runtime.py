@@ -24,7 +24,7 @@ from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.decided import DecidedAttempts
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
-from ratifier.io.keys import load_signer
+from ratifier.io.keys import signer_from
 from ratifier.io.metrics import Observability
 from ratifier.schemas import codec
 from ratifier.validators.metrics import ValidatorMetrics
@@ -124,9 +124,7 @@ class ValidatorWorker(ConsumeProduceWorker):
         self.version = version or str(getattr(judge, "version", "0"))
         self.timeout_s = timeout_s
         self.max_batch = max_batch
-        if signer is None and settings.signing_key is not None:
-            signer = load_signer(settings.signing_key)
-        self.signer = signer
+        self.signer = signer or signer_from(settings.signing_key)
         self._limit = asyncio.Semaphore(concurrency)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
