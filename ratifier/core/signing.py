@@ -350,8 +350,5 @@ class KeyRing:
         by_id = self._keys.get(owner)
         return None if by_id is None else by_id.get(key_id)
 
-    def has_keys(self, owner: str) -> bool:
-        return owner in self._keys
-
     def __len__(self) -> int:
         return sum(len(by_id) for by_id in self._keys.values())
