@@ -99,7 +99,8 @@ class OutcomesWriter:
             settings, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
-        self._pending_resolutions = True  # first re-read what was delivered but not acked
+        # Re-read what was delivered but not acked: at the first step, then every PENDING_CHECK_S.
+        self._pending_resolutions = False
         self._next_pending_check = 0.0
         registry = registry or CollectorRegistry()
         self.written = Counter(
@@ -181,10 +182,11 @@ class OutcomesWriter:
     async def step(self) -> int:
         """One poll of both inputs and one transaction; the number of outcomes written."""
         records = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
-        if time.monotonic() >= self._next_pending_check:
+        now = time.monotonic()
+        if now >= self._next_pending_check:
             # Now and then again: a fenced writer still running may have read some since.
             self._pending_resolutions = True
-            self._next_pending_check = time.monotonic() + PENDING_CHECK_S
+            self._next_pending_check = now + PENDING_CHECK_S
         resolutions = await self.queue.read_resolutions(
             self.consumer_name, pending=self._pending_resolutions, count=_BATCH
         )
