@@ -7,13 +7,12 @@ from pathlib import Path
 from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.policies import default_policy_text, governed, install_policy
 from ratifier.core.config import Settings
-from ratifier.core.policy import load_policies, load_policy
+from ratifier.core.policy import Policy, load_policies
 
 
 def test_governed_policy_holds_packets_and_learns_online(tmp_path: Path) -> None:
-    settings = install_policy(Settings.from_env({}), tmp_path, governed(default_policy_text()))
-    policy = load_policies(settings.policy_dir)["default"]
-    default = load_policy(_written(tmp_path / "plain", default_policy_text()))
+    policy = _installed(tmp_path, governed(default_policy_text()))
+    default = load_policies()["default"]  # the built-in file default_policy_text() reads
     assert policy.complete_packets
     assert not default.complete_packets
     assert policy.learn_reliability
@@ -24,14 +23,13 @@ def test_governed_policy_holds_packets_and_learns_online(tmp_path: Path) -> None
 
 def test_governed_keeps_the_forgers_keys(tmp_path: Path) -> None:
     forger = Forger(("sim-a", "sim-b", "sim-c", "sim-d", "redteam"))
-    policy = load_policy(_written(tmp_path, governed(forger.policy_text())))
+    policy = _installed(tmp_path, governed(forger.policy_text()))
     assert policy.complete_packets
     assert policy.learn_reliability
     assert policy.signatures == "optional"
 
 
-def _written(folder: Path, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "default.toml"
-    path.write_text(text)
-    return path
+def _installed(folder: Path, text: str) -> Policy:
+    """``text`` installed as a chaos run does, loaded as the tally would."""
+    settings = install_policy(Settings.from_env({}), folder, text)
+    return load_policies(settings.policy_dir)["default"]
