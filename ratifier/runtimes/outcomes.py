@@ -87,7 +87,7 @@ class OutcomesWriter:
         # One name for every writer: a restarted (or replacing) writer re-reads the resolutions
         # its predecessor read but did not acknowledge, which are pending under this name.
         self.consumer_name = "writer"
-        client_id = f"ratifier-outcomes-{settings.worker_id}"
+        self._client_id = client_id = f"ratifier-outcomes-{settings.worker_id}"
         self._producer = make_producer(
             settings,
             client_id=client_id,
@@ -148,7 +148,7 @@ class OutcomesWriter:
         consumer = make_consumer(
             self.settings,
             group_id=None,
-            client_id=f"ratifier-outcomes-restore-{self.consumer_name}",
+            client_id=f"{self._client_id}-restore",
         )
         await consumer.start()
         decided: set[str] = set()
