@@ -66,7 +66,11 @@ async def test_second_wave_skips_decided_attempts(settings: Settings, tmp_path: 
                 return len(finals) >= CASES
 
             await wait_until(all_final, 60, "a final outcome for every case")
-            await asyncio.sleep(2.0)  # the second wave finishes what it started
+
+            async def all_handled() -> bool:  # the second wave finishes what it started
+                return sum(w.judged + w.skipped_decided for w in workers) >= len(WAVES) * CASES
+
+            await wait_until(all_handled, 30, "every candidate judged or skipped by every wave")
             reader.cancel()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
