@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from bench import harness
+from ratifier.app.chaos.forged import with_keys
+from ratifier.app.chaos.policies import default_policy_text
 from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.signing import Signer, encode_public_key, signing_bytes, verify
@@ -30,17 +31,8 @@ def signers() -> dict[str, Signer]:
 
 def signed_policy_text(keys: dict[str, Signer]) -> str:
     """The built-in ``default`` policy, requiring signatures and listing each validator's key."""
-    text = resources.files("ratifier.core.policies").joinpath("default.toml").read_text()
-    lines: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("[threshold]"):
-            lines += ['signatures = "required"', ""]
-        lines.append(line)
-        for validator, signer in keys.items():
-            if line.strip() == f'id = "{validator}"':
-                public = encode_public_key(signer.public_key)
-                lines.append(f'keys = [{{ public_key = "{public}" }}]')  # inline: before role
-    return "\n".join(lines) + "\n"
+    listed = {v: [{"public_key": encode_public_key(s.public_key)}] for v, s in keys.items()}
+    return with_keys(default_policy_text(), "required", listed)
 
 
 def signed_settings(settings: Settings, folder: Path, keys: dict[str, Signer]) -> Settings:

@@ -20,6 +20,7 @@ one verdict of each kind below; each must be dead-lettered with its reason and n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ratifier.app.chaos.policies import default_policy_text
@@ -27,9 +28,25 @@ from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now
 from ratifier.core.signing import Signer, encode_public_key
 from ratifier.io.testing import verdict_on
 
-__all__ = ["Forger"]
+__all__ = ["Forger", "with_keys"]
 
 _HOUR_MS = 3_600_000
+
+
+def with_keys(text: str, mode: str, keys: Mapping[str, Sequence[Mapping[str, str]]]) -> str:
+    """The policy ``text`` with ``signatures = mode`` and, under each validator named in
+    ``keys``, its keys (each a ``public_key`` and optional ``not_before`` / ``not_after``)."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("[threshold]"):
+            lines += [f'signatures = "{mode}"', ""]
+        lines.append(line)
+        for validator, entries in keys.items():
+            if line.strip() == f'id = "{validator}"':
+                tables = (", ".join(f'{k} = "{v}"' for k, v in e.items()) for e in entries)
+                # Inline tables: they must come before the validator's other keys (role).
+                lines.append("keys = [" + ", ".join(f"{{ {t} }}" for t in tables) + "]")
+    return "\n".join(lines) + "\n"
 
 
 class Forger:
@@ -44,23 +61,18 @@ class Forger:
 
     def policy_text(self) -> str:
         """The built-in ``default`` policy, signatures optional, with every validator's keys."""
-        text = default_policy_text()
         until = datetime.fromtimestamp(self.retired_until_ms / 1000, UTC).isoformat()
-        lines: list[str] = []
-        for line in text.splitlines():
-            if line.startswith("[threshold]"):
-                lines += ['signatures = "optional"', ""]
-            lines.append(line)
-            for validator in self.validators:
-                if line.strip() == f'id = "{validator}"':
-                    current = encode_public_key(self.current[validator].public_key)
-                    retired = encode_public_key(self.retired[validator].public_key)
-                    # Inline tables: they must come before the validator's other keys (role).
-                    lines.append(
-                        f'keys = [{{ public_key = "{current}" }}, '
-                        f'{{ public_key = "{retired}", not_after = "{until}" }}]'
-                    )
-        return "\n".join(lines) + "\n"
+        keys = {
+            validator: [
+                {"public_key": encode_public_key(self.current[validator].public_key)},
+                {
+                    "public_key": encode_public_key(self.retired[validator].public_key),
+                    "not_after": until,
+                },
+            ]
+            for validator in self.validators
+        }
+        return with_keys(default_policy_text(), "optional", keys)
 
     def forgeries(self, candidate: Candidate, validator: str) -> list[tuple[str, Verdict, str]]:
         """(kind, verdict, expected dead-letter reason) of each forgery against ``candidate``."""
