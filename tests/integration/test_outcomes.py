@@ -21,6 +21,7 @@ from ratifier.io.review_metrics import AgreementStore
 from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
+from ratifier.runtimes import outcomes as outcomes_runtime
 from ratifier.runtimes.outcomes import OutcomesWriter, TrustedProjector
 from ratifier.runtimes.review_feeder import ReviewFeeder
 from ratifier.schemas import codec
@@ -157,7 +158,7 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
 
 
 async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
-    env: tuple[Settings, Redis],
+    env: tuple[Settings, Redis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, redis = env
     names = TopicNames.from_settings(settings)
@@ -185,12 +186,20 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         await queue.enqueue(packet("case-3"))
         await queue.resolve("case-3", "bob", Action.UNRESOLVED, note="n", require_claim=False)
         taken = await queue.read_resolutions("writer", pending=False)  # case-2 again, and case-3
+        monkeypatch.setattr(outcomes_runtime, "PENDING_CHECK_S", 0.5)
         second = OutcomesWriter(settings, redis)
         await second.start()
         try:
             assert second.decided == {"case-1", "case-2"}
             assert [await second.step() for _ in range(10)] == [1] + [0] * 9
             assert second.decided == {"case-1", "case-2", "case-3"}
+            # The fenced writer, still running, reads one more after the new one started: the
+            # new one's periodic re-read of the pending resolutions writes it.
+            await queue.enqueue(packet("case-4"))
+            await queue.resolve("case-4", "bob", Action.UNRESOLVED, note="n", require_claim=False)
+            late = await queue.read_resolutions("writer", pending=False)
+            assert [t.resolution.case_id for t in late] == ["case-4"]
+            await wait_until(lambda: _steps_until(second, 4), 30, "case-4 re-read and written")
         finally:
             await second.stop()
         assert await redis.xpending(queue.resolutions_key, "outcomes") == {
@@ -199,7 +208,7 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
     finally:
         await producer.stop()
     assert Counter(o.case_id for o in await outcomes_on(settings)) == {
-        "case-1": 1, "case-2": 1, "case-3": 1
+        "case-1": 1, "case-2": 1, "case-3": 1, "case-4": 1
     }  # fmt: skip
     assert [t.resolution.case_id for t in taken] == ["case-2", "case-3"]
 
