@@ -38,8 +38,6 @@ class LabelCrowdWorker(ConsumeProduceWorker):
             settings, names.candidates, group_id=f"{settings.topic_prefix}.crowd", client_id="crowd"
         )
         self._producer = make_producer(settings, client_id="crowd")
-        self.judged = 0
-        self.unknown = 0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
@@ -62,10 +60,8 @@ class LabelCrowdWorker(ConsumeProduceWorker):
             return []
         labels = self.labels.get(candidate.case_id)
         if labels is None:
-            self.unknown += 1
             logger.warning("no labels for case %s", candidate.case_id)
             return []
-        self.judged += 1
         out = []
         for worker, label in labels:
             vote = Vote.ACCEPT if label == candidate.content else Vote.REJECT
