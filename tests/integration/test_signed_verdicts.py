@@ -45,7 +45,7 @@ from ratifier.core.signing import SignatureCheck, Signer, check_signature, encod
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
-from ratifier.io.keys import load_signer, write_private_key
+from ratifier.io.keys import write_private_key
 from ratifier.io.testing import read_records, verdict_on
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
@@ -154,10 +154,11 @@ def forgeries(
             forged = keys.attacker.sign(reject)
         elif kind is DeadLetterReason.KEY_OUT_OF_WINDOW:
             # After the cut-over, v1's old key is retired too; before it, v3's long-retired one.
-            retired = keys.v1_old if phase == 2 and voter == "v1" else keys.v3_retired
-            forged = retired.sign(
-                dataclasses.replace(reject, validator_id=retired_owner(retired, keys))
-            )
+            if phase == 2 and voter == "v1":
+                owner, retired = "v1", keys.v1_old
+            else:
+                owner, retired = "v3", keys.v3_retired
+            forged = retired.sign(dataclasses.replace(reject, validator_id=owner))
         else:  # a genuine vote moved to another candidate, or to the next attempt
             genuine = honest[voter]
             if j % 2:
@@ -165,10 +166,6 @@ def forgeries(
             else:
                 forged = dataclasses.replace(genuine, attempt=2, candidate_id=f"{cand.case_id}-2")
         yield forged, kind
-
-
-def retired_owner(retired: Signer, keys: Keys) -> str:
-    return "v1" if retired is keys.v1_old else "v3"
 
 
 @dataclasses.dataclass
@@ -399,7 +396,9 @@ async def test_validator_runtime_signs_with_its_key_file(
     settings: Settings, tmp_path: Path
 ) -> None:
     # The runtime reads RATIFIER_SIGNING_KEY (here the setting) and signs every verdict; the
-    # tally, requiring signatures, counts them; the candidates are unsigned, as always.
+    # tally, requiring signatures, counts them; the candidates are unsigned, as always. The
+    # client, given the tally's public key (RATIFIER_TALLY_PUBLIC_KEY), takes only decisions
+    # the tally signed.
     key_files = {voter: tmp_path / f"{voter}.key" for voter in ("r1", "r2")}
     signers = {voter: Signer(write_private_key(path)) for voter, path in key_files.items()}
     folder = tmp_path / "policies"
@@ -417,7 +416,9 @@ async def test_validator_runtime_signs_with_its_key_file(
             f'[[validators.keys]]\npublic_key = "{encode_public_key(signer.public_key)}"',
         ]
     (folder / "rt.toml").write_text("\n".join(lines) + "\n")
-    tuned = settings.with_overrides(policy_dir=folder)
+    tally_key = tmp_path / "tally.key"
+    tally_public_key = encode_public_key(Signer(write_private_key(tally_key)).public_key)
+    tuned = settings.with_overrides(policy_dir=folder, tally_signing_key=tally_key)
 
     async def accept(_: Candidate) -> Judgement:
         return Judgement(Vote.ACCEPT, 0.9)
@@ -432,10 +433,11 @@ async def test_validator_runtime_signs_with_its_key_file(
             await stack.enter_async_context(worker)
         tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
         try:
-            async with Client(tuned) as client:
+            async with Client(tuned.with_overrides(tally_public_key=tally_public_key)) as client:
                 outcomes = await asyncio.gather(
                     *(client.decide(f"answer {i}", policy="rt", timeout_s=60) for i in range(20))
                 )
+                assert client.unverified_decisions == 0
         finally:
             stop.set()
             await asyncio.gather(*tasks)
@@ -445,7 +447,7 @@ async def test_validator_runtime_signs_with_its_key_file(
         assert len(outcome.votes) == 2
         for vote in outcome.votes:
             assert vote.signature  # signed by the runtime, with the key file's key
-            expected = load_signer(key_files[vote.validator_id]).public_key
+            expected = signers[vote.validator_id].public_key  # the key in its key file
             assert check_signature(vote, expected) is SignatureCheck.VALID
 
 
