@@ -40,7 +40,6 @@ _ID = re.compile(r"[A-Za-z0-9._-]+")
 class PipelineReplay:
     result: ReplayResult
     seconds: float
-    prefix: str
 
 
 def policy_name(mode: str, item_id: str) -> str:
@@ -89,7 +88,6 @@ async def replay_through_pipeline(
     *,
     in_flight: int = 16,
     timeout_s: float = 600.0,
-    log_dir: Path | None = None,
 ) -> PipelineReplay:
     started = time.monotonic()
     other = {data.positive: data.negative, data.negative: data.positive}
@@ -103,7 +101,9 @@ async def replay_through_pipeline(
         write_policies(folder, data, mode, m)
         tuned = settings.with_overrides(policy_dir=folder, partitions=1)
         await ensure_topics(tuned)
-        fleet = Fleet(Fleet.env_for(tuned), log_dir or folder / "logs")
+        # Not in the temporary folder: the tally's log must outlive a failed run, whose error
+        # names it.
+        fleet = Fleet(Fleet.env_for(tuned), settings.state_dir / "replay" / settings.topic_prefix)
         try:
             await fleet.start(ProcessSpec.tally())
             await fleet.wait_ready(tuned, timeout_s=120)
@@ -122,9 +122,7 @@ async def replay_through_pipeline(
         finally:
             await fleet.stop()
             await _delete_topics(tuned)
-    return PipelineReplay(
-        _score(data, mode, m, decisions), time.monotonic() - started, settings.topic_prefix
-    )
+    return PipelineReplay(_score(data, mode, m, decisions), time.monotonic() - started)
 
 
 async def _submit_all(
