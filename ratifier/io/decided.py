@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import EscalationPacket, PassDecision, RetryRequest
+from ratifier.core.models import Decision
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
 from ratifier.schemas import codec
@@ -72,5 +72,5 @@ class DecidedAttempts:
                     except WireFormatError as exc:
                         logger.warning("unreadable decision at offset %d: %s", record.offset, exc)
                         continue
-                    if isinstance(decision, PassDecision | RetryRequest | EscalationPacket):
+                    if isinstance(decision, Decision):
                         self.add(decision.case_id, decision.attempt)
