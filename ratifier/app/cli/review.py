@@ -10,7 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -27,6 +27,9 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
 from ratifier.core.jsonview import to_json
 from ratifier.core.models import now_ms
+
+if TYPE_CHECKING:
+    from ratifier.core.review import Reviewers
 
 T = TypeVar("T")
 
@@ -46,18 +49,15 @@ _TOKENS_FILE = setting_option(
 
 
 def _with_queue(
-    settings: Settings, work: Callable[[Any], Awaitable[T]], *, reviewing: bool = False
+    settings: Settings, work: Callable[[Any], Awaitable[T]], reviewers: Reviewers | None = None
 ) -> T:
     """Run ``work(queue)`` against the settings' review queue, then close the connection.
 
-    ``reviewing``: the work resolves, so the reviewer list must be configured; reading the
-    queue needs none (whoever reaches Redis can read it anyway).
+    ``reviewers``: who may resolve, for work that resolves; reading the queue needs none
+    (whoever reaches Redis can read it anyway).
     """
-    from ratifier.core.review import load_reviewers
     from ratifier.io.redis_client import connect
     from ratifier.io.review_queue import ReviewQueue
-
-    reviewers = load_reviewers(settings.review_tokens_file) if reviewing else None
 
     async def main() -> T:
         redis = connect(settings)
@@ -71,14 +71,16 @@ def _with_queue(
     return asyncio.run(main())
 
 
-def _reviewer_of(settings: Settings, token_file: Path) -> str:
+def _reviewer_of(settings: Settings, token_file: Path) -> tuple[Reviewers, str]:
+    """The reviewer list (read once) and the reviewer the token file names in it."""
     from ratifier.core.review import load_reviewers
 
     try:
         token = token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the token file {token_file}: {exc.strerror}") from None
-    return load_reviewers(settings.review_tokens_file).identify(token)
+    reviewers = load_reviewers(settings.review_tokens_file)
+    return reviewers, reviewers.identify(token)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -213,7 +215,7 @@ def resolve(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --confirm, --correct, --unresolved")
     settings = settings_from(ctx, review_tokens_file=review_tokens_file)
-    reviewer = _reviewer_of(settings, token_file)
+    reviewers, reviewer = _reviewer_of(settings, token_file)
     action = chosen[0]
 
     async def work(queue: Any) -> Any:
@@ -222,7 +224,7 @@ def resolve(
             note=reason if action == "unresolved" else note, require_claim=False,
         )  # fmt: skip
 
-    resolution = _with_queue(settings, work, reviewing=True)
+    resolution = _with_queue(settings, work, reviewers)
     console().print(f"case {case_id}: {resolution.action.value} by {reviewer}")
     return 0
 
