@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import ValidatorTimeout, WireFormatError
-from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, now_ms
+from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, verdict_on
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.decided import DecidedAttempts
@@ -80,18 +80,15 @@ def to_verdict(
     validator_version: str,
     latency_ms: int,
 ) -> Verdict:
-    return Verdict(
-        case_id=candidate.case_id,
-        attempt=candidate.attempt,
-        candidate_id=candidate.candidate_id,
-        validator_id=validator_id,
-        validator_version=validator_version,
-        vote=judgement.vote,
+    return verdict_on(
+        candidate,
+        validator_id,
+        judgement.vote,
         confidence=min(1.0, max(0.0, judgement.confidence)),
+        version=validator_version,
         severity=judgement.severity,
         reasons=judgement.reasons,
         latency_ms=latency_ms,
-        produced_at_ms=now_ms(),
     )
 
 

@@ -138,6 +138,33 @@ class Verdict:
     key_id: str = ""
 
 
+def verdict_on(
+    candidate: Candidate,
+    validator_id: str,
+    vote: Vote,
+    *,
+    confidence: float,
+    version: str,
+    severity: Severity | None = None,
+    reasons: tuple[Reason, ...] = (),
+    latency_ms: int = 0,
+) -> Verdict:
+    """A verdict on ``candidate`` (its case, attempt and id), unsigned, produced now."""
+    return Verdict(
+        case_id=candidate.case_id,
+        attempt=candidate.attempt,
+        candidate_id=candidate.candidate_id,
+        validator_id=validator_id,
+        validator_version=version,
+        vote=vote,
+        confidence=confidence,
+        severity=severity,
+        reasons=reasons,
+        latency_ms=latency_ms,
+        produced_at_ms=now_ms(),
+    )
+
+
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)
 @dataclass(frozen=True, slots=True)
 class PassDecision:

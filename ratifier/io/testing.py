@@ -11,8 +11,9 @@ from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
+from ratifier.core import models
 from ratifier.core.config import Settings
-from ratifier.core.models import Candidate, Reason, Severity, Verdict, Vote, now_ms
+from ratifier.core.models import Candidate, Reason, Severity, Verdict, Vote
 from ratifier.core.polling import wait_until
 from ratifier.io.client import read_from_beginning
 
@@ -79,17 +80,14 @@ def verdict_on(
     severity: Severity | None = None,
     reasons: tuple[Reason, ...] = (),
 ) -> Verdict:
-    """A verdict on ``candidate`` (its case, attempt and id), as a validator would publish it."""
-    return Verdict(
-        case_id=candidate.case_id,
-        attempt=candidate.attempt,
-        candidate_id=candidate.candidate_id,
-        validator_id=validator_id,
-        validator_version=version,
-        vote=vote,
+    """:func:`ratifier.core.models.verdict_on` with a test's defaults (and 1 ms of latency)."""
+    return models.verdict_on(
+        candidate,
+        validator_id,
+        vote,
         confidence=confidence,
+        version=version,
         severity=severity,
         reasons=reasons,
         latency_ms=1,
-        produced_at_ms=now_ms(),
     )

@@ -24,9 +24,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ratifier.app.chaos.policies import default_policy_text
-from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms
+from ratifier.core.models import Candidate, DeadLetterReason, Verdict, Vote, now_ms, verdict_on
 from ratifier.core.signing import Signer, encode_public_key
-from ratifier.io.testing import verdict_on
 
 __all__ = ["Forger", "with_keys"]
 
