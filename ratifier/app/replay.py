@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from pathlib import Path
 from ratifier.core.calibration import LabelledSet, dawid_skene
 from ratifier.core.config import Settings
 from ratifier.core.models import Decision, EscalationPacket, PassDecision, RetryRequest
+from ratifier.core.policy import NAME_PATTERN
 from ratifier.core.polling import wait_until
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.client import Client
@@ -33,8 +33,6 @@ from ratifier.streams.offline import ReplayResult, ReplayScore, policy_for
 
 __all__ = ["PipelineReplay", "replay_through_pipeline"]
 
-_ID = re.compile(r"[A-Za-z0-9._-]+")
-
 
 @dataclass(frozen=True, slots=True)
 class PipelineReplay:
@@ -43,7 +41,7 @@ class PipelineReplay:
 
 
 def policy_name(mode: str, item_id: str) -> str:
-    if not _ID.fullmatch(item_id):
+    if not NAME_PATTERN.fullmatch(item_id):
         raise ValueError(f"item id {item_id!r} is not usable in a policy name")
     return f"replay-{mode}-{item_id}"
 
@@ -68,9 +66,7 @@ def write_policies(folder: Path, data: LabelledSet, mode: str, m: int) -> None:
             if threshold.accepts is not None
             else f"ratio = {threshold.ratio!r}",
         ]
-        for spec in policy.validators:
-            if not _ID.fullmatch(spec.id):
-                raise ValueError(f"worker id {spec.id!r} is not usable as a validator id")
+        for spec in policy.validators:  # ids checked by the policy (core.policy.NAME_PATTERN)
             lines += [
                 "[[validators]]",
                 f'id = "{spec.id}"',

@@ -28,6 +28,7 @@ from ratifier.core.errors import PolicyError
 from ratifier.core.signing import KeyRing, PublicKeySpec, SignatureMode, decode_public_key
 
 __all__ = [
+    "NAME_PATTERN",
     "MonitorSettings",
     "Policy",
     "Role",
@@ -39,7 +40,8 @@ __all__ = [
     "load_policy",
 ]
 
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+# What a policy name or a validator id may hold.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 DEFAULT_RELIABILITY = 0.8
 _MEMORY_SOURCE = "<policy>"
 
@@ -241,7 +243,7 @@ def _voter_weights(voters: tuple[ValidatorSpec, ...], category: str | None) -> V
 
 
 def _check_validator(spec: ValidatorSpec, where: str) -> None:
-    if not _NAME_PATTERN.fullmatch(spec.id):
+    if not NAME_PATTERN.fullmatch(spec.id):
         raise PolicyError(
             f"{where}: validators.id {spec.id!r} may hold only letters, digits, '.', '_' and '-'"
         )
@@ -323,7 +325,7 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
     fields_ = _Fields(data, source, prefix="")
     fields_.reject_unknown(_TOP_KEYS)
     name = fields_.string("name")
-    if not _NAME_PATTERN.fullmatch(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise PolicyError(f"{source}: name {name!r} may hold only letters, digits, '.', '_', '-'")
     window_seconds = fields_.number("window_seconds", default=30.0)
     window_ms = round(window_seconds * 1000)
