@@ -15,10 +15,9 @@ from collections.abc import Mapping, Sequence
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, Vote
+from ratifier.core.models import Candidate, Vote, verdict_on
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
-from ratifier.io.testing import verdict_on
 from ratifier.schemas import codec
 
 __all__ = ["LabelCrowdWorker"]
