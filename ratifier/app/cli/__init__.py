@@ -105,6 +105,18 @@ def cli(
     # Settings first: a bad RATIFIER_* variable is one line naming it, not a traceback.
     level = (log_level or settings_from(ctx).log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
+
+
+# Libraries whose INFO lines (joins, rebalances, metadata) drown Ratifier's own: WARNING unless
+# --log-level debug.
+LIBRARY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "aiohttp.access", "asyncio", "urllib3")
+
+
+def quiet_libraries(level: str) -> None:
+    library_level = logging.NOTSET if level == "DEBUG" else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
 
 
 for _name in _COMMANDS:
