@@ -34,6 +34,7 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_TALLY_PUBLIC_KEY | (none) | the tally's public key (base64): clients verify decisions |
 | RATIFIER_METRICS_PORT | 0 | port of the process's /metrics, /healthz, /readyz (0: none) |
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
+| RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Settings:
     tally_public_key: str = ""
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    connect_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
@@ -137,6 +139,10 @@ class Settings:
             )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}CONNECT_TIMEOUT_S must be > 0, got {self.connect_timeout_s}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.topic_prefix):
             raise ConfigError(
                 f"{ENV_PREFIX}TOPIC_PREFIX may hold only letters, digits, '.', '_' and '-': "

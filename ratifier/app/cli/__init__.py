@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_help
+from ratifier.app.cli.reach import guard
 from ratifier.core.errors import RatifierError
 
 # Command modules, in the order `ratifier --help` lists them.
@@ -122,6 +123,8 @@ def quiet_libraries(level: str) -> None:
 for _name in _COMMANDS:
     for _command in importlib.import_module(f"ratifier.app.cli.{_name}").commands:
         cli.add_command(_command)
+# Kafka, the topics and Redis checked before each command that needs them (one line if not).
+guard(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
