@@ -44,6 +44,8 @@ def sample_args(tmp_path: Path) -> dict[str, list[str]]:
         "deadletters tail": [],
         "deadletters replay": ["--reason", "MALFORMED", "--dry-run"],
         "outcomes run": [],
+        "outcomes tail": [],
+        "outcomes show": ["case-1"],
         "replay": [str(history)],
         "review serve": ["--port", "0"],
         "review list": [],

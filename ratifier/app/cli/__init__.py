@@ -31,6 +31,7 @@ _COMMANDS = (
     "calibrate",
     "replay",
     "review",
+    "outcomes",
     "monitor",
     "demo",
     "chaos",

@@ -56,6 +56,8 @@ NEEDS: dict[str, Needs] = {
     "deadletters tail": Needs(topics=("deadletter",)),
     "deadletters replay": Needs(topics=("deadletter",)),
     "outcomes run": BOTH,
+    "outcomes tail": Needs(topics=("outcomes",)),
+    "outcomes show": Needs(topics=("outcomes",)),
     "replay": KAFKA,
     "review serve": BOTH,
     "review list": REDIS,

@@ -229,24 +229,6 @@ def resolve(
     return 0
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
-def outcomes() -> None:
-    """Every case's one final outcome, with provenance, on <prefix>.outcomes."""
-
-
-@outcomes.command(context_settings=CONTEXT_SETTINGS, epilog=examples("ratifier outcomes run"))
-@click.pass_context
-def run(ctx: click.Context) -> int:
-    """Write outcomes from pass decisions and reviewers' resolutions; keep the trusted store.
-
-    Run one per topic prefix: a second one fences the first and takes over.
-    """
-    from ratifier.runtimes.outcomes import OutcomesService
-
-    settings = settings_from(ctx)
-    return run_worker(lambda: OutcomesService(settings), settings)
-
-
 @click.command(
     context_settings=CONTEXT_SETTINGS,
     epilog=examples("ratifier answer CASE_ID", "ratifier answer CASE_ID | jq -r .content"),
@@ -278,4 +260,4 @@ def answer(ctx: click.Context, case_id: str) -> int:
     return 0
 
 
-commands = (review, outcomes, answer)
+commands = (review, answer)
