@@ -34,6 +34,7 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_TALLY_PUBLIC_KEY | (none) | the tally's public key (base64): clients verify decisions |
 | RATIFIER_METRICS_PORT | 0 | port of the process's /metrics, /healthz, /readyz (0: none) |
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
+| RATIFIER_GATEWAY_TOKENS_FILE | (none) | the HTTP gateway's clients, `name token` per line |
 | RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
 """
 
@@ -92,6 +93,7 @@ class Settings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     connect_timeout_s: float = 10.0
+    gateway_tokens_file: Path | None = None
 
     def __post_init__(self) -> None:
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
@@ -105,6 +107,10 @@ class Settings:
             object.__setattr__(self, "policy_dir", Path(self.policy_dir).absolute())
         if self.review_tokens_file is not None:
             object.__setattr__(self, "review_tokens_file", Path(self.review_tokens_file).absolute())
+        if self.gateway_tokens_file is not None:
+            object.__setattr__(
+                self, "gateway_tokens_file", Path(self.gateway_tokens_file).absolute()
+            )
         if self.review_claim_s <= 0:
             raise ConfigError(f"{ENV_PREFIX}REVIEW_CLAIM_S must be > 0, got {self.review_claim_s}")
         if self.partitions < 1:

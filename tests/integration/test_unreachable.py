@@ -56,6 +56,7 @@ def sample_args(tmp_path: Path) -> dict[str, list[str]]:
         "case": ["case-1"],
         "scoreboard": [],
         "demo": ["--cases", "1", "--metrics-port", "0", "--review-port", "0"],
+        "gateway serve": ["--port", "0"],
     }
 
 

@@ -33,6 +33,7 @@ _COMMANDS = (
     "review",
     "outcomes",
     "monitor",
+    "gateway",
     "demo",
     "chaos",
 )

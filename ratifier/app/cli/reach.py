@@ -68,6 +68,7 @@ NEEDS: dict[str, Needs] = {
     "case": REDIS,
     "scoreboard": REDIS,
     "demo": BOTH,
+    "gateway serve": KAFKA,
 }
 
 OFFLINE = frozenset(
