@@ -273,15 +273,19 @@ def tally_agreements(items: Iterable[Agreement]) -> Agreement:
 
 def load_reviewers(path: Path | None) -> Reviewers:
     """The reviewer list of ``RATIFIER_REVIEW_TOKENS_FILE``; ConfigError if unset or invalid."""
+    return load_tokens(path, variable="RATIFIER_REVIEW_TOKENS_FILE", holder="reviewer")
+
+
+def load_tokens(path: Path | None, *, variable: str, holder: str) -> Reviewers:
+    """A file of ``holder-id token`` lines (the reviewers', the HTTP gateway's clients'), set by
+    ``variable``; ConfigError if it is unset, unreadable, invalid or empty."""
     if path is None:
-        raise ConfigError(
-            "no reviewers: set RATIFIER_REVIEW_TOKENS_FILE to a file of 'reviewer-id token' lines"
-        )
+        raise ConfigError(f"no {holder}s: set {variable} to a file of '{holder}-id token' lines")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read the reviewer tokens file {path}: {exc.strerror}") from None
-    reviewers = Reviewers.parse(text, source=str(path))
-    if not reviewers.ids:
-        raise ConfigError(f"the reviewer tokens file {path} lists no reviewer")
-    return reviewers
+        raise ConfigError(f"cannot read the {holder} tokens file {path}: {exc.strerror}") from None
+    tokens = Reviewers.parse(text, source=str(path))
+    if not tokens.ids:
+        raise ConfigError(f"the {holder} tokens file {path} lists no {holder}")
+    return tokens

@@ -6,41 +6,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 
 from ratifier.core.config import Settings
-from ratifier.core.errors import ConfigError
 from ratifier.core.models import Decision
-from ratifier.core.review import Reviewers
+from ratifier.core.review import load_tokens
 from ratifier.io.client import Client
 from ratifier.io.metrics import Observability, Readiness
 from ratifier.io.outcomes_log import committed_outcomes
 from ratifier.runtimes.gateway.api import GatewayApi, GatewayLimits
 from ratifier.runtimes.gateway.index import CaseIndex
 
-__all__ = ["GatewayLimits", "GatewayService", "load_tokens"]
+__all__ = ["GatewayLimits", "GatewayService"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_tokens(path: Path | None) -> Reviewers:
-    """The gateway's clients: ``name token`` a line, the reviewer tokens file's format."""
-    if path is None:
-        raise ConfigError(
-            "the gateway needs its clients' tokens: set RATIFIER_GATEWAY_TOKENS_FILE (or "
-            "--tokens-file) to a file of 'name token' lines (tokens of 16+ characters)"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the gateway tokens file {path}: {exc.strerror}") from None
-    tokens = Reviewers.parse(text, source=str(path))
-    if not tokens.ids:
-        raise ConfigError(f"the gateway tokens file {path} lists no client")
-    return tokens
 
 
 class GatewayService:
@@ -56,7 +37,9 @@ class GatewayService:
         self.settings = settings
         self.host = host
         self.port = port
-        tokens = load_tokens(settings.gateway_tokens_file)
+        tokens = load_tokens(
+            settings.gateway_tokens_file, variable="RATIFIER_GATEWAY_TOKENS_FILE", holder="client"
+        )
         self.client = Client(settings, producer="gateway")
         self.index = CaseIndex()
         self.registry = CollectorRegistry()
@@ -103,14 +86,14 @@ class GatewayService:
         except OSError:
             await self.stop()
             raise
-        self.port = self._bound_port(site)
+        self.port = self._bound_port()
         self.ready = True
         logger.info("gateway on http://%s:%d/ (OpenAPI at /openapi.json)", self.host, self.port)
 
-    def _bound_port(self, site: web.TCPSite) -> int:
-        server = site._server  # the listening socket: its port when 0 was asked for
-        sockets = getattr(server, "sockets", None) or ()
-        return int(sockets[0].getsockname()[1]) if sockets else self.port
+    def _bound_port(self) -> int:
+        """The port listened on: the one asked for, or the one the system chose for 0."""
+        addresses = self._runner.addresses
+        return int(addresses[0][1]) if addresses else self.port
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
