@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +21,7 @@ import pytest
 from ratifier.core.config import Settings
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.metrics import serve_metrics
-from ratifier.io.testing import write_policy
+from ratifier.io.testing import wait_until, write_policy
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.ops.stack import StackStatus
 from ratifier.runtimes.gateway import GatewayLimits, GatewayService
@@ -86,11 +90,11 @@ async def gateway(
 
 
 async def call(
-    gateway: Gateway, method: str, path: str, *, headers: dict[str, str] = AUTH, **kwargs: Any
+    url: str, method: str, path: str, *, headers: dict[str, str] = AUTH, **kwargs: Any
 ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
     async with (
         aiohttp.ClientSession() as session,
-        session.request(method, gateway.url + path, headers=headers, **kwargs) as response,
+        session.request(method, url + path, headers=headers, **kwargs) as response,
     ):
         return response.status, await response.json(content_type=None), response.headers
 
@@ -109,7 +113,7 @@ async def test_submit_and_wait_in_one_request(gateway: Gateway) -> None:
         "case_id": case_id,
         "metadata": GOOD,
     }
-    status, view, headers = await call(gateway, "POST", "/v1/cases?wait=40", json=body)
+    status, view, headers = await call(gateway.url, "POST", "/v1/cases?wait=40", json=body)
     assert status == 200, view
     view = case_view(view)
     assert (view["case_id"], view["status"], view["final"], view["attempt"]) == (
@@ -127,7 +131,7 @@ async def test_submit_then_long_poll_the_case(gateway: Gateway) -> None:
     assert status == 202, view
     view = case_view(view)
     assert (view["status"], view["final"], view["decision"]) == ("submitted", False, None)
-    status, view, _ = await call(gateway, "GET", f"{headers['Location']}?wait=40")
+    status, view, _ = await call(gateway.url, "GET", f"{headers['Location']}?wait=40")
     assert status == 200
     view = case_view(view)
     assert (view["status"], view["final"]) == ("escalated", True)
@@ -144,7 +148,7 @@ async def test_decisions_stream_as_server_sent_events(gateway: Gateway) -> None:
         assert stream.status == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         status, _, _ = await call(
-            gateway,
+            gateway.url,
             "POST",
             "/v1/cases",
             json={"content": "x", "case_id": case_id, "metadata": GOOD},
@@ -178,7 +182,9 @@ async def _event_for(stream: aiohttp.ClientResponse, case_id: str) -> dict[str, 
 
 async def test_bearer_token_required(gateway: Gateway) -> None:
     for headers in ({}, {"Authorization": "Bearer not-a-token-at-all"}, {"Authorization": TOKEN}):
-        status, body, response_headers = await call(gateway, "GET", "/v1/cases/x", headers=headers)
+        status, body, response_headers = await call(
+            gateway.url, "GET", "/v1/cases/x", headers=headers
+        )
         assert status == 401
         jsonschema.validate(body, ERROR)
         assert response_headers["WWW-Authenticate"] == "Bearer"
@@ -195,19 +201,19 @@ async def test_bad_requests_are_refused_with_the_reason(gateway: Gateway) -> Non
         ({"json": {"content": "x", "metadata": {"n": 1}}}, 400, "metadata must be an object"),
     ]
     for kwargs, expected, text in cases:
-        status, body, _ = await call(gateway, "POST", "/v1/cases", **kwargs)
+        status, body, _ = await call(gateway.url, "POST", "/v1/cases", **kwargs)
         assert status == expected, (kwargs, body)
         jsonschema.validate(body, ERROR)
         assert text in body["error"]
-    status, body, _ = await call(gateway, "GET", "/v1/cases/never-submitted")
+    status, body, _ = await call(gateway.url, "GET", "/v1/cases/never-submitted")
     assert status == 404
     assert "never-submitted" in body["error"]
-    status, body, _ = await call(gateway, "GET", "/v1/cases/x?wait=soon")
+    status, body, _ = await call(gateway.url, "GET", "/v1/cases/x?wait=soon")
     assert (status, body["error"]) == (400, "wait must be a number of seconds, got 'soon'")
 
 
 async def test_openapi_document_and_metrics(gateway: Gateway) -> None:
-    status, document, _ = await call(gateway, "GET", "/openapi.json", headers={})
+    status, document, _ = await call(gateway.url, "GET", "/openapi.json", headers={})
     assert status == 200
     assert document["openapi"] == "3.1.0"
     assert set(document["paths"]) == {"/v1/cases", "/v1/cases/{case_id}", "/v1/decisions"}
@@ -236,3 +242,42 @@ async def test_the_curl_example_of_the_docs(gateway: Gateway) -> None:
     out, _ = await process.communicate()
     view = case_view(json.loads(out))
     assert (view["case_id"], view["status"]) == (case_id, "passed")
+
+
+async def test_gateway_serve_as_a_process_until_sigterm(settings: Settings, tmp_path: Path) -> None:
+    """The command as compose runs it: ready on its metrics port, the API on its own, and a
+    clean exit on SIGTERM."""
+    (tmp_path / "tokens.txt").write_text(f"svc {TOKEN}\n")
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **Fleet.env_for(settings),
+        "PYTHONSAFEPATH": "1",
+        "RATIFIER_METRICS_PORT": str(metrics_port),
+    }
+    args = ["gateway", "serve", "--port", str(port), "--tokens-file", str(tmp_path / "tokens.txt")]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ratifier", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        async def ready() -> bool:
+            assert process.returncode is None, "the gateway exited"
+            try:
+                return (await scrape(metrics_port, "/readyz"))[0] == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(ready, 60, "the gateway's /readyz")
+        url = f"http://127.0.0.1:{port}"
+        status, document, _ = await call(url, "GET", "/openapi.json", headers={})
+        assert (status, document["info"]["title"]) == (200, "Ratifier gateway")
+        process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, out.decode()
+    assert b"Traceback" not in out
