@@ -126,7 +126,7 @@ async def test_submit_and_wait_in_one_request(gateway: Gateway) -> None:
 
 async def test_submit_then_long_poll_the_case(gateway: Gateway) -> None:
     status, view, headers = await call(
-        gateway, "POST", "/v1/cases", json={"content": "Lyon.", "metadata": DOOMED}
+        gateway.url, "POST", "/v1/cases", json={"content": "Lyon.", "metadata": DOOMED}
     )
     assert status == 202, view
     view = case_view(view)
