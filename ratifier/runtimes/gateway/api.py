@@ -189,15 +189,21 @@ class GatewayApi:
         try:
             await response.prepare(request)
             while True:
+                getting = asyncio.ensure_future(queue.get())
                 try:
-                    async with asyncio.timeout(HEARTBEAT_S):
-                        decision = await queue.get()
-                except TimeoutError:
-                    if pump.done():
-                        pump.result()  # the reader failed: end the stream with its error
+                    await asyncio.wait(
+                        {getting, pump}, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    if not getting.done():
+                        getting.cancel()
+                if getting.done() and not getting.cancelled():
+                    await response.write(_event(getting.result()))
+                elif pump.done():
+                    pump.result()  # the reader failed: the stream ends with its error logged
+                    break
+                else:
                     await response.write(b": keep-alive\n\n")
-                    continue
-                await response.write(_event(decision))
         except ConnectionResetError:
             pass  # the client went away
         except Exception:
