@@ -281,3 +281,27 @@ async def test_gateway_serve_as_a_process_until_sigterm(settings: Settings, tmp_
             await process.wait()
     assert process.returncode == 0, out.decode()
     assert b"Traceback" not in out
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+async def test_the_node_example_of_the_docs(gateway: Gateway, tmp_path: Path) -> None:
+    """docs/gateway.md's Node block, run as it is written there."""
+    script = _write_node_example(tmp_path / "submit.mjs")
+    env = {**os.environ, "GATEWAY_URL": gateway.url, "GATEWAY_TOKEN": TOKEN}
+    process = await asyncio.create_subprocess_exec(
+        "node", str(script), "Paris.", "Capital of France?", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["status"] in ("passed", "escalated")
+    status, view, _ = await call(gateway.url, "GET", f"/v1/cases/{result['case_id']}")
+    assert (status, view["status"]) == (200, result["status"])
+
+
+def _write_node_example(path: Path) -> Path:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "gateway.md"
+    text = docs.read_text().split("## With Node", 1)[1]
+    path.write_text(text.split("```js\n", 1)[1].split("```", 1)[0])
+    return path
