@@ -198,13 +198,19 @@ async def set_group_offsets(
     beginning), as ``kafka-consumer-groups.sh --reset-offsets`` does. The group must be empty
     (its members stopped): the broker refuses commits from outside a live generation.
     """
-    consumer = make_consumer(settings, group_id=group, client_id=f"ratifier-reset-{group}")
-    await consumer.start()
-    try:
-        await assign_all(consumer, topics, from_beginning=True)
-        partitions: list[TopicPartition] = sorted(consumer.assignment())
-        beginnings = await consumer.beginning_offsets(partitions)
-        targets = {tp: beginnings[tp] if offset is None else offset for tp in partitions}
-        await consumer.commit(targets)
+    reader = make_consumer(settings, group_id=None, client_id=f"ratifier-reset-{group}-reader")
+    await reader.start()
+    try:  # a group-less reader finds the partitions (assigning twice would upset a group's)
+        await assign_all(reader, topics, from_beginning=True)
+        partitions: list[TopicPartition] = sorted(reader.assignment())
+        beginnings = await reader.beginning_offsets(partitions)
     finally:
-        await consumer.stop()
+        await reader.stop()
+    targets = {tp: beginnings[tp] if offset is None else offset for tp in partitions}
+    committer = make_consumer(settings, group_id=group, client_id=f"ratifier-reset-{group}")
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(targets)
+    finally:
+        await committer.stop()

@@ -283,3 +283,17 @@ def test_a_replay_may_close_the_loads_records_only_with_their_final_decision() -
     outputs.dead_letters.append(wrong)
     result = check(cases, outputs, injected, replayed_inputs=True)
     assert counts(result) == {GOOD_DEAD_LETTERED: 1}
+
+
+def test_verdicts_on_a_resubmission_of_a_finished_case_must_be_closed() -> None:
+    cases, outputs, injected = clean_run()
+    resubmitted = dataclasses.replace(verdict("c1", "a"), candidate_id="again")
+    at = SourceRef(VERDICTS, 3, 9)
+    outputs.dead_letters.append(closed(at, resubmitted, decision_id("c1", 1)))
+    assert counts(check(cases, outputs, injected)) == {GOOD_DEAD_LETTERED: 1}
+    assert check(cases, outputs, injected, closed_candidate_ids={"again"}).ok
+    outputs.dead_letters[-1] = letter(
+        at, DeadLetterReason.UNKNOWN_ATTEMPT, codec.encode(resubmitted)
+    )
+    result = check(cases, outputs, injected, closed_candidate_ids={"again"})
+    assert counts(result) == {GOOD_DEAD_LETTERED: 1}

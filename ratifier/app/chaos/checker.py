@@ -159,12 +159,15 @@ def check(
     bad_case_ids: Collection[str] = (),
     *,
     replayed_inputs: bool = False,
+    closed_candidate_ids: Collection[str] = (),
 ) -> CheckResult:
     """Apply every rule. ``case_ids`` are the load's cases; ``bad_case_ids`` are cases whose
     candidate was itself injected bad: the validators' verdicts for such a candidate are
     verdicts for an attempt the tally never opened, so their dead letters are expected.
     ``replayed_inputs``: the tally read its inputs again (a rewind), so the load's records of
-    finished cases are dead-lettered CASE_CLOSED, each naming its case's one final decision."""
+    finished cases are dead-lettered CASE_CLOSED, each naming its case's one final decision.
+    ``closed_candidate_ids``: candidates injected for finished cases, whose verdicts must be
+    dead-lettered CASE_CLOSED too."""
     rules = {name: _Rule(name) for name in RULES}
     cases = set(case_ids)
 
@@ -233,6 +236,10 @@ def check(
     for source, found in sorted(letters.items(), key=lambda item: str(item[0])):
         if replayed_inputs and all(_closed_by_final(letter, final_ids) for letter in found):
             continue
+        if closed_candidate_ids and all(
+            _judges_closed(letter, closed_candidate_ids, final_ids) for letter in found
+        ):
+            continue
         if source not in injected_at and not _follows_bad_case(found[0], bad_case_ids):
             listed = ", ".join(letter.reason.value for letter in found)
             rules[GOOD_DEAD_LETTERED].fail(f"{source} dead-lettered ({listed}): {found[0].detail}")
@@ -256,6 +263,17 @@ def _closed_by_final(letter: DeadLetter, final_ids: dict[str, set[str]]) -> bool
         return False
     case_id = _case_of(letter.original)
     return case_id is not None and letter.closed_by.decision_id in final_ids.get(case_id, ())
+
+
+def _judges_closed(
+    letter: DeadLetter, candidate_ids: Collection[str], final_ids: dict[str, set[str]]
+) -> bool:
+    """A verdict on a candidate injected for a finished case, closed in the case's name."""
+    try:
+        verdict = codec.decode_as(letter.original, Verdict)
+    except WireFormatError:
+        return False
+    return verdict.candidate_id in candidate_ids and _closed_by_final(letter, final_ids)
 
 
 def _case_of(original: bytes) -> str | None:

@@ -303,6 +303,7 @@ class LateReplay(FleetFault):
         picked = due[: max(1, round(len(due) * LATE_REPLAY_SHARE))] if due else []
         for case_id in picked:
             candidate = self.bad.client.candidate(f"a late resubmission {index}", case_id=case_id)
+            self.bad.closed_candidate_ids.add(candidate.candidate_id)
             await self.bad.write(
                 "late-resubmission",
                 self.names.candidates,

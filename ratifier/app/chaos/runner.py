@@ -161,6 +161,7 @@ async def run_scenario(
         bad.injected,
         bad.bad_case_ids,
         replayed_inputs=scenario.replays_inputs,
+        closed_candidate_ids=bad.closed_candidate_ids,
     )
     if not options.keep_topics:
         await _delete_run_topics(settings)
