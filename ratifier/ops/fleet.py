@@ -215,6 +215,9 @@ class Fleet:
 
         await wait_until(ready, timeout_s, f"{name} ready (partitions assigned, state restored)")
 
+    def pid_of(self, name: str) -> int:
+        return int(self._procs[name].pid)
+
     def running(self) -> set[str]:
         """Names of the processes started and not stopped (some may have exited on their own)."""
         return set(self._procs)
