@@ -24,7 +24,12 @@ from ratifier.io.client import Client
 from ratifier.io.testing import wait_until, write_policy
 from ratifier.ops.fleet import SIMULATED, ProcessSpec
 from ratifier.schemas import codec
-from tests.integration.test_recovery_and_timeouts import TopicTail, commit_probe, start_fleet
+from tests.integration.test_recovery_and_timeouts import (
+    FAST_FAILOVER,
+    TopicTail,
+    commit_probe,
+    start_fleet,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +122,47 @@ async def test_resubmission_and_rewind_leave_one_outcome_per_case(
     for letter in closed:
         assert letter.closed_by is not None
         assert letter.closed_by.decision_id in cases.values()
+
+
+async def test_the_faust_adapter_remembers_finished_cases_too(
+    settings: Settings, tmp_path: Path
+) -> None:
+    policy_dir = tmp_path / "policies"
+    write_policy(policy_dir, "one", ["judge-a"], accepts=1, window_seconds=30, max_attempts=1)
+    tuned = settings.with_overrides(
+        policy_dir=policy_dir,
+        tick_interval_s=0.2,
+        retention_ms=RETENTION_MS,
+        tally_engine="faust",
+    )
+    names = TopicNames.from_settings(tuned)
+    judge = ProcessSpec.validator("judge-a", SIMULATED, {"error_rate": 0.0, "seed": 1})
+    fleet = await start_fleet(tuned, ProcessSpec.tally(), judge, extra_env=FAST_FAILOVER)
+    try:
+        topics = (*names.decisions, names.tally_changelog)
+        async with TopicTail(tuned, topics) as tail, Client(tuned) as client:
+            first = await client.decide_case(
+                "answer", policy="one", metadata={"truth": "accept"}, timeout_s=60
+            )
+            case_id = first.candidate.case_id
+
+            async def pruned() -> bool:  # the case's state tombstoned on the changelog
+                return any(
+                    t == names.tally_changelog and k == case_id.encode() and not v
+                    for t, k, v in tail.records
+                )
+
+            await wait_until(pruned, 20, "the finished case's state pruned")
+            again = await client.decide_case(
+                "other", case_id=case_id, policy="one", metadata={"truth": "accept"}, timeout_s=30
+            )
+            await asyncio.sleep(1.0)  # room for a wrong extra decision to show up
+            finals = one_content_per_decision_id(tail, names)
+    finally:
+        await fleet.stop()
+    assert again.earlier
+    assert again.outcome.decision_id == first.outcome.decision_id
+    assert finals == {case_id: 1}
 
 
 async def test_a_group_without_offsets_but_with_state_refuses_to_start_over(
