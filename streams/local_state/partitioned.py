@@ -96,11 +96,15 @@ class PartitionedCaseStore:
         state.unsent.clear()
         return state.committed.checkpoint
 
-    def restore(self, partition: int, records: Iterable[Change], end_offset: int) -> None:
-        """Apply changelog records read from the checkpoint on; the state is then at
-        ``end_offset``. Restored records are not changes: they are in the changelog already."""
-        state = self._partitions[partition]
-        state.committed.apply(records, Checkpoint(end_offset, now_ms()))
+    def restore(self, partition: int, records: Iterable[Change]) -> None:
+        """Apply changelog records read from the checkpoint on (not changes: the changelog has
+        them already). Until :meth:`restored`, the checkpoint stays where the read began: a
+        crash meanwhile reads the same records again, which ends in the same state."""
+        self._partitions[partition].committed.apply(records, None)
+
+    def restored(self, partition: int, end_offset: int) -> None:
+        """The changelog was read up to ``end_offset``: the state is at it."""
+        self._partitions[partition].committed.apply((), Checkpoint(end_offset, now_ms()))
 
     def reset(self, partition: int) -> None:
         """Forget the committed state (a checkpoint the changelog cannot continue)."""

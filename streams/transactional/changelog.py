@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,15 +31,17 @@ MAX_CHECKPOINT_AGE_MS = 12 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Restored:
-    """One partition's changelog read from where its local state was: its records, oldest
-    first, the offset the local state is at after them, and whether the local state must be
-    emptied first (its checkpoint was unusable: the changelog starts anew from ``start``)."""
+class Restore:
+    """How one partition's local state catches up: read its changelog from ``start`` to
+    ``end``; with ``reset``, empty the local state first (its checkpoint was unusable, or there
+    was none: the changelog is read whole)."""
 
-    entries: Entries
     start: int
     end: int
     reset: bool
+
+
+Sink = Callable[[int, Entries], None]  # partition, a batch of its records in order
 
 
 class ChangelogReader:
@@ -61,51 +63,58 @@ class ChangelogReader:
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    async def read(self, checkpoints: Mapping[int, Checkpoint | None]) -> dict[int, Restored]:
-        """Every committed ``(key, entry)`` of each partition after its checkpoint (None: from
-        the beginning), oldest first (None: a tombstone)."""
-        started = time.monotonic()
-        if not checkpoints:
+    async def plan(self, checkpoints: Mapping[int, Checkpoint | None]) -> dict[int, Restore]:
+        """Where each partition's read starts (its checkpoint, if usable) and ends."""
+        tps = [TopicPartition(self.topic, p) for p in checkpoints]
+        if not tps:
             return {}
-        tps = {p: TopicPartition(self.topic, p) for p in checkpoints}
-        self._consumer.assign(list(tps.values()))
-        beginnings = await self._consumer.beginning_offsets(list(tps.values()))
-        ends = await self._consumer.end_offsets(list(tps.values()))
-        plans: dict[int, Restored] = {}
-        for partition, tp in tps.items():
-            start, reset = _start_of(checkpoints[partition], beginnings[tp], ends[tp])
-            if reset and checkpoints[partition] is not None:
+        beginnings = await self._consumer.beginning_offsets(tps)
+        ends = await self._consumer.end_offsets(tps)
+        plans = {}
+        for tp in tps:
+            checkpoint = checkpoints[tp.partition]
+            start, reset = _start_of(checkpoint, beginnings[tp], ends[tp])
+            if reset and checkpoint is not None:
                 logger.warning(
                     "local state of changelog partition %d (checkpoint %s) cannot be continued "
                     "from the changelog (offsets %d..%d): restoring it whole",
-                    partition,
-                    checkpoints[partition],
+                    tp.partition,
+                    checkpoint,
                     beginnings[tp],
                     ends[tp],
                 )
-            plans[partition] = Restored([], start, ends[tp], reset)
-            self._consumer.seek(tp, start)  # not seek_to_beginning: no fetch wait
-        remaining = {tp for p, tp in tps.items() if ends[tp] > plans[p].start}
+            plans[tp.partition] = Restore(start, ends[tp], reset)
+        return plans
+
+    async def read(self, plans: Mapping[int, Restore], sink: Sink) -> None:
+        """Every committed ``(key, entry)`` of each planned range (None: a tombstone), oldest
+        first, handed to ``sink`` batch by batch: a restore never holds a whole partition."""
+        started = time.monotonic()
+        tps = {p: TopicPartition(self.topic, p) for p in plans}
+        self._consumer.assign(list(tps.values()))
+        for partition, tp in tps.items():
+            self._consumer.seek(tp, plans[partition].start)  # not seek_to_beginning: no wait
+        remaining = {tp for p, tp in tps.items() if plans[p].end > plans[p].start}
+        read = 0
         while remaining:
             batch = await self._consumer.getmany(*remaining, timeout_ms=FETCH_TIMEOUT_MS)
             for tp, records in batch.items():
-                plans[tp.partition].entries.extend((r.key or b"", r.value) for r in records)
+                sink(tp.partition, [(r.key or b"", r.value) for r in records])
+                read += len(records)
             for tp in list(remaining):
-                if await self._consumer.position(tp) >= ends[tp]:
+                if await self._consumer.position(tp) >= plans[tp.partition].end:
                     remaining.discard(tp)
         self._consumer.assign([])
         logger.info(
             "restored partitions %s: %d changelog entries (%s) in %.2f s",
-            sorted(checkpoints),
-            sum(len(plan.entries) for plan in plans.values()),
+            sorted(plans),
+            read,
             ", ".join(
-                f"{p}: {'all' if plan.reset or checkpoints[p] is None else 'tail'} "
-                f"{plan.start}..{plan.end}"
+                f"{p}: {'all' if plan.reset else 'tail'} {plan.start}..{plan.end}"
                 for p, plan in sorted(plans.items())
             ),
             time.monotonic() - started,
         )
-        return plans
 
 
 def _start_of(checkpoint: Checkpoint | None, beginning: int, end: int) -> tuple[int, bool]:

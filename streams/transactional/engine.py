@@ -48,7 +48,7 @@ from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.local_state.rocksdb import RocksDBBackend
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, TallyProcessor
-from ratifier.streams.transactional.changelog import ChangelogReader, Restored
+from ratifier.streams.transactional.changelog import ChangelogReader, Restore
 from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.transactional.preflight import check_topics
 
@@ -336,12 +336,14 @@ class TransactionalTally:
                 )
             # Fence first: after this, the changelog and the committed offsets are final.
             await asyncio.gather(*(t.open() for t in opened.values()))
-            restored = await self._changelog.read({p: self.store.open(p) for p in partitions})
-            for partition, plan in restored.items():
+            plans = await self._changelog.plan({p: self.store.open(p) for p in partitions})
+            for partition, plan in plans.items():
                 if plan.reset:
                     self.store.reset(partition)
-                self.store.restore(partition, plan.entries, plan.end)
-            await self._seek_to_committed(partitions, restored, opened)
+            await self._changelog.read(plans, self.store.restore)
+            for partition, plan in plans.items():
+                self.store.restored(partition, plan.end)
+            await self._seek_to_committed(partitions, plans, opened)
         except UnsafeStart:
             await asyncio.gather(*(t.close() for t in opened.values()))
             raise
@@ -370,7 +372,7 @@ class TransactionalTally:
     async def _seek_to_committed(
         self,
         partitions: set[int],
-        restored: Mapping[int, Restored],
+        restored: Mapping[int, Restore],
         opened: Mapping[int, PartitionTransactions],
     ) -> None:
         """Move the consumer to the group's committed offsets, never silently to the beginning.
