@@ -68,6 +68,7 @@ async def test_restart_and_rebalance_read_only_the_changelog_tail(
         assert how.count("tail") == 2, how
         assert entries == 0
         # The newcomer has a state folder slot of its own, empty: it reads its partitions whole.
+        await fleet.wait_tally_ready(tuned, "tally-b", 60)
         newcomer = restores(fleet.log_dir / "tally-b.log")[-1]
         assert "all" in newcomer[2]
         async with Client(tuned) as client:  # both still decide
