@@ -16,6 +16,7 @@ Two measurements against the real broker, each with its baseline in the same run
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import time
 import uuid
@@ -134,6 +135,8 @@ async def restart(markers: int, open_cases: int, timeout_s: float) -> dict[str, 
             result["memory_store"] = await _start_until_ready(fleet, memory, timeout_s)
         finally:
             await fleet.stop()
+        shutil.rmtree(state_dir / "tally", ignore_errors=True)  # the logs stay
+        shutil.rmtree(state_dir / "memory-store" / "tally", ignore_errors=True)
     return result
 
 
