@@ -128,7 +128,10 @@ class FaustTableStore:
         return iter([item for item in self.table.data.items() if not is_marker_key(item[0])])
 
     def __len__(self) -> int:
-        return len(self.table.data) - sum(len(keys) for keys in self._markers.values())
+        return len(self.table.data) - self.markers()
+
+    def markers(self) -> int:
+        return sum(len(keys) for keys in self._markers.values())
 
 
 def install_tally(
