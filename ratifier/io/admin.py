@@ -22,6 +22,7 @@ from aiokafka.errors import for_code as error_for_code
 from ratifier.core.config import Settings
 from ratifier.core.errors import StackError
 from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import connection_options
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,13 @@ def durability_configs(settings: Settings) -> dict[str, str]:
 
 @asynccontextmanager
 async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="ratifier-admin"
-    )
+    client = AIOKafkaAdminClient(**connection_options(settings), client_id="ratifier-admin")
     try:
         await client.start()
     except KafkaError as exc:
         await client.close()
         raise StackError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}. "
+            f"cannot reach Kafka at {settings.kafka_connection().describe()}: {exc!r}. "
             "Is the broker running (`ratifier stack status`)?"
         ) from exc
     try:
