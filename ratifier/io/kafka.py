@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pkgutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -78,6 +79,29 @@ def token_provider(spec: str) -> AbstractTokenProvider:
             "not an aiokafka.abc.AbstractTokenProvider"
         )
     return provider
+
+
+@contextlib.contextmanager
+def bootstrap_failures() -> Iterator[list[str]]:
+    """Collect (and keep off the console) why aiokafka could not connect while bootstrapping.
+
+    aiokafka logs the cause (a refused connection, a TLS error, SaslAuthenticationFailed) and
+    raises only "Unable to bootstrap": the caller names the cause in its one-line error.
+    """
+    causes: list[str] = []
+
+    def collect(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith("Unable connect"):
+            causes.append(str(record.args[-1]) if isinstance(record.args, tuple) else "")
+            return False
+        return True
+
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addFilter(collect)
+    try:
+        yield causes
+    finally:
+        aiokafka_log.removeFilter(collect)
 
 
 def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:

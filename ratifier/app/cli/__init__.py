@@ -27,6 +27,7 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "keys",
+    "acl",
     "calibrate",
     "replay",
     "review",
