@@ -53,6 +53,8 @@ Connection security (docs/security.md); a password never appears in a repr, a lo
 | RATIFIER_REDIS_PASSWORD | (none) | its password; or the first line of ..._PASSWORD_FILE |
 | RATIFIER_REDIS_PASSWORD_FILE | (none) | file holding the Redis password |
 | RATIFIER_REDIS_SSL_CAFILE | (system CAs) | CA file for a `rediss://` URL |
+| RATIFIER_OUTCOMES_SIGNING_KEY | (none) | the outcomes writer's private key file: outcomes signed |
+| RATIFIER_OUTCOMES_PUBLIC_KEY | (none) | its public key (base64): only its outcomes are trusted |
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ class Settings:
     redis_password: Secret = NO_SECRET
     redis_password_file: Path | None = None
     redis_ssl_cafile: Path | None = None
+    outcomes_signing_key: Path | None = None
+    outcomes_public_key: str = ""
 
     def __post_init__(self) -> None:
         self._check_security()
@@ -192,6 +196,13 @@ class Settings:
             if isinstance(value, str):  # given in code as text: wrap it so it never prints
                 object.__setattr__(self, name, Secret(value))
         check_security(self.kafka_security_protocol, self.kafka_sasl_mechanism)
+        if self.outcomes_public_key:
+            try:
+                decode_public_key(self.outcomes_public_key)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}OUTCOMES_PUBLIC_KEY must be a base64 Ed25519 public key: {exc}"
+                ) from None
 
     def kafka_connection(self) -> KafkaConnection:
         """How every Kafka client of this process connects (reads a password file, if set)."""

@@ -107,7 +107,7 @@ _SECURITY_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(Settings)
     if f.name.startswith(("kafka_sasl_", "kafka_ssl_", "kafka_security_", "kafka_oauth_"))
-    or f.name.startswith(("redis_username", "redis_password", "redis_ssl_"))
+    or f.name.startswith(("redis_username", "redis_password", "redis_ssl_", "outcomes_"))
 )
 
 

@@ -252,11 +252,17 @@ def run(ctx: click.Context) -> int:
     epilog=examples("ratifier answer CASE_ID", "ratifier answer CASE_ID | jq -r .content"),
 )
 @click.argument("case_id")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="check the outcomes writer's signature (RATIFIER_OUTCOMES_PUBLIC_KEY; docs/security.md)",
+)
 @click.pass_context
-def answer(ctx: click.Context, case_id: str) -> int:
+def answer(ctx: click.Context, case_id: str, verify: bool) -> int:
     """Print a case's trusted answer (confirmed or corrected outcome) as JSON.
 
-    Exit code 1 when it has none: pending, in review, unresolved, or unknown.
+    Exit code 1 when it has none: pending, in review, unresolved, or unknown; 2 when --verify
+    finds it not signed by the outcomes key.
     """
     from ratifier.io.redis_client import connect
     from ratifier.io.trusted_store import TrustedStore
@@ -266,7 +272,7 @@ def answer(ctx: click.Context, case_id: str) -> int:
     async def main() -> Any:
         redis = connect(settings)  # what Client.trusted_answer reads, without a Kafka client
         try:
-            return await TrustedStore(redis, settings).get(case_id)
+            return await TrustedStore(redis, settings).get(case_id, verify=verify)
         finally:
             await redis.aclose()
 
