@@ -28,7 +28,7 @@ from ratifier.io.admin import delete_topics, ensure_topics
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.redis_client import connect
-from ratifier.io.testing import write_policy
+from ratifier.io.testing import wait_until, write_policy
 from ratifier.ops import stack as local_stack
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.ops.stack import kafka, secure
@@ -74,7 +74,8 @@ def as_role(admin: Settings, role: str) -> Settings:
 
 
 async def test_a_decision_end_to_end_over_sasl_ssl(admin: Settings, tmp_path: Path) -> None:
-    """Tally, two validators and the client, each as its own SCRAM user with only its ACLs."""
+    """Tally, two validators, the outcomes writer and the client, each as its own SCRAM user
+    with only its ACLs; the answer lands signed in the trusted store (redis with a password)."""
     policy_dir = tmp_path / "policies"
     write_policy(policy_dir, "duo", ["v-a", "v-b"], accepts=2, window_seconds=20, max_attempts=1)
     tuned = admin.with_overrides(policy_dir=policy_dir, hold_ms=4_000, tick_interval_s=0.2)
@@ -84,6 +85,7 @@ async def test_a_decision_end_to_end_over_sasl_ssl(admin: Settings, tmp_path: Pa
             _as(ProcessSpec.validator(v, SIMULATED, {"error_rate": 0.0}), admin, "validator")
             for v in ("v-a", "v-b")
         ),
+        _as(ProcessSpec.outcomes(), admin, "outcomes"),
     ]
     fleet = Fleet(Fleet.env_for(tuned), tmp_path / "logs")
     await fleet.start(*specs)
@@ -93,8 +95,13 @@ async def test_a_decision_end_to_end_over_sasl_ssl(admin: Settings, tmp_path: Pa
             outcome = await client.decide(
                 "Refunds within 30 days.", policy="duo", metadata={"truth": "accept"}, timeout_s=60
             )
-        assert isinstance(outcome, PassDecision)
-        assert {v.validator_id for v in outcome.votes} == {"v-a", "v-b"}
+            assert isinstance(outcome, PassDecision)
+            assert {v.validator_id for v in outcome.votes} == {"v-a", "v-b"}
+
+            async def answered() -> bool:
+                return await client.trusted_answer(outcome.case_id, verify=True) is not None
+
+            await wait_until(answered, 30, "the signed answer in the trusted store")
     finally:
         await fleet.stop()
 

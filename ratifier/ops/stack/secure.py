@@ -6,7 +6,9 @@ Everything lives under ``<state_dir>/secure/`` (files 0600), made once and kept:
 - ``broker.p12``: the broker's key and certificate (CN=ratifier-broker, for 127.0.0.1 and
   localhost), signed by that CA; ``broker.password`` opens it;
 - ``users/<name>.password``: the SCRAM-SHA-512 password of ``admin`` (a super user) and of
-  each role of ``ratifier.core.acl.ROLES``; ``redis.password``: redis's ``ratifier`` user.
+  each role of ``ratifier.core.acl.ROLES``; ``redis.password``: redis's ``ratifier`` user;
+- ``outcomes.key``: the outcomes writer's Ed25519 key; every role's environment carries its
+  public key, so the trusted store takes only outcomes it signed.
 
 Once the folder exists the state dir's broker has only a SASL_SSL listener for clients, its
 controller listener takes only TLS clients with a certificate of this CA (mutual TLS), and the
@@ -24,6 +26,8 @@ from pathlib import Path
 from ratifier.core.acl import ROLES
 from ratifier.core.config import ENV_PREFIX, Settings
 from ratifier.core.errors import StackError
+from ratifier.core.signing import encode_public_key
+from ratifier.io.keys import load_signer, write_private_key
 from ratifier.ops.stack.process import require_program
 
 ADMIN = "admin"
@@ -67,6 +71,10 @@ class SecurePaths:
         return self.root / "users" / f"{user}.password"
 
     @property
+    def outcomes_key(self) -> Path:
+        return self.root / "outcomes.key"
+
+    @property
     def complete(self) -> Path:
         """Written last: its presence means every file above exists."""
         return self.root / "ready"
@@ -81,6 +89,8 @@ def ensure_material(settings: Settings) -> SecurePaths:
     """Make the CA, the broker's keystore and every password, unless made before."""
     paths = SecurePaths.of(settings)
     if paths.complete.is_file():
+        if not paths.outcomes_key.exists():  # made by a version without signed outcomes
+            write_private_key(paths.outcomes_key)
         return paths
     openssl = require_program("openssl", _HINT)
     (paths.root / "users").mkdir(parents=True, exist_ok=True)
@@ -116,6 +126,8 @@ def ensure_material(settings: Settings) -> SecurePaths:
         "-certfile", str(paths.ca_cert), "-name", "broker", "-out", str(paths.keystore),
         "-passout", f"file:{paths.keystore_password}",
     )  # fmt: skip
+    if not paths.outcomes_key.exists():
+        write_private_key(paths.outcomes_key)
     for path in paths.root.iterdir():
         if path.is_file():
             os.chmod(path, 0o600)
@@ -187,7 +199,11 @@ def client_environment(settings: Settings, user: str) -> dict[str, str]:
     if user not in USERS:
         raise StackError(f"no user {user!r} on the secure stack; users: {', '.join(USERS)}")
     paths = SecurePaths.of(settings)
+    outcomes_public = encode_public_key(load_signer(paths.outcomes_key).public_key)
+    signing = {f"{ENV_PREFIX}OUTCOMES_SIGNING_KEY": str(paths.outcomes_key)}
     return {
+        **(signing if user == "outcomes" else {}),
+        f"{ENV_PREFIX}OUTCOMES_PUBLIC_KEY": outcomes_public,
         f"{ENV_PREFIX}BOOTSTRAP_SERVERS": f"127.0.0.1:{settings.kafka_port}",
         f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         f"{ENV_PREFIX}KAFKA_SASL_MECHANISM": SCRAM,
@@ -214,6 +230,8 @@ def client_settings(settings: Settings, user: str) -> Settings:
         redis_username=from_env.redis_username,
         redis_password=from_env.redis_password,
         redis_password_file=from_env.redis_password_file,
+        outcomes_signing_key=from_env.outcomes_signing_key,
+        outcomes_public_key=from_env.outcomes_public_key,
     )
 
 
