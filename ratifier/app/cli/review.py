@@ -97,6 +97,7 @@ def review() -> None:
     epilog=examples(
         "RATIFIER_REVIEW_TOKENS_FILE=reviewers.txt ratifier review serve",
         "ratifier review serve --port 8470 --host 0.0.0.0 --tokens-file /run/secrets/reviewers",
+        "ratifier review serve --host 0.0.0.0 --cert page.pem --key page.key   # HTTPS",
     ),
 )
 @click.option("--host", default="127.0.0.1", help="address the page listens on")
@@ -107,15 +108,43 @@ def review() -> None:
     help="serve the page only; another process feeds the queue from the escalate topic",
 )
 @_TOKENS_FILE
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="serve HTTPS with this PEM certificate (chain); needs --key (docs/security.md)",
+)
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="its private key")
+@click.option(
+    "--secure-cookies",
+    is_flag=True,
+    help="mark the session cookie Secure: the page is behind a TLS-terminating proxy",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str, port: int, no_feed: bool, review_tokens_file: Path | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    no_feed: bool,
+    review_tokens_file: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    secure_cookies: bool,
 ) -> int:
     """Serve the reviewer web page, and feed the queue from <prefix>.decisions.escalate."""
     from ratifier.runtimes.review_web import ReviewService
 
     settings = settings_from(ctx, review_tokens_file=review_tokens_file)
-    return run_worker(lambda: ReviewService(settings, host=host, port=port, feed=not no_feed))
+    return run_worker(
+        lambda: ReviewService(
+            settings,
+            host=host,
+            port=port,
+            feed=not no_feed,
+            cert=cert,
+            key=key,
+            secure_cookies=secure_cookies,
+        )
+    )
 
 
 @review.command(
