@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from ratifier.core.review import load_reviewers
 from ratifier.io.review_metrics import AgreementStore, ReviewGauges
 from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.review_sessions import ReviewSessions
+from ratifier.io.testing import self_signed_certificate
 from ratifier.runtimes.review_web import (
     COOKIE,
     ReviewApp,
@@ -208,18 +208,7 @@ async def test_the_session_cookie_is_not_the_token_and_logout_ends_it(
 
 @pytest.fixture
 def page_cert(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key (PEM)."""
-    cert, key = tmp_path / "page.pem", tmp_path / "page.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=review", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_certificate(tmp_path, "page")
 
 
 async def test_the_page_serves_https_with_secure_cookies(

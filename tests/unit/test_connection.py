@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,14 @@ from ratifier.core.connection import KafkaConnection, Secret
 from ratifier.core.errors import ConfigError
 from ratifier.io.kafka import connection_options, make_consumer, make_producer
 from ratifier.io.redis_client import connect
+from ratifier.io.testing import self_signed_certificate
 from ratifier.streams.app import broker_credentials
 
 PASSWORD = "pw-0123456789-do-not-print"
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=unit", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def _scram(tmp_path: Path, **extra: str) -> Settings:
-    cert, _key = _self_signed(tmp_path)
+    cert, _key = self_signed_certificate(tmp_path)
     return Settings.from_env(
         {
             "RATIFIER_BOOTSTRAP_SERVERS": "broker.example:9093",
@@ -172,7 +159,7 @@ def test_oauth_provider_hook_is_built_from_module_callable(tmp_path: Path) -> No
 
 
 def test_redis_takes_user_password_and_tls(tmp_path: Path) -> None:
-    cert, _key = _self_signed(tmp_path)
+    cert, _key = self_signed_certificate(tmp_path)
     settings = Settings.from_env(
         {
             "RATIFIER_REDIS_URL": "rediss://cache.example:6380/0",

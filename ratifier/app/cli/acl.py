@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 if TYPE_CHECKING:
     from ratifier.core.acl import Acl
 
 _PRINCIPAL_HELP = "a role's principal, ROLE=User:NAME (repeatable)  [default: User:<role>]"
+
+
+def _plan_options(command: F) -> F:
+    """--prefix, --principal and --role: which ACLs, shared by plan and apply."""
+    command = click.option("--role", "roles", multiple=True, help="only these roles (repeatable)")(
+        command
+    )
+    command = click.option("--principal", "principals", multiple=True, help=_PRINCIPAL_HELP)(
+        command
+    )
+    return click.option(
+        "--prefix", default=None, help="topic prefix  [default: RATIFIER_TOPIC_PREFIX]"
+    )(command)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -27,9 +43,7 @@ def acl() -> None:
         "ratifier acl plan --prefix prod --principal tally=User:svc-tally --role tally",
     ),
 )
-@click.option("--prefix", default=None, help="topic prefix  [default: RATIFIER_TOPIC_PREFIX]")
-@click.option("--principal", "principals", multiple=True, help=_PRINCIPAL_HELP)
-@click.option("--role", "roles", multiple=True, help="only these roles (repeatable)")
+@_plan_options
 @click.pass_context
 def plan(
     ctx: click.Context, prefix: str | None, principals: tuple[str, ...], roles: tuple[str, ...]
@@ -46,9 +60,7 @@ def plan(
         'eval "$(ratifier stack env --secure --user admin)"; ratifier acl apply --prefix prod',
     ),
 )
-@click.option("--prefix", default=None, help="topic prefix  [default: RATIFIER_TOPIC_PREFIX]")
-@click.option("--principal", "principals", multiple=True, help=_PRINCIPAL_HELP)
-@click.option("--role", "roles", multiple=True, help="only these roles (repeatable)")
+@_plan_options
 @click.pass_context
 def apply(
     ctx: click.Context, prefix: str | None, principals: tuple[str, ...], roles: tuple[str, ...]
