@@ -308,6 +308,8 @@ def launch_node(node: KafkaNode, settings: Settings, *, cluster_id: str) -> Laun
     java, libs = _prerequisites(node, settings)
     paths.data.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(server_properties(node, settings))
+    if node.secure:  # it holds the keystore and admin passwords
+        paths.config.chmod(0o600)
     paths.log4j.write_text(log4j_properties(paths))
     scram = secure.scram_format_args(settings) if node.secure else []
     _format_storage(java, libs, paths, cluster_id, scram)
