@@ -53,6 +53,7 @@ demo: stack-up
 
 bench: stack-up
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py finished
 
 # The full chaos suite (docs/chaos.md): on a single broker, then on the 3-node cluster. It
 # restarts brokers, so it runs on a stack of its own (own ports, own state dir), never on the

@@ -20,6 +20,8 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_HOLD_MS | 30000 | how long verdicts wait for a candidate that has not arrived |
 | RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
 | RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
+| RATIFIER_FINISHED_HORIZON_MS | 604800000 | how long finished cases are remembered (`forever`) |
+| RATIFIER_TALLY_STORE | rocksdb | transactional tally state: `rocksdb` (state dir) or `memory` |
 | RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
 | RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once) or `faust` |
 | RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits |
@@ -81,6 +83,9 @@ from ratifier.core.signing import decode_public_key
 ENV_PREFIX = "RATIFIER_"
 # The tally's engines: exactly-once on Kafka transactions (default), or the faust adapter.
 TALLY_ENGINES = ("transactional", "faust")
+# Where the transactional tally keeps its state (docs/delivery.md, "State on disk").
+TALLY_STORES = ("rocksdb", "memory")
+FOREVER = "forever"  # RATIFIER_FINISHED_HORIZON_MS=forever
 
 
 def _mask_url_password(url: str) -> str:
@@ -104,6 +109,8 @@ class Settings:
     hold_ms: int = 30_000
     retention_ms: int = 60_000
     retry_wait_ms: int = 600_000
+    finished_horizon_ms: int | None = 7 * 24 * 3600 * 1000  # None: forever
+    tally_store: str = "rocksdb"
     tick_interval_s: float = 0.5
     tally_engine: str = "transactional"
     commit_interval_ms: int = 100
@@ -171,6 +178,16 @@ class Settings:
             raise ConfigError(
                 f"{ENV_PREFIX}TALLY_ENGINE must be one of {', '.join(TALLY_ENGINES)}, "
                 f"got {self.tally_engine!r}"
+            )
+        if self.tally_store not in TALLY_STORES:
+            raise ConfigError(
+                f"{ENV_PREFIX}TALLY_STORE must be one of {', '.join(TALLY_STORES)}, "
+                f"got {self.tally_store!r}"
+            )
+        if self.finished_horizon_ms is not None and self.finished_horizon_ms < self.retention_ms:
+            raise ConfigError(
+                f"{ENV_PREFIX}FINISHED_HORIZON_MS ({self.finished_horizon_ms}) must be at least "
+                f"{ENV_PREFIX}RETENTION_MS ({self.retention_ms}), or {FOREVER!r}"
             )
         if self.commit_interval_ms < 1:
             raise ConfigError(
@@ -270,8 +287,10 @@ class Settings:
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:
     kind = str(type_name)
+    if kind == "int | None" and raw.strip().lower() == FOREVER:
+        return None
     try:
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw)
         if kind == "float":
             return float(raw)
@@ -280,6 +299,10 @@ def _parse(name: str, raw: str, type_name: Any) -> Any:
         if kind == "Secret":
             return Secret(raw)
     except ValueError:
-        expected = {"int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+        expected = {
+            "int": "an integer",
+            "int | None": f"an integer or {FOREVER!r}",
+            "float": "a number",
+        }.get(kind, f"a {kind}")
         raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {expected}, got {raw!r}") from None
     return raw

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
@@ -23,7 +24,8 @@ from aiokafka.errors import for_code as error_for_code
 from ratifier.core.config import Settings
 from ratifier.core.errors import StackError
 from ratifier.core.topics import TopicNames
-from ratifier.io.kafka import bootstrap_failures, connection_options
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import bootstrap_failures, connection_options, make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +206,28 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> Non
         if time.monotonic() > deadline:
             raise StackError(f"topics have no leader after {_READY_TIMEOUT_S:.0f} s: {pending}")
         await asyncio.sleep(0.1)
+
+
+async def set_group_offsets(
+    settings: Settings, group: str, topics: Iterable[str], offset: int | None = 0
+) -> None:
+    """Commit ``offset`` for every partition of ``topics`` in ``group`` (None: each partition's
+    beginning), as ``kafka-consumer-groups.sh --reset-offsets`` does. The group must be empty
+    (its members stopped): the broker refuses commits from outside a live generation.
+    """
+    reader = make_consumer(settings, group_id=None, client_id=f"ratifier-reset-{group}-reader")
+    await reader.start()
+    try:  # a group-less reader finds the partitions (assigning twice would upset a group's)
+        await assign_all(reader, topics, from_beginning=True)
+        partitions: list[TopicPartition] = sorted(reader.assignment())
+        beginnings = await reader.beginning_offsets(partitions)
+    finally:
+        await reader.stop()
+    targets = {tp: beginnings[tp] if offset is None else offset for tp in partitions}
+    committer = make_consumer(settings, group_id=group, client_id=f"ratifier-reset-{group}")
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(targets)
+    finally:
+        await committer.stop()

@@ -21,7 +21,7 @@ from typing import IO
 
 import orjson
 
-from ratifier.core.config import ENV_PREFIX, Settings
+from ratifier.core.config import ENV_PREFIX, FOREVER, Settings
 from ratifier.core.connection import Secret
 from ratifier.core.polling import wait_until
 from ratifier.core.topics import TopicNames
@@ -155,6 +155,12 @@ class Fleet:
             "RATIFIER_HOLD_MS": str(settings.hold_ms),
             "RATIFIER_RETENTION_MS": str(settings.retention_ms),
             "RATIFIER_RETRY_WAIT_MS": str(settings.retry_wait_ms),
+            "RATIFIER_FINISHED_HORIZON_MS": (
+                FOREVER
+                if settings.finished_horizon_ms is None
+                else str(settings.finished_horizon_ms)
+            ),
+            "RATIFIER_TALLY_STORE": settings.tally_store,
             "RATIFIER_TICK_INTERVAL_S": str(settings.tick_interval_s),
             "RATIFIER_TALLY_ENGINE": settings.tally_engine,
             "RATIFIER_COMMIT_INTERVAL_MS": str(settings.commit_interval_ms),
@@ -238,6 +244,13 @@ class Fleet:
 
         await wait_until(ready, timeout_s, f"{name} ready (partitions assigned, state restored)")
 
+    def pid_of(self, name: str) -> int:
+        return int(self._procs[name].pid)
+
+    def running(self) -> set[str]:
+        """Names of the processes started and not stopped (some may have exited on their own)."""
+        return set(self._procs)
+
     def exited(self) -> dict[str, int]:
         """Processes that ended on their own, with their exit codes."""
         return {n: p.returncode for n, p in self._procs.items() if p.returncode is not None}
@@ -295,3 +308,7 @@ class Fleet:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _horizon(horizon_ms: int | None) -> str:
+    return FOREVER if horizon_ms is None else str(horizon_ms)

@@ -61,7 +61,9 @@ def submit(
     """Submit a candidate for a new case.
 
     CONTENT is the first attempt's answer; the candidate (or with --wait the final outcome)
-    is printed as JSON.
+    is printed as JSON. Idempotent by --case-id: a case that already has its final outcome
+    gets no second one (the tally dead-letters the candidate CASE_CLOSED), and with --wait
+    that earlier outcome is printed (exit 0, saying so); a case still in progress is waited for.
     """
     from ratifier.io.client import Client
 
@@ -82,13 +84,19 @@ def submit(
                 click.echo(to_json(await client.submit(content, **fields)))
                 return
             try:
-                outcome = await client.decide(content, timeout_s=timeout, **fields)
+                decided = await client.decide_case(content, timeout_s=timeout, **fields)
             except TimeoutError:
                 raise RatifierError(
                     f"no final outcome for case {case} within {timeout:g} s: are a tally, "
                     f"the validators of policy {policy!r} and a generator running?"
                 ) from None
-            click.echo(to_json(outcome))
+            if decided.earlier:
+                click.echo(
+                    f"case {case} already had a submission: this is its earlier outcome "
+                    f"(decision {decided.outcome.decision_id}); nothing new was submitted",
+                    err=True,
+                )
+            click.echo(to_json(decided.outcome))
 
     asyncio.run(main())
     return 0
