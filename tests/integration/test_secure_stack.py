@@ -19,7 +19,7 @@ import pytest
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from ratifier.core.acl import plan
-from ratifier.core.config import Settings
+from ratifier.core.config import TALLY_ENGINES, Settings
 from ratifier.core.errors import StackError
 from ratifier.core.models import PassDecision
 from ratifier.core.topics import TopicNames
@@ -73,12 +73,17 @@ def as_role(admin: Settings, role: str) -> Settings:
     return secure.client_settings(admin, role)
 
 
-async def test_a_decision_end_to_end_over_sasl_ssl(admin: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", TALLY_ENGINES)
+async def test_a_decision_end_to_end_over_sasl_ssl(
+    admin: Settings, tmp_path: Path, engine: str
+) -> None:
     """Tally, two validators, the outcomes writer and the client, each as its own SCRAM user
     with only its ACLs; the answer lands signed in the trusted store (redis with a password)."""
     policy_dir = tmp_path / "policies"
     write_policy(policy_dir, "duo", ["v-a", "v-b"], accepts=2, window_seconds=20, max_attempts=1)
-    tuned = admin.with_overrides(policy_dir=policy_dir, hold_ms=4_000, tick_interval_s=0.2)
+    tuned = admin.with_overrides(
+        policy_dir=policy_dir, hold_ms=4_000, tick_interval_s=0.2, tally_engine=engine
+    )
     specs = [
         _as(ProcessSpec.tally(), admin, "tally"),
         *(
