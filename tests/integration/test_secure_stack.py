@@ -111,6 +111,25 @@ async def test_a_decision_end_to_end_over_sasl_ssl(
         await fleet.stop()
 
 
+async def test_the_other_roles_run_with_their_own_acls(admin: Settings, tmp_path: Path) -> None:
+    """Monitor, generator and reviewer page: each joins its group on its topics as its user
+    (a missing ACL stops a process at subscription, and wait_ready names it)."""
+    tokens = tmp_path / "reviewers.txt"
+    tokens.write_text("ann tok-ann-0123456789abcdef\n")
+    specs = [
+        _as(ProcessSpec.monitor(), admin, "monitor"),
+        _as(ProcessSpec.generator("ratifier.app.demo.generator:improve"), admin, "generator"),
+        _as(ProcessSpec.review(free_port(), tokens), admin, "reviewer"),
+    ]
+    fleet = Fleet(Fleet.env_for(admin), tmp_path / "logs")
+    await fleet.start(*specs)
+    try:
+        await fleet.wait_ready(admin, timeout_s=60)
+        assert fleet.exited() == {}
+    finally:
+        await fleet.stop()
+
+
 def _as(spec: ProcessSpec, admin: Settings, role: str) -> ProcessSpec:
     env = secure.client_environment(admin, role)
     return ProcessSpec(spec.name, spec.args, tuple(env.items()))
