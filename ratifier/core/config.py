@@ -38,6 +38,27 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
 | RATIFIER_GATEWAY_TOKENS_FILE | (none) | the HTTP gateway's clients, `name token` per line |
 | RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
+
+Connection security (docs/security.md); a password never appears in a repr, a log or an error:
+
+| variable | default | meaning |
+|---|---|---|
+| RATIFIER_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL |
+| RATIFIER_KAFKA_SASL_MECHANISM | (none) | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER |
+| RATIFIER_KAFKA_SASL_USERNAME | (none) | SASL user (PLAIN, SCRAM) |
+| RATIFIER_KAFKA_SASL_PASSWORD | (none) | its password; or the first line of ..._PASSWORD_FILE |
+| RATIFIER_KAFKA_SASL_PASSWORD_FILE | (none) | file holding the SASL password |
+| RATIFIER_KAFKA_SSL_CAFILE | (system CAs) | CA file (PEM) of the brokers' certificates |
+| RATIFIER_KAFKA_SSL_CERTFILE | (none) | client certificate (PEM) for mutual TLS |
+| RATIFIER_KAFKA_SSL_KEYFILE | (none) | its private key (PEM) |
+| RATIFIER_KAFKA_SSL_KEY_PASSWORD | (none) | passphrase of that key, if encrypted |
+| RATIFIER_KAFKA_OAUTH_TOKEN_PROVIDER | (none) | `module:callable`: an aiokafka token provider |
+| RATIFIER_REDIS_USERNAME | (none) | Redis ACL user (overrides the URL's) |
+| RATIFIER_REDIS_PASSWORD | (none) | its password; or the first line of ..._PASSWORD_FILE |
+| RATIFIER_REDIS_PASSWORD_FILE | (none) | file holding the Redis password |
+| RATIFIER_REDIS_SSL_CAFILE | (system CAs) | CA file for a `rediss://` URL |
+| RATIFIER_OUTCOMES_SIGNING_KEY | (none) | the outcomes writer's private key file: outcomes signed |
+| RATIFIER_OUTCOMES_PUBLIC_KEY | (none) | its public key (base64): only its outcomes are trusted |
 """
 
 from __future__ import annotations
@@ -50,6 +71,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ratifier.core.connection import (
+    NO_SECRET,
+    KafkaConnection,
+    RedisConnection,
+    Secret,
+    check_security,
+    read_secret,
+)
 from ratifier.core.errors import ConfigError
 from ratifier.core.signing import decode_public_key
 
@@ -101,8 +130,26 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     connect_timeout_s: float = 10.0
     gateway_tokens_file: Path | None = None
+    # Connection security (docs/security.md): built into KafkaConnection / RedisConnection.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = NO_SECRET
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: Secret = NO_SECRET
+    kafka_oauth_token_provider: str = ""
+    redis_username: str = ""
+    redis_password: Secret = NO_SECRET
+    redis_password_file: Path | None = None
+    redis_ssl_cafile: Path | None = None
+    outcomes_signing_key: Path | None = None
+    outcomes_public_key: str = ""
 
     def __post_init__(self) -> None:
+        self._check_security()
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
         if not self.bootstrap_servers:
             object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
@@ -172,6 +219,52 @@ class Settings:
                 f"{self.topic_prefix!r}"
             )
 
+    def _check_security(self) -> None:
+        for name in ("kafka_sasl_password", "kafka_ssl_key_password", "redis_password"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # given in code as text: wrap it so it never prints
+                object.__setattr__(self, name, Secret(value))
+        check_security(self.kafka_security_protocol, self.kafka_sasl_mechanism)
+        if self.outcomes_public_key:
+            try:
+                decode_public_key(self.outcomes_public_key)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}OUTCOMES_PUBLIC_KEY must be a base64 Ed25519 public key: {exc}"
+                ) from None
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How every Kafka client of this process connects (reads a password file, if set)."""
+        return KafkaConnection(
+            bootstrap_servers=self.bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=read_secret(
+                self.kafka_sasl_password,
+                self.kafka_sasl_password_file,
+                name=f"{ENV_PREFIX}KAFKA_SASL_PASSWORD",
+            ),
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_key_password=self.kafka_ssl_key_password,
+            oauth_token_provider=self.kafka_oauth_token_provider,
+        )
+
+    def redis_connection(self) -> RedisConnection:
+        """How the Redis client connects (reads a password file, if set)."""
+        return RedisConnection(
+            url=self.redis_url,
+            username=self.redis_username,
+            password=read_secret(
+                self.redis_password,
+                self.redis_password_file,
+                name=f"{ENV_PREFIX}REDIS_PASSWORD",
+            ),
+            ssl_cafile=self.redis_ssl_cafile,
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``RATIFIER_*`` variables; keyword overrides win over the environment."""
@@ -215,6 +308,8 @@ def _parse(name: str, raw: str, type_name: Any) -> Any:
             return float(raw)
         if "Path" in kind:
             return Path(raw)
+        if kind == "Secret":
+            return Secret(raw)
     except ValueError:
         expected = {
             "int": "an integer",

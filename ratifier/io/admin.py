@@ -16,6 +16,7 @@ from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     KafkaError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
 from aiokafka.errors import for_code as error_for_code
@@ -24,7 +25,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import StackError
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
-from ratifier.io.kafka import make_consumer
+from ratifier.io.kafka import bootstrap_failures, connection_options, make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,19 @@ def durability_configs(settings: Settings) -> dict[str, str]:
 
 @asynccontextmanager
 async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="ratifier-admin"
-    )
+    client = AIOKafkaAdminClient(**connection_options(settings), client_id="ratifier-admin")
     try:
-        await client.start()
+        with bootstrap_failures() as causes:
+            await client.start()
     except KafkaError as exc:
         await client.close()
+        where = settings.kafka_connection().describe()
+        if any("Authentication" in cause for cause in causes):
+            raise StackError(f"Kafka at {where} refused the credentials: {causes[-1]}") from exc
+        cause = causes[-1] if causes else repr(exc)
         raise StackError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}. "
-            "Is the broker running (`ratifier stack status`)?"
+            f"cannot reach Kafka at {where}: {cause}. "
+            "Is the broker running (`ratifier stack status`), with this security protocol?"
         ) from exc
     try:
         yield client
@@ -77,6 +81,11 @@ async def ensure_topics(
 
     ``configs`` are topic configs for the topics created (e.g. ``cleanup.policy``). Existing
     topics are left as they are (their partition count and configs are not changed).
+
+    Without ``names`` (every public topic, a convenience of ``tally run`` and friends), a topic
+    this principal may neither see nor create is skipped with a warning: on a cluster with
+    least-privilege ACLs an admin creates the topics (docs/security.md). Named topics must be
+    there or be created.
     """
     wanted = list(dict.fromkeys(default_topics(settings) if names is None else names))
     if not wanted:
@@ -102,6 +111,14 @@ async def ensure_topics(
                 # Another process may create the same topic between our list and create.
                 if code not in (0, TopicAlreadyExistsError.errno)
             ]
+            denied = [t for t, code, _ in failures if code == TopicAuthorizationFailedError.errno]
+            if names is None and denied:
+                log.warning(
+                    "not allowed to see or create %s: skipped (an admin creates them)",
+                    ", ".join(denied),
+                )
+                failures = [f for f in failures if f[0] not in denied]
+                wanted = [name for name in wanted if name not in denied]
             if failures:
                 details = "; ".join(
                     f"{topic}: {error_for_code(code).__name__} {message or ''}".strip()

@@ -360,18 +360,20 @@ class Client:
         finally:
             await consumer.stop()
 
-    async def trusted_answer(self, case_id: str) -> Outcome | None:
+    async def trusted_answer(self, case_id: str, *, verify: bool = False) -> Outcome | None:
         """The case's trusted answer: its confirmed or corrected outcome, with provenance.
 
         None while the case is pending or in review, when it ended unresolved, or is unknown.
-        Read from the trusted answers store (Redis), which the outcomes runtime keeps.
+        Read from the trusted answers store (Redis), which the outcomes runtime keeps. With
+        RATIFIER_OUTCOMES_PUBLIC_KEY (required by ``verify``) its signature is checked:
+        ``UntrustedOutcome`` when it does not hold (docs/security.md).
         """
         from ratifier.io.redis_client import connect  # only callers of this method need Redis
         from ratifier.io.trusted_store import TrustedStore
 
         redis = connect(self.settings)
         try:
-            return await TrustedStore(redis, self.settings).get(case_id)
+            return await TrustedStore(redis, self.settings).get(case_id, verify=verify)
         finally:
             await redis.aclose()
 

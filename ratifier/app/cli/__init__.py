@@ -28,6 +28,7 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "keys",
+    "acl",
     "calibrate",
     "replay",
     "review",
