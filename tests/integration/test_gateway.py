@@ -124,6 +124,30 @@ async def test_submit_and_wait_in_one_request(gateway: Gateway) -> None:
     assert headers["Location"] == f"/v1/cases/{case_id}"
 
 
+async def test_a_case_id_submitted_again_gets_its_earlier_outcome(gateway: Gateway) -> None:
+    case_id = f"gw-{uuid.uuid4().hex[:8]}"
+    first = {"content": "Paris.", "case_id": case_id, "metadata": GOOD}
+    status, view, headers = await call(gateway.url, "POST", "/v1/cases?wait=40", json=first)
+    assert status == 200, view
+    assert "Ratifier-Earlier" not in headers
+    decision_id = case_view(view)["decision"]["decision_id"]
+    again = {"content": "Marseille, on second thought.", "case_id": case_id, "metadata": DOOMED}
+    for path in ("/v1/cases", "/v1/cases?wait=40"):
+        status, view, headers = await call(gateway.url, "POST", path, json=again)
+        assert status == 200, view
+        assert headers["Ratifier-Earlier"] == "true"
+        view = case_view(view)
+        assert view["decision"]["decision_id"] == decision_id
+        assert view["decision"]["candidate"]["content"] == "Paris."
+
+
+async def test_an_unknown_policy_is_refused_with_the_tallys_reason(gateway: Gateway) -> None:
+    body = {"content": "Paris.", "policy": "no-such-policy", "metadata": GOOD}
+    status, error, _ = await call(gateway.url, "POST", "/v1/cases?wait=40", json=body)
+    assert status == 422, error
+    assert "UNKNOWN_POLICY" in error["error"]
+
+
 async def test_submit_then_long_poll_the_case(gateway: Gateway) -> None:
     status, view, headers = await call(
         gateway.url, "POST", "/v1/cases", json={"content": "Lyon.", "metadata": DOOMED}

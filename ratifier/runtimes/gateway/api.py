@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +18,18 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ratifier.core.errors import RatifierError, UnknownReviewer
+from ratifier.core.errors import CandidateRejected, RatifierError, UnknownReviewer
 from ratifier.core.jsonview import to_json
 from ratifier.core.models import Candidate, Decision, PassDecision, RetryRequest
 from ratifier.core.review import Reviewers
+from ratifier.io.client import Decided
 from ratifier.runtimes.gateway.index import CaseIndex
 from ratifier.runtimes.gateway.openapi import CASE_REQUEST, document
 
 logger = logging.getLogger(__name__)
 
 Submit = Callable[..., Awaitable[Candidate]]
+Decide = Callable[..., Awaitable[Decided]]  # Client.decide_case
 DecisionStream = Callable[[bool], AsyncIterator[Decision]]
 
 HEARTBEAT_S = 15.0
@@ -56,6 +59,7 @@ class GatewayApi:
         self,
         *,
         submit: Submit,
+        decide: Decide,
         decisions: DecisionStream,
         index: CaseIndex,
         tokens: Reviewers,
@@ -65,6 +69,7 @@ class GatewayApi:
         ready: Callable[[], bool],
     ) -> None:
         self._submit = submit
+        self._decide = decide
         self._decisions = decisions
         self.index = index
         self._tokens = tokens
@@ -150,20 +155,41 @@ class GatewayApi:
         if isinstance(fields, str):
             return _error(400, fields)
         content = fields.pop("content")
+        case_id = fields.setdefault("case_id", str(uuid.uuid4()))
+        if self.index.decided(case_id):
+            # Idempotent: a case this gateway saw decided is not submitted again.
+            await self.index.wait_final(case_id, wait)
+            return self._case_answer(case_id, earlier=True)
+        earlier = False
         try:
-            candidate = await self._submit(content, **fields)
+            if wait > 0:  # submit and wait in one: a finished case's earlier outcome comes back
+                decided = await self._decide(content, timeout_s=wait, **fields)
+                self.index.on_decision(decided.outcome)
+                earlier = decided.earlier
+            else:
+                await self._submit(content, **fields)
+        except TimeoutError:
+            pass  # sent, not decided within ?wait: 202
+        except CandidateRejected as exc:
+            return _error(422, f"the tally rejected the candidate: {exc.reason}: {exc.detail}")
         except RatifierError as exc:
             return _error(400, str(exc))
         except Exception as exc:  # Kafka refused or timed out: nothing was accepted
             logger.warning("submit failed: %r", exc)
             return _error(503, "the candidate could not be sent to Kafka; try again")
         self.submitted.inc()
-        self.index.submitted(candidate.case_id)
-        logger.debug("case %s submitted (attempt %d)", candidate.case_id, candidate.attempt)
-        await self.index.wait_final(candidate.case_id, wait)
-        view = self.index.view(candidate.case_id) or {}
-        location = f"/v1/cases/{candidate.case_id}"
-        return _ok(200 if view.get("final") else 202, view, Location=location)
+        self.index.submitted(case_id)
+        logger.debug("case %s submitted", case_id)
+        return self._case_answer(case_id, earlier=earlier)
+
+    def _case_answer(self, case_id: str, *, earlier: bool) -> web.Response:
+        """200 with the final outcome, or 202 while undecided; ``Ratifier-Earlier: true`` when
+        the outcome is the case's earlier one (its id was submitted before)."""
+        view = self.index.view(case_id) or {}
+        headers = {"Location": f"/v1/cases/{case_id}"}
+        if earlier:
+            headers["Ratifier-Earlier"] = "true"
+        return _ok(200 if view.get("final") else 202, view, **headers)
 
     async def _get_case(self, request: web.Request) -> web.Response:
         case_id = request.match_info["case_id"]

@@ -77,6 +77,11 @@ class CaseIndex:
     def submitted(self, case_id: str) -> None:
         self._entry(case_id)
 
+    def decided(self, case_id: str) -> bool:
+        """Whether the tally decided anything for the case (it exists beyond a submission)."""
+        case = self._cases.get(case_id)
+        return case is not None and case.decision is not None
+
     def on_decision(self, decision: Decision) -> None:
         case = self._entry(decision.case_id)
         if case.final and not isinstance(decision, PassDecision | EscalationPacket):

@@ -79,6 +79,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "no or an unknown bearer token",
         404: "the gateway knows nothing of this case",
         413: "the body is larger than the gateway's limit",
+        422: "the tally rejected the candidate (with ?wait; the error gives its reason)",
         503: "not ready, or too many streams",
     }
     return {str(code): _json("Error", texts[code]) for code in codes}
@@ -107,9 +108,13 @@ def document(version: str) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": _json("CaseView", "decided within ?wait"),
+                        "200": _json(
+                            "CaseView",
+                            "decided within ?wait; header Ratifier-Earlier: true when it is the "
+                            "case's earlier outcome (its case_id had been submitted before)",
+                        ),
                         "202": _json("CaseView", "accepted: sent to the candidates topic"),
-                        **_errors(400, 401, 413, 503),
+                        **_errors(400, 401, 413, 422, 503),
                     },
                 }
             },

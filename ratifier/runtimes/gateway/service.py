@@ -45,6 +45,7 @@ class GatewayService:
         self.registry = CollectorRegistry()
         self.api = GatewayApi(
             submit=self.client.submit,
+            decide=self.client.decide_case,
             decisions=self._decisions,
             index=self.index,
             tokens=tokens,
