@@ -19,7 +19,10 @@ COPY validators validators
 RUN pip install -r requirements.lock && pip install --no-deps . && rm -rf /src/build
 
 # Never run as root; state (the tally's data dir) lives in the user's home.
-RUN useradd --create-home --uid 10001 ratifier
+# The folder exists in the image, owned by the user, so a named volume mounted there (the
+# tally's, in docker-compose.yml) starts with that ownership.
+RUN useradd --create-home --uid 10001 ratifier \
+    && mkdir /home/ratifier/.state && chown ratifier:ratifier /home/ratifier/.state
 USER ratifier
 WORKDIR /home/ratifier
 ENV RATIFIER_STATE_DIR=/home/ratifier/.state
