@@ -23,6 +23,7 @@ from rapidfuzz.fuzz import ratio as _similarity_percent
 from ratifier.core.consensus import Evidence, posterior
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
+    TIMEOUT_REASON_CODE,
     AttemptRecord,
     Candidate,
     DeadLetterReason,
@@ -475,18 +476,36 @@ def _confidence(policy: Policy, attempt: AttemptState) -> float:
 
 
 def _vote_split(policy: Policy, attempt: AttemptState) -> EscalationReason:
-    """How a failed last attempt's voters stood: TIE, REJECTED or NO_CONSENSUS (by weight)."""
+    """How a failed last attempt's voters stood: TIE, REJECTED or NO_CONSENSUS (by weight).
+
+    A tie needs both sides: when no voter took one (every verdict an abstention), the attempt
+    reads WINDOW_TIMEOUT if each of those abstentions is a validator's time limit (the runtime
+    publishes a timed-out call as an ABSTAIN), else NO_CONSENSUS.
+    """
     accepting = rejecting = 0.0
+    abstentions: list[Verdict] = []
     for validator_id, weight in policy.voter_weights(attempt.candidate.category).weights:
         verdict = attempt.votes.get(validator_id)
-        if verdict is not None and verdict.vote is Vote.ACCEPT:
+        if verdict is None:
+            continue
+        if verdict.vote is Vote.ACCEPT:
             accepting += weight
-        elif verdict is not None and verdict.vote is Vote.REJECT:
+        elif verdict.vote is Vote.REJECT:
             rejecting += weight
+        else:
+            abstentions.append(verdict)
+    if accepting == 0.0 and rejecting == 0.0:
+        timed_out = bool(abstentions) and all(map(_timed_out, abstentions))
+        return EscalationReason.WINDOW_TIMEOUT if timed_out else EscalationReason.NO_CONSENSUS
     scale = max(accepting, rejecting, 1.0)
     if abs(accepting - rejecting) <= _RELATIVE_EPSILON * scale:
         return EscalationReason.TIE
     return EscalationReason.REJECTED if rejecting > accepting else EscalationReason.NO_CONSENSUS
+
+
+def _timed_out(verdict: Verdict) -> bool:
+    """An abstention the validator runtime published because the call hit its time limit."""
+    return any(reason.code == TIMEOUT_REASON_CODE for reason in verdict.reasons)
 
 
 def _threshold_met(threshold: Threshold, count: int, weight: float, total: float) -> bool:

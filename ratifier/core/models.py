@@ -54,10 +54,12 @@ class EscalationReason(StrEnum):
     VETO = "VETO"  # a policy may escalate a red-team veto at once instead of retrying
     RETRY_TIMEOUT = "RETRY_TIMEOUT"  # the generator sent no next attempt within the retry wait
     # The last attempt failed: how the votes stood (see docs/policy.md).
-    TIE = "TIE"  # accepting weight == rejecting weight
+    TIE = "TIE"  # accepting weight == rejecting weight > 0
     REJECTED = "REJECTED"  # more rejecting than accepting weight
-    NO_CONSENSUS = "NO_CONSENSUS"  # more accepting than rejecting weight, short of the threshold
-    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"  # the window closed while the threshold was still reachable
+    # More accepting than rejecting weight, short of the threshold; or abstentions only.
+    NO_CONSENSUS = "NO_CONSENSUS"
+    # The window closed while the threshold was still reachable, or only timed-out abstentions.
+    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"
     RETRY_NOT_DIFFERENT = "RETRY_NOT_DIFFERENT"  # a retry's candidate barely changed (retry guard)
 
 
@@ -86,6 +88,11 @@ class Span:
 
     start: int
     end: int
+
+
+# The reason code of the ABSTAIN a validator runtime publishes when a call hits its time limit;
+# the tally reads it to tell a timed-out attempt from a split one (docs/policy.md).
+TIMEOUT_REASON_CODE = "validator.timeout"
 
 
 @dataclass(frozen=True, slots=True)

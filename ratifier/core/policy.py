@@ -142,7 +142,7 @@ class Policy:
     prior: float = 0.5
     # Hold a failing attempt's decision until every validator answered or the window closed, so
     # retry dissent and escalation packets carry every verdict (a pass is never held).
-    complete_packets: bool = False
+    complete_packets: bool = True
     # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
@@ -344,7 +344,7 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         window_ms=window_ms,
         veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
         prior=fields_.number("prior", default=0.5),
-        complete_packets=fields_.boolean("complete_packets", default=False),
+        complete_packets=fields_.boolean("complete_packets", default=True),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
         **_parse_reliability(fields_.optional_table("reliability"), source),
         signatures=_parse_signature_mode(fields_.string("signatures", default="off"), source),
