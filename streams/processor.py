@@ -38,6 +38,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
+from ratifier.streams.decision_times import DecisionTimes
 from ratifier.streams.learning import ReliabilityBook
 from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, decode_state, encode_state
@@ -85,6 +86,8 @@ class TallyStats:
     oversized_outputs: int = 0  # outputs of a tick that no record limit could take (logged)
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # Candidate produced -> decided, per policy and outcome (streams/decision_times.py).
+    decision_times: DecisionTimes = field(default_factory=DecisionTimes)
 
 
 class TallyProcessor:
@@ -300,6 +303,8 @@ class TallyProcessor:
         if step.decisions:
             for record in out[: len(step.decisions)]:
                 self.stats.decisions[record.topic] += 1
+            for decision in step.decisions:
+                self.stats.decision_times.observe(decision)
         if step.late:
             self.stats.late_verdicts += len(step.late)
         return out

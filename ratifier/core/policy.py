@@ -118,6 +118,10 @@ class MonitorSettings:
     correlation_min_attempts: int = 50
     # Escalation capacity: escalations in the last hour above what reviewers handle (0: no alarm).
     review_capacity_per_hour: int = 0
+    # Time to decision (candidate produced -> decided), the SLO: alarm when the window's p95 is
+    # above this many seconds, over at least time_to_decision_min_decisions (0: no alarm).
+    time_to_decision_p95_max_seconds: float = 0.0
+    time_to_decision_min_decisions: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +271,14 @@ def _check_monitor(settings: MonitorSettings, where: str) -> None:
         value = getattr(settings, name)
         if not (math.isfinite(value) and 0 <= value <= 1):
             raise PolicyError(f"{where}: monitor.{name} must be in [0, 1], got {value}")
-    for name in ("inflation_min_verdicts", "drift_window", "correlation_min_attempts"):
+    slo = settings.time_to_decision_p95_max_seconds
+    if not (math.isfinite(slo) and slo >= 0):
+        raise PolicyError(
+            f"{where}: monitor.time_to_decision_p95_max_seconds must be >= 0 (0: no alarm), "
+            f"got {slo}"
+        )
+    names = ("inflation_min_verdicts", "drift_window", "correlation_min_attempts")
+    for name in (*names, "time_to_decision_min_decisions"):
         if getattr(settings, name) < 1:
             raise PolicyError(
                 f"{where}: monitor.{name} must be >= 1, got {getattr(settings, name)}"
@@ -376,6 +387,12 @@ def _parse_monitor(table: Mapping[str, Any] | None, source: str) -> MonitorSetti
         ),
         review_capacity_per_hour=fields_.integer(
             "review_capacity_per_hour", default=default.review_capacity_per_hour
+        ),
+        time_to_decision_p95_max_seconds=fields_.number(
+            "time_to_decision_p95_max_seconds", default=default.time_to_decision_p95_max_seconds
+        ),
+        time_to_decision_min_decisions=fields_.integer(
+            "time_to_decision_min_decisions", default=default.time_to_decision_min_decisions
         ),
     )
 
