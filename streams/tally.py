@@ -41,6 +41,7 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy, Threshold
 from ratifier.core.signing import SignatureMode
 from ratifier.streams.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
+from ratifier.streams.stubs import stub_attempt, stub_verdict
 from ratifier.streams.verification import verdict_signature_problem
 
 __all__ = [
@@ -262,12 +263,16 @@ def _open_window(
         deadline_ms=now_ms + policy.window_ms,
         votes={},
     )
+    earlier = state.attempts if state else ()
+    if earlier and policy.reference_earlier_attempts:
+        # The attempt before is in its retry request in full: keep a stub (streams/stubs.py).
+        earlier = (*earlier[:-1], stub_attempt(earlier[-1]))
     return CaseState(
         case_id=candidate.case_id,
         status=CaseStatus.VOTING,
         policy=policy.name,
         policy_version=policy.version,
-        attempts=(*(state.attempts if state else ()), window),
+        attempts=(*earlier, window),
         held=state.held if state else (),
     )
 
@@ -373,6 +378,8 @@ def _count(
         # a policy that learns from it; after the final outcome, the validator id is enough
         # (most late verdicts follow an early pass: the state stays as small as before).
         keep = policy.learn_reliability or not state.status.is_final
+        if policy.reference_earlier_attempts and attempt.number < len(state.attempts):
+            verdict = stub_verdict(verdict)  # an earlier attempt's: its packet entry is a stub
         late = AttemptState(
             attempt.candidate,
             attempt.opened_at_ms,
@@ -566,7 +573,7 @@ def _decide(
         decision = EscalationPacket(
             decision_id=decision_id(case_id, number),
             case_id=case_id,
-            attempts=tuple(_attempt_record(a) for a in (*state.attempts[:-1], decided)),
+            attempts=_attempt_records((*state.attempts[:-1], decided), state.case_id),
             reason=escalation,
             policy=policy_name,
             policy_version=policy_version,
@@ -625,7 +632,18 @@ def _escalation_reason(
     return _vote_split(policy, attempt)
 
 
-def _attempt_record(attempt: AttemptState) -> AttemptRecord:
+def _attempt_records(attempts: tuple[AttemptState, ...], case_id: str) -> tuple[AttemptRecord, ...]:
+    """An escalation's attempts. Every one but the last failed with a retry request, whose id
+    (its attempt's decision id) each names: the full record when the policy keeps earlier
+    attempts as stubs (``earlier_attempts = "referenced"``, streams/stubs.py)."""
+    last = len(attempts)
+    return tuple(
+        _attempt_record(a, decision_id(case_id, a.number) if a.number < last else None)
+        for a in attempts
+    )
+
+
+def _attempt_record(attempt: AttemptState, reference: str | None) -> AttemptRecord:
     if attempt.failure is None:
         raise AssertionError(f"attempt {attempt.number} of an escalated case did not fail")
     return AttemptRecord(
@@ -633,6 +651,7 @@ def _attempt_record(attempt: AttemptState) -> AttemptRecord:
         _sorted(attempt.votes.values()),
         attempt.failure,
         attempt.late_verdicts,
+        reference,
     )
 
 
@@ -697,7 +716,7 @@ def _escalate_unanswered_retry(
         EscalationPacket(
             decision_id=decision_id(state.case_id, missing),
             case_id=state.case_id,
-            attempts=tuple(_attempt_record(a) for a in state.attempts),
+            attempts=_attempt_records(state.attempts, state.case_id),
             reason=EscalationReason.RETRY_TIMEOUT,
             policy=state.policy or "",
             policy_version=state.policy_version or "",

@@ -218,6 +218,10 @@ class AttemptRecord:
     verdicts: tuple[Verdict, ...]
     failure: FailureReason
     late_verdicts: tuple[Verdict, ...] = ()  # arrived after the decision: recorded, not counted
+    # Set on every attempt but the last: the retry request it failed with, which holds it in
+    # full. Under a policy with earlier_attempts = "referenced" the candidate and verdicts above
+    # are then stubs (no content, query, metadata, reasons; ratifier.io.attempts fetches them).
+    retry_decision_id: str | None = None
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)

@@ -147,6 +147,9 @@ class Policy:
     # Hold a failing attempt's decision until every validator answered or the window closed, so
     # retry dissent and escalation packets carry every verdict (a pass is never held).
     complete_packets: bool = True
+    # Carry earlier attempts in states and escalation packets by reference (their retry
+    # request's decision id and stubs) instead of in full, so long retry chains fit a record.
+    reference_earlier_attempts: bool = False
     # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
@@ -327,7 +330,7 @@ def _ratio_in_range(value: float) -> bool:
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
     | {"veto", "validators", "prior", "complete_packets", "retry_guard", "signatures"}
-    | {"reliability"}
+    | {"reliability", "earlier_attempts"}
 )
 _VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability", "keys"})
 
@@ -356,6 +359,9 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
         prior=fields_.number("prior", default=0.5),
         complete_packets=fields_.boolean("complete_packets", default=True),
+        reference_earlier_attempts=_parse_earlier_attempts(
+            fields_.string("earlier_attempts", default="full"), source
+        ),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
         **_parse_reliability(fields_.optional_table("reliability"), source),
         signatures=_parse_signature_mode(fields_.string("signatures", default="off"), source),
@@ -411,6 +417,14 @@ def _parse_supermajority(table: Mapping[str, Any] | None, source: str) -> Superm
     fields_ = _Fields(table, source, prefix="supermajority.")
     fields_.reject_unknown(frozenset({"ratio", "min_rounds"}))
     return Supermajority(ratio=fields_.number("ratio"), min_rounds=fields_.integer("min_rounds"))
+
+
+def _parse_earlier_attempts(value: str, source: str) -> bool:
+    if value not in ("full", "referenced"):
+        raise PolicyError(
+            f"{source}: earlier_attempts must be 'full' or 'referenced', got {value!r}"
+        )
+    return value == "referenced"
 
 
 def _parse_veto(table: Mapping[str, Any] | None, source: str) -> bool:

@@ -62,7 +62,7 @@ def test_policy_check_prints_every_rule_the_supermajority_included(
         "  threshold: at least 3 of 5 voters accept",
         "  supermajority: before attempt 3, a pass also needs accepting weight share >= 0.75",
         "  red team: rt; a pass waits for it; a CRITICAL rejection escalates at once",
-        "  attempts: 3, window 30 s each",
+        "  attempts: 3, window 30 s each; earlier attempts carried in full",
         "  complete packets: off (a certain failure is decided at once)",
         "  retry guard: escalate a retry at least 0.95 similar",
         "  confidence: prior 0.5; reliability fixed: a 0.8, b 0.8, c 0.8, d 0.8, e 0.8",

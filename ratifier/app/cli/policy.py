@@ -92,7 +92,12 @@ def rules(policy: Policy) -> list[str]:
             if policy.red_team_ids
             else "none"
         ),
-        f"attempts: {policy.max_attempts}, window {policy.window_ms / 1000:g} s each",
+        f"attempts: {policy.max_attempts}, window {policy.window_ms / 1000:g} s each; earlier "
+        + (
+            "attempts referenced (stubs naming their retry requests)"
+            if policy.reference_earlier_attempts
+            else "attempts carried in full"
+        ),
         "complete packets: "
         + (
             "on (a certain failure waits for every validator or the window)"
