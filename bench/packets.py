@@ -40,14 +40,14 @@ def main(cases: int, rounds: int, partitions: int) -> int:
     batches = processor.build_batches(cases, partitions)
     records = sum(len(b) for b in batches)
     sides = {False: failing_policy(False), True: failing_policy(True)}
-    processor.run_once(batches[: max(1, len(batches) // 10)], sides[False])  # warm-up
+    processor.run_once(batches[: max(1, len(batches) // 10)], partitions, sides[False])  # warm-up
     micros: dict[bool, list[float]] = {False: [], True: []}
     packet: dict[bool, float] = {}
     escalations = TopicNames(processor.PREFIX).escalate
     for _ in range(rounds):
         for complete, policies in sides.items():
             outputs: list[Outgoing] = []
-            took, done = processor.run_once(batches, policies, outputs)
+            took, done = processor.run_once(batches, partitions, policies, outputs)
             escalated = done.stats.decisions.get(escalations, 0)
             if escalated != cases or done.stats.dead_letters:
                 raise AssertionError(

@@ -44,8 +44,9 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
 from ratifier.streams.limits import SizeLimits
+from ratifier.streams.local_state.memory import MemoryBackend
+from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.store import PartitionedCaseStore
 from ratifier.streams.tally import TallySettings
 
 T0 = 1_800_000_000_000
@@ -141,11 +142,13 @@ def _fetches(stream: list[_Message]) -> Iterator[list[_Message]]:
 
 
 def new_processor(
-    policies: Mapping[str, Policy] | None = None,
+    partitions: int, policies: Mapping[str, Policy] | None = None
 ) -> tuple[TallyProcessor, PartitionedCaseStore]:
     """A processor on an empty store, under ``policies`` (None: the built-in ones)."""
     settings = Settings()
-    store = PartitionedCaseStore()
+    store = PartitionedCaseStore(MemoryBackend())
+    for partition in range(partitions):
+        store.open(partition)
     processor = TallyProcessor(
         TopicNames(PREFIX),
         load_policies() if policies is None else policies,
@@ -163,6 +166,7 @@ def new_processor(
 
 def run_once(
     batches: list[list[InputRecord]],
+    partitions: int,
     policies: Mapping[str, Policy] | None = None,
     outputs: list[Outgoing] | None = None,
 ) -> tuple[float, TallyProcessor]:
@@ -171,13 +175,14 @@ def run_once(
     CPU time, not wall time: the machine is shared, and another process's turn on the core
     is not the processor's cost. ``outputs``, when given, collects what the batches produced.
     """
-    processor, store = new_processor(policies)
+    processor, store = new_processor(partitions, policies)
     gc.collect()
     took = 0.0
     for batch in batches:
         started = time.process_time()
         produced = processor.handle_batch(batch)
         store.take_changes(batch[0].partition)
+        store.commit(batch[0].partition, None)  # as each partition's transaction does
         took += time.process_time() - started
         if outputs is not None:
             outputs += produced
@@ -187,10 +192,12 @@ def run_once(
 def measure(cases: int, runs: int, partitions: int) -> Result:
     batches = build_batches(cases, partitions)
     records = sum(len(b) for b in batches)
-    run_once(batches[: max(1, len(batches) // 10)])  # warm-up: imports, caches, allocator
+    run_once(
+        batches[: max(1, len(batches) // 10)], partitions
+    )  # warm-up: imports, caches, allocator
     seconds = []
     for _ in range(runs):
-        took, processor = run_once(batches)
+        took, processor = run_once(batches, partitions)
         _check(processor, cases)
         seconds.append(took)
     per_record = tuple(round(s / records * 1e6, 2) for s in seconds)

@@ -39,6 +39,7 @@ class DecidedAttempts:
             settings, *names.decisions, group_id=None, client_id=client_id,
             auto_offset_reset="latest",
         )  # fmt: skip
+        self._topics = set(names.decisions)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._capacity = capacity
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +55,16 @@ class DecidedAttempts:
     async def start(self) -> None:
         await self._consumer.start()
         self._task = asyncio.create_task(self._follow())
+
+    async def positioned(self) -> bool:
+        """Whether every decision partition is assigned and its start offset (the end at that
+        moment) resolved: from then on no decision is missed. For tests and readiness checks."""
+        assignment = self._consumer.assignment()
+        if {tp.topic for tp in assignment} != self._topics:
+            return False
+        for tp in assignment:
+            await self._consumer.position(tp)  # waits for the offset reset to finish
+        return True
 
     async def stop(self) -> None:
         if self._task is not None:

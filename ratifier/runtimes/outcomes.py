@@ -46,10 +46,12 @@ from ratifier.core.models import (
     PassDecision,
     now_ms,
 )
+from ratifier.core.outcome_signing import seal_from_headers, seal_headers
 from ratifier.core.review import agreement, outcome_from_pass, outcome_from_resolution
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
 from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.keys import signer_from
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.redis_client import connect
 from ratifier.io.review_metrics import AgreementStore, ReviewGauges
@@ -99,6 +101,7 @@ class OutcomesWriter:
             settings, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
+        self._signer = signer_from(settings.outcomes_signing_key)  # None: outcomes unsigned
         # Re-read what was delivered but not acked: at the first step, then every PENDING_CHECK_S.
         self._pending_resolutions = False
         self._next_pending_check = 0.0
@@ -237,7 +240,10 @@ class OutcomesWriter:
         try:
             for outcome in batch.outcomes:
                 await self._producer.send(
-                    self.names.outcomes, codec.encode(outcome), key=outcome.case_id.encode()
+                    self.names.outcomes,
+                    codec.encode(outcome),
+                    key=outcome.case_id.encode(),
+                    headers=seal_headers(self._signer, outcome),
                 )
             for letter in batch.dead_letters:
                 key = f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()
@@ -317,10 +323,10 @@ class TrustedProjector:
                 continue
             for records in batches.values():
                 for record in records:
-                    await self._project(record.value or b"")
+                    await self._project(record.value or b"", record.headers)
             await commit_processed(self._consumer, batches)
 
-    async def _project(self, raw: bytes) -> None:
+    async def _project(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         try:
             outcome = codec.decode_as(raw, Outcome)
         except WireFormatError as exc:
@@ -328,7 +334,7 @@ class TrustedProjector:
             logger.error("skipping a record on the outcomes topic that is no outcome: %s", exc)
             self.skipped += 1
             return
-        if await self.store.put(outcome):
+        if await self.store.put(outcome, seal_from_headers(headers)):
             self.stored += 1
         else:
             self.skipped += 1

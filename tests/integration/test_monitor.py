@@ -213,6 +213,7 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
     assert value(text, 'ratifier_tally_records_total{kind="candidate"}') == CASES
     assert value(text, 'ratifier_tally_decisions_total{outcome="escalate"}') == escalated
     assert re.search(r"^ratifier_open_windows ", text, re.M)
+    assert value(text, "ratifier_tally_finished_cases") == CASES  # each case left its marker
     # The tally's own time-to-decision histogram: one observation per decision, per outcome.
     for outcome in ("pass", "escalate"):
         labels = f'outcome="{outcome}",policy="gov"'
