@@ -69,6 +69,7 @@ NEEDS: dict[str, Needs] = {
     "scoreboard": REDIS,
     "demo": BOTH,
     "gateway serve": KAFKA,
+    "acl apply": KAFKA,
 }
 
 OFFLINE = frozenset(
@@ -82,6 +83,7 @@ OFFLINE = frozenset(
         "keys public",
         "calibrate",
         "chaos run",
+        "acl plan",
     }
 )
 
