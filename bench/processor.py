@@ -29,7 +29,7 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from operator import attrgetter
 from pathlib import Path
@@ -39,14 +39,14 @@ import orjson
 
 from bench import harness
 from ratifier.core.config import Settings
-from ratifier.core.policy import load_policies
+from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
 from ratifier.streams.limits import SizeLimits
 from ratifier.streams.local_state.memory import MemoryBackend
 from ratifier.streams.local_state.partitioned import PartitionedCaseStore
-from ratifier.streams.processor import InputRecord, TallyProcessor
+from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.tally import TallySettings
 
 T0 = 1_800_000_000_000
@@ -141,14 +141,17 @@ def _fetches(stream: list[_Message]) -> Iterator[list[_Message]]:
         yield chunk
 
 
-def new_processor(partitions: int) -> tuple[TallyProcessor, PartitionedCaseStore]:
+def new_processor(
+    partitions: int, policies: Mapping[str, Policy] | None = None
+) -> tuple[TallyProcessor, PartitionedCaseStore]:
+    """A processor on an empty store, under ``policies`` (None: the built-in ones)."""
     settings = Settings()
     store = PartitionedCaseStore(MemoryBackend())
     for partition in range(partitions):
         store.open(partition)
     processor = TallyProcessor(
         TopicNames(PREFIX),
-        load_policies(),
+        load_policies() if policies is None else policies,
         store,
         TallySettings(
             hold_ms=settings.hold_ms,
@@ -161,21 +164,28 @@ def new_processor(partitions: int) -> tuple[TallyProcessor, PartitionedCaseStore
     return processor, store
 
 
-def run_once(batches: list[list[InputRecord]], partitions: int) -> tuple[float, TallyProcessor]:
+def run_once(
+    batches: list[list[InputRecord]],
+    partitions: int,
+    policies: Mapping[str, Policy] | None = None,
+    outputs: list[Outgoing] | None = None,
+) -> tuple[float, TallyProcessor]:
     """CPU seconds ``handle_batch`` took over every batch, on a fresh processor and store.
 
     CPU time, not wall time: the machine is shared, and another process's turn on the core
-    is not the processor's cost.
+    is not the processor's cost. ``outputs``, when given, collects what the batches produced.
     """
-    processor, store = new_processor(partitions)
+    processor, store = new_processor(partitions, policies)
     gc.collect()
     took = 0.0
     for batch in batches:
         started = time.process_time()
-        processor.handle_batch(batch)
+        produced = processor.handle_batch(batch)
         store.take_changes(batch[0].partition)
         store.commit(batch[0].partition, None)  # as each partition's transaction does
         took += time.process_time() - started
+        if outputs is not None:
+            outputs += produced
     return took, processor
 
 

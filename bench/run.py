@@ -64,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser.parse_args(args[1:])
         return codec.main(ns.rounds, ns.baseline, ns.child)
 
+    if args[:1] == ["packets"]:  # complete packets' cost, offline (see bench/packets.py)
+        from bench import packets
+
+        parser = argparse.ArgumentParser(prog="bench/run.py packets")
+        parser.add_argument("--cases", type=int, default=5_000)
+        parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side")
+        parser.add_argument("--partitions", type=int, default=4)
+        ns = parser.parse_args(args[1:])
+        return packets.main(ns.cases, ns.rounds, ns.partitions)
+
     if args[:1] == ["processor"]:  # the processor alone, offline (see bench/processor.py)
         from bench import processor
 

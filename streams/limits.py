@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
+from ratifier.streams.stubs import STUB_CANDIDATE_BYTES, STUB_VERDICT_BYTES
 
 # A verdict's reasons and spans; far more than any rationale needs.
 MAX_VERDICT_BYTES = 16 * 1024
@@ -36,8 +37,14 @@ class SizeLimits:
 
     def worst_case_bytes(self, policy: Policy) -> int:
         """The largest state or escalation packet a case under ``policy`` can make."""
-        per_attempt = self.max_candidate_bytes + len(policy.validators) * self.max_verdict_bytes
-        return policy.max_attempts * per_attempt + OVERHEAD_BYTES
+        validators = len(policy.validators)
+        per_attempt = self.max_candidate_bytes + validators * self.max_verdict_bytes
+        if not policy.reference_earlier_attempts:
+            return policy.max_attempts * per_attempt + OVERHEAD_BYTES
+        # The latest attempt in full, verdicts held for the next one, earlier attempts as stubs.
+        stub = STUB_CANDIDATE_BYTES + validators * STUB_VERDICT_BYTES
+        held = validators * self.max_verdict_bytes if policy.max_attempts > 1 else 0
+        return per_attempt + held + (policy.max_attempts - 1) * stub + OVERHEAD_BYTES
 
     def check_policy(self, policy: Policy) -> None:
         worst = self.worst_case_bytes(policy)
@@ -48,4 +55,9 @@ class SizeLimits:
                 f"{len(policy.validators)} verdicts of up to {self.max_verdict_bytes} bytes make "
                 f"cases of up to {worst} bytes, more than RATIFIER_MAX_RECORD_BYTES="
                 f"{self.max_record_bytes}: lower the candidate limit or raise the record limit"
+                + (
+                    ""
+                    if policy.reference_earlier_attempts
+                    else ', or reference earlier attempts (earlier_attempts = "referenced")'
+                )
             )

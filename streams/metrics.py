@@ -1,8 +1,9 @@
 """The tally's Prometheus series, read from its counters when scraped, on either engine.
 
-Nothing here runs per record: the processor already counts inputs, decisions and dead letters
-(:class:`~ratifier.streams.processor.TallyStats`), and a scrape reads those counters, the store's
-size and (with an aiokafka consumer: the transactional engine) the consumer's lag. Served by
+Nothing here runs per record: the processor already counts inputs, decisions, dead letters and
+each decision's time since its candidate was produced (:class:`~ratifier.streams.processor.
+TallyStats`), and a scrape reads those counters, the store's size and (with an aiokafka
+consumer: the transactional engine) the consumer's lag. Served by
 :func:`ratifier.io.metrics.serve_metrics`.
 """
 
@@ -13,7 +14,12 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from ratifier.core.models import DeadLetterReason
 from ratifier.core.topics import TopicNames
@@ -101,6 +107,14 @@ def _families(tally: TallyView) -> Iterable[Metric]:
         "Verdicts that arrived after their attempt was decided (recorded, not counted)",
         value=stats.late_verdicts,
     )
+    times = HistogramMetricFamily(
+        "ratifier_time_to_decision_seconds",
+        "Candidate produced -> decision, per policy and outcome (a retry, a pass, an escalation)",
+        labels=["policy", "outcome"],
+    )
+    for (policy, outcome), series in stats.decision_times:
+        times.add_metric([policy, outcome], series.cumulative(), series.total)
+    yield times
     yield GaugeMetricFamily(
         "ratifier_open_windows",
         "Cases this worker holds with a deadline pending (open voting windows, retry waits)",

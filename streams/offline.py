@@ -251,6 +251,9 @@ def _policy(item: LabelledItem, mode: str, m: int, table: dict[str, tuple[float,
         threshold=threshold,
         max_attempts=2,
         window_ms=3_600_000,
+        # Early decisions, failures too: the sequential column counts the verdicts read until
+        # the rules decide, which a failure held for a complete packet would make all of them.
+        complete_packets=False,
         # The weights above are already the learned ones (as the tally's effective policy
         # has them); the flag makes the rules keep late verdicts for learning, as they do there.
         learn_reliability=mode == "online",

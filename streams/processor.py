@@ -39,6 +39,7 @@ from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
+from ratifier.streams.decision_times import DecisionTimes
 from ratifier.streams.finished import (
     Finished,
     decode_marker,
@@ -97,6 +98,8 @@ class TallyStats:
     markers_expired: int = 0  # finished-case markers forgotten at the horizon
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # Candidate produced -> decided, per policy and outcome (streams/decision_times.py).
+    decision_times: DecisionTimes = field(default_factory=DecisionTimes)
 
 
 class TallyProcessor:
@@ -358,6 +361,8 @@ class TallyProcessor:
         if step.decisions:
             for record in out[: len(step.decisions)]:
                 self.stats.decisions[record.topic] += 1
+            for decision in step.decisions:
+                self.stats.decision_times.observe(decision)
         if step.late:
             self.stats.late_verdicts += len(step.late)
         return out

@@ -23,6 +23,7 @@ from rapidfuzz.fuzz import ratio as _similarity_percent
 from ratifier.core.consensus import Evidence, posterior
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
+    TIMEOUT_REASON_CODE,
     AttemptRecord,
     Candidate,
     DeadLetterReason,
@@ -40,6 +41,7 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy, Threshold
 from ratifier.core.signing import SignatureMode
 from ratifier.streams.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
+from ratifier.streams.stubs import stub_attempt, stub_verdict
 from ratifier.streams.verification import verdict_signature_problem
 
 __all__ = [
@@ -264,12 +266,16 @@ def _open_window(
         deadline_ms=now_ms + policy.window_ms,
         votes={},
     )
+    earlier = state.attempts if state else ()
+    if earlier and policy.reference_earlier_attempts:
+        # The attempt before is in its retry request in full: keep a stub (streams/stubs.py).
+        earlier = (*earlier[:-1], stub_attempt(earlier[-1]))
     return CaseState(
         case_id=candidate.case_id,
         status=CaseStatus.VOTING,
         policy=policy.name,
         policy_version=policy.version,
-        attempts=(*(state.attempts if state else ()), window),
+        attempts=(*earlier, window),
         held=state.held if state else (),
     )
 
@@ -375,6 +381,8 @@ def _count(
         # a policy that learns from it; after the final outcome, the validator id is enough
         # (most late verdicts follow an early pass: the state stays as small as before).
         keep = policy.learn_reliability or not state.status.is_final
+        if policy.reference_earlier_attempts and attempt.number < len(state.attempts):
+            verdict = stub_verdict(verdict)  # an earlier attempt's: its packet entry is a stub
         late = AttemptState(
             attempt.candidate,
             attempt.opened_at_ms,
@@ -478,18 +486,36 @@ def _confidence(policy: Policy, attempt: AttemptState) -> float:
 
 
 def _vote_split(policy: Policy, attempt: AttemptState) -> EscalationReason:
-    """How a failed last attempt's voters stood: TIE, REJECTED or NO_CONSENSUS (by weight)."""
+    """How a failed last attempt's voters stood: TIE, REJECTED or NO_CONSENSUS (by weight).
+
+    A tie needs both sides: when no voter took one (every verdict an abstention), the attempt
+    reads WINDOW_TIMEOUT if each of those abstentions is a validator's time limit (the runtime
+    publishes a timed-out call as an ABSTAIN), else NO_CONSENSUS.
+    """
     accepting = rejecting = 0.0
+    abstentions: list[Verdict] = []
     for validator_id, weight in policy.voter_weights(attempt.candidate.category).weights:
         verdict = attempt.votes.get(validator_id)
-        if verdict is not None and verdict.vote is Vote.ACCEPT:
+        if verdict is None:
+            continue
+        if verdict.vote is Vote.ACCEPT:
             accepting += weight
-        elif verdict is not None and verdict.vote is Vote.REJECT:
+        elif verdict.vote is Vote.REJECT:
             rejecting += weight
+        else:
+            abstentions.append(verdict)
+    if accepting == 0.0 and rejecting == 0.0:
+        timed_out = bool(abstentions) and all(map(_timed_out, abstentions))
+        return EscalationReason.WINDOW_TIMEOUT if timed_out else EscalationReason.NO_CONSENSUS
     scale = max(accepting, rejecting, 1.0)
     if abs(accepting - rejecting) <= _RELATIVE_EPSILON * scale:
         return EscalationReason.TIE
     return EscalationReason.REJECTED if rejecting > accepting else EscalationReason.NO_CONSENSUS
+
+
+def _timed_out(verdict: Verdict) -> bool:
+    """An abstention the validator runtime published because the call hit its time limit."""
+    return any(reason.code == TIMEOUT_REASON_CODE for reason in verdict.reasons)
 
 
 def _threshold_met(threshold: Threshold, count: int, weight: float, total: float) -> bool:
@@ -550,7 +576,7 @@ def _decide(
         decision = EscalationPacket(
             decision_id=decision_id(case_id, number),
             case_id=case_id,
-            attempts=tuple(_attempt_record(a) for a in (*state.attempts[:-1], decided)),
+            attempts=_attempt_records((*state.attempts[:-1], decided), state.case_id),
             reason=escalation,
             policy=policy_name,
             policy_version=policy_version,
@@ -609,7 +635,18 @@ def _escalation_reason(
     return _vote_split(policy, attempt)
 
 
-def _attempt_record(attempt: AttemptState) -> AttemptRecord:
+def _attempt_records(attempts: tuple[AttemptState, ...], case_id: str) -> tuple[AttemptRecord, ...]:
+    """An escalation's attempts. Every one but the last failed with a retry request, whose id
+    (its attempt's decision id) each names: the full record when the policy keeps earlier
+    attempts as stubs (``earlier_attempts = "referenced"``, streams/stubs.py)."""
+    last = len(attempts)
+    return tuple(
+        _attempt_record(a, decision_id(case_id, a.number) if a.number < last else None)
+        for a in attempts
+    )
+
+
+def _attempt_record(attempt: AttemptState, reference: str | None) -> AttemptRecord:
     if attempt.failure is None:
         raise AssertionError(f"attempt {attempt.number} of an escalated case did not fail")
     return AttemptRecord(
@@ -617,6 +654,7 @@ def _attempt_record(attempt: AttemptState) -> AttemptRecord:
         _sorted(attempt.votes.values()),
         attempt.failure,
         attempt.late_verdicts,
+        reference,
     )
 
 
@@ -681,7 +719,7 @@ def _escalate_unanswered_retry(
         EscalationPacket(
             decision_id=decision_id(state.case_id, missing),
             case_id=state.case_id,
-            attempts=tuple(_attempt_record(a) for a in state.attempts),
+            attempts=_attempt_records(state.attempts, state.case_id),
             reason=EscalationReason.RETRY_TIMEOUT,
             policy=state.policy or "",
             policy_version=state.policy_version or "",

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ratifier.core.models import Verdict, Vote
 from ratifier.io.metrics import (
-    LATENCY_BUCKETS,
+    CALL_LATENCY_BUCKETS,
     ConsumerLag,
     Observability,
     assigned_readiness,
@@ -35,16 +35,19 @@ class ValidatorMetrics:
         )
         self._latency = Histogram(
             "ratifier_validator_latency_seconds",
-            "Time the validator callable took per candidate",
+            "Validator call latency: the time the validator callable took per candidate",
             ["validator"],
-            buckets=LATENCY_BUCKETS,
+            buckets=CALL_LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._lag = ConsumerLag(self.registry, consumer)
 
-    def observe(self, verdict: Verdict) -> None:
+    def observe(self, verdict: Verdict, call_seconds: float | None = None) -> None:
+        """Count a published verdict; ``call_seconds`` is the call's measured duration (the
+        verdict's ``latency_ms`` is whole milliseconds: a rule checker's call reads 0 there)."""
         self._verdicts.labels(self.validator_id, verdict.vote.value).inc()
-        self._latency.labels(self.validator_id).observe(verdict.latency_ms / 1000)
+        seconds = verdict.latency_ms / 1000 if call_seconds is None else call_seconds
+        self._latency.labels(self.validator_id).observe(seconds)
         if verdict.vote is Vote.ABSTAIN:
             for reason in verdict.reasons:
                 kind = _PROBLEMS.get(reason.code)

@@ -56,6 +56,7 @@ def write_policies(folder: Path, data: LabelledSet, mode: str, m: int) -> None:
             f'version = "{mode}-m{m}"',
             "max_attempts = 2",
             "window_seconds = 60",
+            f"complete_packets = {str(policy.complete_packets).lower()}",
         ]
         if mode == "online":  # one model for every item's policy: workers recur across items
             lines += ["[reliability]", 'learn = "online"', f'model = "replay-{data.name}"']

@@ -54,10 +54,12 @@ class EscalationReason(StrEnum):
     VETO = "VETO"  # a policy may escalate a red-team veto at once instead of retrying
     RETRY_TIMEOUT = "RETRY_TIMEOUT"  # the generator sent no next attempt within the retry wait
     # The last attempt failed: how the votes stood (see docs/policy.md).
-    TIE = "TIE"  # accepting weight == rejecting weight
+    TIE = "TIE"  # accepting weight == rejecting weight > 0
     REJECTED = "REJECTED"  # more rejecting than accepting weight
-    NO_CONSENSUS = "NO_CONSENSUS"  # more accepting than rejecting weight, short of the threshold
-    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"  # the window closed while the threshold was still reachable
+    # More accepting than rejecting weight, short of the threshold; or abstentions only.
+    NO_CONSENSUS = "NO_CONSENSUS"
+    # The window closed while the threshold was still reachable, or only timed-out abstentions.
+    WINDOW_TIMEOUT = "WINDOW_TIMEOUT"
     RETRY_NOT_DIFFERENT = "RETRY_NOT_DIFFERENT"  # a retry's candidate barely changed (retry guard)
 
 
@@ -86,6 +88,11 @@ class Span:
 
     start: int
     end: int
+
+
+# The reason code of the ABSTAIN a validator runtime publishes when a call hits its time limit;
+# the tally reads it to tell a timed-out attempt from a split one (docs/policy.md).
+TIMEOUT_REASON_CODE = "validator.timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +218,10 @@ class AttemptRecord:
     verdicts: tuple[Verdict, ...]
     failure: FailureReason
     late_verdicts: tuple[Verdict, ...] = ()  # arrived after the decision: recorded, not counted
+    # Set on every attempt but the last: the retry request it failed with, which holds it in
+    # full. Under a policy with earlier_attempts = "referenced" the candidate and verdicts above
+    # are then stubs (no content, query, metadata, reasons; ratifier.io.attempts fetches them).
+    retry_decision_id: str | None = None
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)

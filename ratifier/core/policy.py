@@ -118,6 +118,10 @@ class MonitorSettings:
     correlation_min_attempts: int = 50
     # Escalation capacity: escalations in the last hour above what reviewers handle (0: no alarm).
     review_capacity_per_hour: int = 0
+    # Time to decision (candidate produced -> decided), the SLO: alarm when the window's p95 is
+    # above this many seconds, over at least time_to_decision_min_decisions (0: no alarm).
+    time_to_decision_p95_max_seconds: float = 0.0
+    time_to_decision_min_decisions: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,10 @@ class Policy:
     prior: float = 0.5
     # Hold a failing attempt's decision until every validator answered or the window closed, so
     # retry dissent and escalation packets carry every verdict (a pass is never held).
-    complete_packets: bool = False
+    complete_packets: bool = True
+    # Carry earlier attempts in states and escalation packets by reference (their retry
+    # request's decision id and stubs) instead of in full, so long retry chains fit a record.
+    reference_earlier_attempts: bool = False
     # Escalate (RETRY_NOT_DIFFERENT) a retry whose candidate is at least this similar (rapidfuzz
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
@@ -267,7 +274,14 @@ def _check_monitor(settings: MonitorSettings, where: str) -> None:
         value = getattr(settings, name)
         if not (math.isfinite(value) and 0 <= value <= 1):
             raise PolicyError(f"{where}: monitor.{name} must be in [0, 1], got {value}")
-    for name in ("inflation_min_verdicts", "drift_window", "correlation_min_attempts"):
+    slo = settings.time_to_decision_p95_max_seconds
+    if not (math.isfinite(slo) and slo >= 0):
+        raise PolicyError(
+            f"{where}: monitor.time_to_decision_p95_max_seconds must be >= 0 (0: no alarm), "
+            f"got {slo}"
+        )
+    names = ("inflation_min_verdicts", "drift_window", "correlation_min_attempts")
+    for name in (*names, "time_to_decision_min_decisions"):
         if getattr(settings, name) < 1:
             raise PolicyError(
                 f"{where}: monitor.{name} must be >= 1, got {getattr(settings, name)}"
@@ -316,7 +330,7 @@ def _ratio_in_range(value: float) -> bool:
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
     | {"veto", "validators", "prior", "complete_packets", "retry_guard", "signatures"}
-    | {"reliability"}
+    | {"reliability", "earlier_attempts"}
 )
 _VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability", "keys"})
 
@@ -344,7 +358,10 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         window_ms=window_ms,
         veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
         prior=fields_.number("prior", default=0.5),
-        complete_packets=fields_.boolean("complete_packets", default=False),
+        complete_packets=fields_.boolean("complete_packets", default=True),
+        reference_earlier_attempts=_parse_earlier_attempts(
+            fields_.string("earlier_attempts", default="full"), source
+        ),
         max_retry_similarity=_parse_retry_guard(fields_.optional_table("retry_guard"), source),
         **_parse_reliability(fields_.optional_table("reliability"), source),
         signatures=_parse_signature_mode(fields_.string("signatures", default="off"), source),
@@ -377,6 +394,12 @@ def _parse_monitor(table: Mapping[str, Any] | None, source: str) -> MonitorSetti
         review_capacity_per_hour=fields_.integer(
             "review_capacity_per_hour", default=default.review_capacity_per_hour
         ),
+        time_to_decision_p95_max_seconds=fields_.number(
+            "time_to_decision_p95_max_seconds", default=default.time_to_decision_p95_max_seconds
+        ),
+        time_to_decision_min_decisions=fields_.integer(
+            "time_to_decision_min_decisions", default=default.time_to_decision_min_decisions
+        ),
     )
 
 
@@ -394,6 +417,14 @@ def _parse_supermajority(table: Mapping[str, Any] | None, source: str) -> Superm
     fields_ = _Fields(table, source, prefix="supermajority.")
     fields_.reject_unknown(frozenset({"ratio", "min_rounds"}))
     return Supermajority(ratio=fields_.number("ratio"), min_rounds=fields_.integer("min_rounds"))
+
+
+def _parse_earlier_attempts(value: str, source: str) -> bool:
+    if value not in ("full", "referenced"):
+        raise PolicyError(
+            f"{source}: earlier_attempts must be 'full' or 'referenced', got {value!r}"
+        )
+    return value == "referenced"
 
 
 def _parse_veto(table: Mapping[str, Any] | None, source: str) -> bool:

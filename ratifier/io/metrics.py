@@ -29,6 +29,7 @@ from ratifier.core.config import Settings
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CALL_LATENCY_BUCKETS",
     "LATENCY_BUCKETS",
     "ConsumerLag",
     "MetricsEndpoint",
@@ -40,6 +41,8 @@ __all__ = [
 
 # Validator latencies run from a rule check (< 1 ms) to an LLM judge (tens of seconds).
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A validator call: rule checkers answer in microseconds, LLM judges in seconds.
+CALL_LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
 # How long a scrape waits for a consumer's position (a partition being reset has none yet).
 _POSITION_WAIT_S = 0.5
 

@@ -54,15 +54,22 @@ def write_policy(
     window_seconds: float,
     max_attempts: int,
     red_team: Iterable[str] = (),
+    complete_packets: bool | None = None,
 ) -> Path:
     """Write a minimal policy file (the one policy writer of tests and benchmarks): equal-weight
-    voters, a count threshold, and red-team validators whose veto retries; returns its path."""
+    voters, a count threshold, and red-team validators whose veto retries; returns its path.
+    ``complete_packets`` None leaves the policy's default."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f'name = "{name}"',
         'version = "test-1"',
         f"max_attempts = {max_attempts}",
         f"window_seconds = {window_seconds}",
+        *(
+            []
+            if complete_packets is None
+            else [f"complete_packets = {str(complete_packets).lower()}"]
+        ),
         "[threshold]",
         f"accepts = {accepts}",
     ]

@@ -3,12 +3,14 @@
 A consumer group (``<prefix>.review``), offsets committed after the batch is queued: a batch may
 be read twice after a crash, and the queue's enqueue (one item per case, created atomically)
 queues a redelivered escalation once. An undecodable record goes to the dead letters with its
-reason.
+reason. A packet whose earlier attempts are stubs (``earlier_attempts = "referenced"``) is queued
+with them resolved from their retry requests (ratifier.io.attempts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from redis.asyncio import Redis
@@ -17,6 +19,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import DeadLetter, DeadLetterReason, EscalationPacket, now_ms
 from ratifier.core.topics import TopicNames
+from ratifier.io.attempts import full_attempts
 from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
 from ratifier.io.review_queue import ReviewQueue
 from ratifier.schemas import codec
@@ -26,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 class ReviewFeeder(ConsumeProduceWorker):
     def __init__(self, settings: Settings, redis: Redis) -> None:
+        self._settings = settings
         self.names = TopicNames.from_settings(settings)
         self.queue = ReviewQueue(redis, settings, reviewers=None)
         client_id = f"ratifier-review-feed-{settings.worker_id}"
@@ -57,6 +61,12 @@ class ReviewFeeder(ConsumeProduceWorker):
                         await self._dead_letter(record.topic, record.partition, record.offset,
                                                 record.value or b"", str(exc))  # fmt: skip
                         continue
+                    if any(
+                        a.retry_decision_id and not a.candidate.content for a in packet.attempts
+                    ):
+                        # Earlier attempts carried by reference: reviewers need them in full.
+                        attempts = await full_attempts(self._settings, packet)
+                        packet = dataclasses.replace(packet, attempts=attempts)
                     if await self.queue.enqueue(packet):
                         self.queued += 1
                     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import statistics
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -51,6 +52,8 @@ accepts = 4
 inflation_min_verdicts = 30
 correlation_min_attempts = 15
 review_capacity_per_hour = 10
+time_to_decision_p95_max_seconds = 0.001  # 1 ms: no decision through Kafka is that fast
+time_to_decision_min_decisions = 20
 
 [[validators]]
 id = "yes"
@@ -119,7 +122,7 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
                     return figures.get("gov", {}).get("final_outcomes") == CASES
 
                 await wait_until(all_decided, 90, f"the monitor's figures over {CASES} cases")
-                await wait_until(lambda: _alarm_count(settings, 3), 30, "three alarms")
+                await wait_until(lambda: _alarm_count(settings, 4), 30, "four alarms")
                 view = await client.case(case_ids[0])
             tally_metrics = await scrape(fleet.metrics_ports["tally"])
             validator_metrics = await scrape(fleet.metrics_ports["validator-yes-0"])
@@ -137,13 +140,18 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
         ("VOTE_INFLATION", "yes/billing"),
         ("CORRELATED_VALIDATORS", "twin-a+twin-b"),
         ("ESCALATION_CAPACITY", "gov"),
+        ("TIME_TO_DECISION", "gov"),
     }, alerts
     inflation = next(a for a in alerts if a.kind == "VOTE_INFLATION")
     assert (inflation.value, inflation.threshold, inflation.policy) == (0.0, 0.05, "gov")
     twins = next(a for a in alerts if a.kind == "CORRELATED_VALIDATORS")
     assert twins.value == pytest.approx(1.0)
     assert twins.sample_size >= 15
-    # Redis holds the same three, as current alarms.
+    slo = next(a for a in alerts if a.kind == "TIME_TO_DECISION")
+    assert slo.threshold == 0.001
+    assert slo.value > 0.001
+    assert slo.sample_size >= 20
+    # Redis holds the same four, as current alarms.
     async with _read_models(settings) as models:
         current = await models.alarms()
         scoreboard = await models.scoreboard()
@@ -174,6 +182,12 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
     escalated = sum(isinstance(d, EscalationPacket) for d in decisions)
     assert figures["escalation_ratio"] == pytest.approx(escalated / CASES)
     assert figures["first_attempt_consensus_ratio"] == pytest.approx(1 - escalated / CASES)
+    # Time to decision, from the decisions themselves: the monitor's p50 is theirs.
+    spans = sorted(d.decided_at_ms - _produced(d) for d in decisions)
+    timed = figures["time_to_decision_ms"]
+    assert figures["decisions_timed"] == len(decisions)
+    assert timed["all"]["p50"] == pytest.approx(statistics.median(spans))
+    assert timed["all"]["p50"] <= timed["all"]["p95"] <= timed["all"]["p99"] <= spans[-1]
 
     # The case view.
     assert view is not None
@@ -200,11 +214,34 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
     assert value(text, 'ratifier_tally_decisions_total{outcome="escalate"}') == escalated
     assert re.search(r"^ratifier_open_windows ", text, re.M)
     assert value(text, "ratifier_tally_finished_cases") == CASES  # each case left its marker
+    # The tally's own time-to-decision histogram: one observation per decision, per outcome.
+    for outcome in ("pass", "escalate"):
+        labels = f'outcome="{outcome}",policy="gov"'
+        count = value(text, f"ratifier_time_to_decision_seconds_count{{{labels}}}")
+        assert count == sum(1 for d in decisions if _outcome(d) == outcome)
+        total = value(text, f"ratifier_time_to_decision_seconds_sum{{{labels}}}")
+        spent = sum(d.decided_at_ms - _produced(d) for d in decisions if _outcome(d) == outcome)
+        assert total == pytest.approx(spent / 1000)
+        inf = value(text, f'ratifier_time_to_decision_seconds_bucket{{le="+Inf",{labels}}}')
+        assert inf == count
     assert 'ratifier_dead_letters_total{reason="MALFORMED"} 0.0' in text
     assert re.search(r'^ratifier_consumer_lag\{partition="\d",topic="[^"]+"\} 0\.0$', text, re.M)
     status, text = validator_metrics
     assert status == 200
     assert value(text, 'ratifier_validator_verdicts_total{validator="yes",vote="ACCEPT"}') == CASES
+
+
+def _produced(decision: object) -> int:
+    if isinstance(decision, EscalationPacket):
+        return decision.attempts[-1].candidate.produced_at_ms
+    assert isinstance(decision, PassDecision | RetryRequest)
+    return decision.candidate.produced_at_ms
+
+
+def _outcome(decision: object) -> str:
+    if isinstance(decision, PassDecision):
+        return "pass"
+    return "escalate" if isinstance(decision, EscalationPacket) else "retry"
 
 
 def _read_models(settings: Settings) -> ReadModels:

@@ -24,7 +24,11 @@ WAVES = {"a": 0.0, "b": 0.0, "c": 0.0, "d": 1.5, "e": 1.5}
 
 @pytest.mark.timeout(300)
 async def test_second_wave_skips_decided_attempts(settings: Settings, tmp_path: Path) -> None:
-    write_policy(tmp_path, "seq", list(WAVES), accepts=3, window_seconds=20, max_attempts=1)
+    # Early failures too (complete packets would hold a certain failure for the second wave).
+    write_policy(
+        tmp_path, "seq", list(WAVES), accepts=3, window_seconds=20, max_attempts=1,
+        complete_packets=False,
+    )  # fmt: skip
     tuned = settings.with_overrides(policy_dir=tmp_path, tick_interval_s=0.2)
     fleet = Fleet(Fleet.env_for(tuned), tuned.state_dir / "it-sequential" / tuned.topic_prefix)
     workers = [

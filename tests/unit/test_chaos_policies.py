@@ -14,7 +14,7 @@ def test_governed_policy_holds_packets_and_learns_online(tmp_path: Path) -> None
     policy = _installed(tmp_path, governed(default_policy_text()))
     default = load_policies()["default"]  # the built-in file default_policy_text() reads
     assert policy.complete_packets
-    assert not default.complete_packets
+    assert default.complete_packets  # the default since packets were measured to cost ~nothing
     assert policy.learn_reliability
     assert not default.learn_reliability
     assert policy.voters == default.voters

@@ -72,4 +72,4 @@ def test_calibrate_on_snow_rte(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["calibrate", str(SNOW_RTE), "--mode", "majority", "--cases", "0"]) == 0
     out = capsys.readouterr().out
     assert "majority vote 0.9187, Dawid-Skene 0.9275" in out
-    assert "majority    6         50.9%      8.1%" in out
+    assert "majority    6   50.9% [47.4-54.3]     8.1% [6.4-10.2]" in out

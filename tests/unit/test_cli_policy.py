@@ -42,3 +42,29 @@ def test_policy_check_refuses_a_policy_whose_cases_outgrow_a_record(
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("ratifier ")
+
+
+def test_policy_check_prints_every_rule_the_supermajority_included(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "debate.toml"
+    path.write_text(
+        'name = "debate"\nversion = "1"\nmax_attempts = 3\ncomplete_packets = false\n'
+        "[threshold]\naccepts = 3\n[supermajority]\nratio = 0.75\nmin_rounds = 3\n"
+        '[veto]\naction = "escalate"\n[retry_guard]\nmax_similarity = 0.95\n'
+        + "".join(f'[[validators]]\nid = "{v}"\n' for v in "abcde")
+        + '[[validators]]\nid = "rt"\nrole = "red-team"\n'
+    )
+    assert main(["policy", "check", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == [
+        "  voters: a, b, c, d, e",
+        "  threshold: at least 3 of 5 voters accept",
+        "  supermajority: before attempt 3, a pass also needs accepting weight share >= 0.75",
+        "  red team: rt; a pass waits for it; a CRITICAL rejection escalates at once",
+        "  attempts: 3, window 30 s each; earlier attempts carried in full",
+        "  complete packets: off (a certain failure is decided at once)",
+        "  retry guard: escalate a retry at least 0.95 similar",
+        "  confidence: prior 0.5; reliability fixed: a 0.8, b 0.8, c 0.8, d 0.8, e 0.8",
+        "  signatures: off",
+    ]

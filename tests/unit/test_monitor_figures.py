@@ -226,3 +226,24 @@ def test_changes_raise_new_alarms_and_clear_old_ones() -> None:
     alert = alarms.alert_for(a, "RAISED", monitor="m1", at_ms=7)
     assert alert.alert_id == alarms.alert_for(a, "RAISED", monitor="m2", at_ms=7).alert_id
     assert (alert.kind, alert.state, alert.changed_at_ms) == ("DRIFT", "RAISED", 7)
+
+
+def test_time_to_decision_quantiles_per_outcome_and_the_slo_alarm() -> None:
+    # Candidates are produced at 0; case i is decided at 10 * i ms (passes), retries at 5 ms.
+    figures = PolicyFigures(POLICY, 3_600_000, 10_000, 500)
+    for i in range(1, 101):
+        figures.add(decided_attempt(_pass(f"c{i}", 1, {"other": A}, at=10 * i)))
+    figures.add(decided_attempt(_retry("r", 1, {"other": R}, at=5)))
+    f = figures.figures()
+    assert f.decisions_timed == 101
+    assert f.time_to_decision_ms["pass"] == pytest.approx((505.0, 950.5, 990.1))
+    assert f.time_to_decision_ms["retry"] == (5.0, 5.0, 5.0)
+    assert math.isnan(f.time_to_decision_ms["escalate"][0])
+    assert f.time_to_decision_ms["all"][1] == pytest.approx(950.0)
+    assert alarms.evaluate(_policy(), f) == {}  # no SLO set
+    slow = alarms.evaluate(_policy(time_to_decision_p95_max_seconds=0.9), f)
+    alarm = slow["TIME_TO_DECISION|p|p"]
+    assert (alarm.value, alarm.threshold, alarm.sample_size) == (0.95, 0.9, 101)
+    assert alarms.evaluate(_policy(time_to_decision_p95_max_seconds=1.0), f) == {}
+    few = _policy(time_to_decision_p95_max_seconds=0.9, time_to_decision_min_decisions=102)
+    assert alarms.evaluate(few, f) == {}

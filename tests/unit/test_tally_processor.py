@@ -73,6 +73,7 @@ def make_policy(*, max_attempts: int = 2, name: str = "p", veto: str = "retry") 
         "window_seconds": WINDOW_MS // 1000,
         "threshold": {"accepts": 2},
         "veto": {"action": veto},
+        "complete_packets": False,  # these tests read failures decided at once
         "validators": [
             {"id": "v1"},
             {"id": "v2"},

@@ -28,6 +28,7 @@ import pytest
 
 from ratifier.core.errors import PolicyError
 from ratifier.core.models import (
+    TIMEOUT_REASON_CODE,
     Candidate,
     DeadLetterReason,
     Decision,
@@ -92,6 +93,8 @@ def make_policy(
         "window_seconds": 30,
         "threshold": {"ratio": ratio} if ratio is not None else {"accepts": accepts},
         "veto": {"action": veto},
+        # The tables below read early decisions; complete packets (the default) are _complete's.
+        "complete_packets": False,
         "validators": validators,
     }
     if supermajority is not None:
@@ -1063,6 +1066,35 @@ def test_last_attempt_escalation_reasons(votes: str, reason: EscalationReason) -
     [packet] = run(policy, f"C1 {votes}").only_decisions
     assert isinstance(packet, EscalationPacket)
     assert packet.reason is reason
+
+
+def _lone_abstention(code: str) -> EscalationPacket:
+    policy = make_policy(accepts=1, voters=("solo",), max_attempts=1)
+    opened = on_candidate(None, make_candidate(), policy, T0, SETTINGS)
+    verdict = replace(make_verdict("solo", Vote.ABSTAIN), reasons=(Reason(code, "no answer"),))
+    source = SourceRef("ratifier.verdicts", 0, 1)
+    step = on_verdict(opened.state, verdict, source, {"p": policy}, T0 + 5, SETTINGS)
+    [packet] = step.decisions
+    assert isinstance(packet, EscalationPacket)
+    return packet
+
+
+def test_a_lone_timed_out_abstention_escalates_as_a_window_timeout_not_a_tie() -> None:
+    # The runtime publishes a call that hit its time limit as an ABSTAIN with this code: the
+    # voter never answered, and 0 accepting against 0 rejecting is no tie.
+    assert _lone_abstention(TIMEOUT_REASON_CODE).reason is EscalationReason.WINDOW_TIMEOUT
+
+
+def test_abstentions_alone_escalate_as_no_consensus() -> None:
+    assert _lone_abstention("judge.unsure").reason is EscalationReason.NO_CONSENSUS
+    policy = _complete(accepts=3, max_attempts=1)
+    [packet] = run(policy, "C1 X:v1 X:v2 X:v3 X:v4 X:v5").only_decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.NO_CONSENSUS
+    # One side each is still a tie, whatever the others abstained.
+    [packet] = run(policy, "C1 A:v1 R:v2 X:v3 X:v4 X:v5").only_decisions
+    assert isinstance(packet, EscalationPacket)
+    assert packet.reason is EscalationReason.TIE
 
 
 def test_late_verdicts_are_recorded_against_their_attempt_and_in_the_packet() -> None:

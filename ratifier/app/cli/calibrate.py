@@ -46,6 +46,18 @@ modes_option = click.option(
 )
 @click.option("--seed", type=int, default=0, help="random seed of the simulation")
 @click.option(
+    "--target-error", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+    help="recommend M only if the pass error's upper bound is at most this",
+)  # fmt: skip
+@click.option(
+    "--max-escalation", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+    help="recommend M only if the escalation rate's upper bound is at most this",
+)  # fmt: skip
+@click.option(
+    "--confidence", type=click.FloatRange(0.5, 1, max_open=True), default=0.95,
+    show_default=True, help="level of the Wilson intervals (and of the upper bounds)",
+)  # fmt: skip
+@click.option(
     "--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="write a PNG plot of the rates against M",
 )  # fmt: skip
@@ -62,6 +74,9 @@ def calibrate(
     rhos: tuple[float, ...],
     cases: int,
     seed: int,
+    target_error: float,
+    max_escalation: float,
+    confidence: float,
     plot: Path | None,
     json_path: Path | None,
 ) -> int:
@@ -69,10 +84,14 @@ def calibrate(
 
     DATASETS are standardized TSV files (annotation id, worker id, item id, response, gold;
     docs/calibration.md). Per M: first-attempt consensus, escalation rate, error rate of
-    passes, accuracy, validator calls per case (parallel and sequential). Also simulates N
-    validators that err with probability p, independent and correlated, next to the binomial
-    closed form. Nothing needs the stack.
+    passes, accuracy, validator calls per case (parallel and sequential), every rate with its
+    Wilson interval; per mode, the smallest M whose pass error and escalation rate stay within
+    --target-error and --max-escalation (upper bounds). It estimates how alike validators err
+    (pairwise, and a fitted rho). Also simulates N validators that err with probability p,
+    independent and correlated (and, per dataset, at its own N, p and fitted rho), next to the
+    binomial closed form. Nothing needs the stack.
     """
+    from ratifier.app.calibration_choice import Targets
     from ratifier.app.calibration_report import (
         calibrate_dataset,
         format_report,
@@ -82,14 +101,19 @@ def calibrate(
     )
     from ratifier.core.calibration import read_standardized_tsv
 
+    targets = Targets(target_error, max_escalation, confidence)
     reports = []
     for path in datasets:
         try:
             data = read_standardized_tsv(path, positive)
         except (ValueError, UnicodeDecodeError) as exc:
             raise click.BadParameter(str(exc), param_hint="DATASETS") from None
-        reports.append(calibrate_dataset(data, tuple(dict.fromkeys(modes))))
+        reports.append(calibrate_dataset(data, tuple(dict.fromkeys(modes)), targets))
     simulations = simulate_grid(n, p, rhos, cases, seed) if cases else []
+    for report in reports if cases else ():
+        # The history's own N, p and fitted rho: what its validators would let through.
+        panel = max(row.m for row in report.rows)  # the replay's M run 1..N
+        simulations += simulate_grid(panel, report.p, (report.rho,), cases, seed)
     click.echo(format_report(reports, simulations), nl=False)
     if json_path is not None:
         document = report_json(reports, simulations)

@@ -156,8 +156,15 @@ def print_board(board: dict[str, Any]) -> None:
             ("verdicts per outcome", _number(f["verdicts_per_outcome"], "{:.2f}")),
             ("escalations, last hour", str(f["escalations_last_hour"])),
             (
-                "latency p50/p95/p99 ms",
-                "/".join(_number(latency[q], "{:.0f}") for q in ("p50", "p95", "p99")),
+                "validator call p50/p95/p99 ms",
+                "/".join(_number(latency[q], "{:.1f}") for q in ("p50", "p95", "p99")),
+            ),
+            *(
+                (
+                    f"time to decision p50/p95/p99 ms ({outcome})",
+                    "/".join(_number(quantiles[q], "{:.0f}") for q in ("p50", "p95", "p99")),
+                )
+                for outcome, quantiles in f.get("time_to_decision_ms", {}).items()
             ),
             ("Fleiss' kappa", _number(f["fleiss_kappa"], "{:.2f}")),
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -40,6 +41,8 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> int:
         click.echo(
             f"{path}: ok, {describe(loaded)}; largest case {limits.worst_case_bytes(loaded)} B"
         )
+        for line in rules(loaded):
+            click.echo(f"  {line}")
     return 0
 
 
@@ -58,6 +61,66 @@ def describe(policy: Policy) -> str:
     return (
         f"policy {policy.name!r} version {policy.version!r}: {threshold}{red_team}, "
         f"{policy.max_attempts} attempts, window {policy.window_ms / 1000:g} s{signatures}"
+    )
+
+
+def rules(policy: Policy) -> list[str]:
+    """Every decision rule of ``policy``, one line each, defaults included (docs/policy.md)."""
+    voters = ", ".join(_weighted(v.id, v.weight, v.category_weights) for v in policy.voters)
+    rule = policy.supermajority
+    learning = (
+        f"online (model {policy.learned_model or policy.name!r}, start {policy.learned_prior:g} "
+        f"as if seen {policy.learned_strength:g} times)"
+        if policy.learn_reliability
+        else "fixed: " + ", ".join(f"{v.id} {v.reliability:g}" for v in policy.voters)
+    )
+    veto = "escalates at once" if policy.veto_escalates else "fails the attempt (retry)"
+    guard = policy.max_retry_similarity
+    return [
+        f"voters: {voters}",
+        f"threshold: {_threshold(policy)}",
+        "supermajority: "
+        + (
+            f"before attempt {rule.min_rounds}, a pass also needs accepting weight share "
+            f">= {rule.ratio:g}"
+            if rule is not None
+            else "none"
+        ),
+        "red team: "
+        + (
+            f"{', '.join(policy.red_team_ids)}; a pass waits for it; a CRITICAL rejection {veto}"
+            if policy.red_team_ids
+            else "none"
+        ),
+        f"attempts: {policy.max_attempts}, window {policy.window_ms / 1000:g} s each; earlier "
+        + (
+            "attempts referenced (stubs naming their retry requests)"
+            if policy.reference_earlier_attempts
+            else "attempts carried in full"
+        ),
+        "complete packets: "
+        + (
+            "on (a certain failure waits for every validator or the window)"
+            if policy.complete_packets
+            else "off (a certain failure is decided at once)"
+        ),
+        "retry guard: "
+        + (f"escalate a retry at least {guard:g} similar" if guard is not None else "off"),
+        f"confidence: prior {policy.prior:g}; reliability {learning}",
+        f"signatures: {policy.signatures.value}",
+    ]
+
+
+def _threshold(policy: Policy) -> str:
+    if policy.threshold.accepts is not None:
+        return f"at least {policy.threshold.accepts} of {len(policy.voters)} voters accept"
+    return f"accepting weight share >= {policy.threshold.ratio:g}"
+
+
+def _weighted(validator_id: str, weight: float, categories: Mapping[str, float]) -> str:
+    extra = "".join(f", {category} {w:g}" for category, w in sorted(categories.items()))
+    return (
+        validator_id if weight == 1 and not extra else f"{validator_id} (weight {weight:g}{extra})"
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "CORRELATED_VALIDATORS",
     "DRIFT",
     "ESCALATION_CAPACITY",
+    "TIME_TO_DECISION",
     "VOTE_INFLATION",
     "Alarm",
     "alert_for",
@@ -30,7 +31,8 @@ VOTE_INFLATION = "VOTE_INFLATION"
 DRIFT = "DRIFT"
 CORRELATED_VALIDATORS = "CORRELATED_VALIDATORS"
 ESCALATION_CAPACITY = "ESCALATION_CAPACITY"
-KINDS = (VOTE_INFLATION, DRIFT, CORRELATED_VALIDATORS, ESCALATION_CAPACITY)
+TIME_TO_DECISION = "TIME_TO_DECISION"
+KINDS = (VOTE_INFLATION, DRIFT, CORRELATED_VALIDATORS, ESCALATION_CAPACITY, TIME_TO_DECISION)
 RAISED = "RAISED"
 CLEARED = "CLEARED"
 
@@ -60,6 +62,7 @@ def evaluate(policy: Policy | None, figures: Figures) -> dict[str, Alarm]:
         *_drift(figures, limits),
         *_correlated(figures, limits),
         *_capacity(figures, limits),
+        *_time_to_decision(figures, limits),
     ]
     return {alarm.key: alarm for alarm in alarms}
 
@@ -144,6 +147,28 @@ def _capacity(figures: Figures, limits: MonitorSettings) -> list[Alarm]:
             n,
             f"{n} escalations in the last hour, more than the {capacity} per hour reviewers "
             "can handle",
+        )
+    ]
+
+
+def _time_to_decision(figures: Figures, limits: MonitorSettings) -> list[Alarm]:
+    slo_s = limits.time_to_decision_p95_max_seconds
+    n = figures.decisions_timed
+    if slo_s <= 0 or n < limits.time_to_decision_min_decisions:
+        return []
+    p95_ms = figures.time_to_decision_ms["all"][1]
+    if not p95_ms > slo_s * 1000:  # nan (nothing timed) holds no alarm
+        return []
+    return [
+        Alarm(
+            TIME_TO_DECISION,
+            figures.policy,
+            figures.policy,
+            p95_ms / 1000,
+            slo_s,
+            n,
+            f"time to decision p95 is {p95_ms / 1000:.3g} s over the last {n} decisions, above "
+            f"the policy's {slo_s:g} s (candidate produced -> decided)",
         )
     ]
 

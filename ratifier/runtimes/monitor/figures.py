@@ -25,6 +25,7 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
+from ratifier.core.time_to_decision import seconds_to_decision
 from ratifier.core.windows import SlidingWindow, quantile, ratio, two_proportion_z_test
 
 __all__ = [
@@ -69,6 +70,8 @@ class DecidedAttempt:
     votes: tuple[CountedVote, ...]  # this attempt's counted votes (none for a retry timeout)
     attempts_made: int  # candidates the case had (final decisions only)
     at_ms: int
+    # Candidate produced -> decided (streams/decision_times.py); None: a packet without attempts.
+    decision_ms: int | None = None
 
     @property
     def final(self) -> bool:
@@ -123,7 +126,13 @@ def decided_attempt(decision: Decision) -> DecidedAttempt:
         _counted(votes, category),
         attempts_made,
         decision.decided_at_ms,
+        _decision_ms(decision),
     )
+
+
+def _decision_ms(decision: Decision) -> int | None:
+    seconds = seconds_to_decision(decision)
+    return None if seconds is None else round(seconds * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +161,13 @@ class Figures:
     retry_ratio: float
     verdicts_per_outcome: float
     escalations_last_hour: int
+    # Validator call latency (Verdict.latency_ms, whole ms on the wire), every validator.
     latency_p50_ms: float
     latency_p95_ms: float
     latency_p99_ms: float
+    # Candidate produced -> decided, ms: (p50, p95, p99) by outcome, and "all" of them.
+    time_to_decision_ms: Mapping[str, tuple[float, float, float]]
+    decisions_timed: int  # decisions behind time_to_decision_ms["all"]
     fleiss_kappa: float
     pair_kappas: Mapping[tuple[str, str], tuple[float, int]]  # on failed attempts: (kappa, n)
     validators: tuple[ValidatorFigures, ...]
@@ -179,6 +192,7 @@ class PolicyFigures:
     attempts: SlidingWindow[str] = field(init=False)  # each decided attempt's kind
     finals: SlidingWindow[_Final] = field(init=False)
     escalations: SlidingWindow[None] = field(init=False)  # the last hour, for review capacity
+    decision_times: SlidingWindow[tuple[str, int]] = field(init=False)  # (kind, ms)
     failed_votes: SlidingWindow[dict[str, str]] = field(init=False)  # validator -> vote
     all_votes: SlidingWindow[dict[str, str]] = field(init=False)
     by_validator: dict[tuple[str, str], SlidingWindow[CountedVote]] = field(default_factory=dict)
@@ -190,12 +204,15 @@ class PolicyFigures:
         self.attempts = SlidingWindow(span_ms=span, max_items=most)
         self.finals = SlidingWindow(span_ms=span, max_items=most)
         self.escalations = SlidingWindow(span_ms=HOUR_MS)
+        self.decision_times = SlidingWindow(span_ms=span, max_items=most)
         self.failed_votes = SlidingWindow(span_ms=span, max_items=most)
         self.all_votes = SlidingWindow(span_ms=span, max_items=most)
 
     def add(self, attempt: DecidedAttempt) -> None:
         at = attempt.at_ms
         self.attempts.add(at, attempt.kind)
+        if attempt.decision_ms is not None:
+            self.decision_times.add(at, (attempt.kind, attempt.decision_ms))
         votes = {v.validator: v.vote for v in attempt.votes}
         if votes:
             self.all_votes.add(at, votes)
@@ -227,6 +244,7 @@ class PolicyFigures:
         self.attempts.advance(now_ms)
         self.finals.advance(now_ms)
         self.escalations.advance(now_ms)
+        self.decision_times.advance(now_ms)
         self.failed_votes.advance(now_ms)
         self.all_votes.advance(now_ms)
         for votes in self.by_validator.values():
@@ -250,11 +268,23 @@ class PolicyFigures:
             latency_p50_ms=quantile(latencies, 0.5),
             latency_p95_ms=quantile(latencies, 0.95),
             latency_p99_ms=quantile(latencies, 0.99),
+            time_to_decision_ms=self._time_to_decision(),
+            decisions_timed=len(self.decision_times),
             fleiss_kappa=self._fleiss(),
             pair_kappas=self._pair_kappas(),
             validators=tuple(self._validator(k, w) for k, w in sorted(self.by_validator.items())),
             drift=self._drift(),
         )
+
+    def _time_to_decision(self) -> dict[str, tuple[float, float, float]]:
+        timed = list(self.decision_times)
+        groups: dict[str, list[float]] = {"all": [float(ms) for _, ms in timed]}
+        for kind in ("pass", "retry", "escalate"):
+            groups[kind] = [float(ms) for k, ms in timed if k == kind]
+        return {
+            kind: (quantile(values, 0.5), quantile(values, 0.95), quantile(values, 0.99))
+            for kind, values in groups.items()
+        }
 
     def _fleiss(self) -> float:
         items = list(self.all_votes)

@@ -77,8 +77,14 @@ class MonitorMetrics:
         )
         self.latency_quantile = Gauge(
             "ratifier_validator_latency_quantile_seconds",
-            "Validator latency quantiles over the window, all validators of a policy",
+            "Validator call latency quantiles over the window, all validators of a policy",
             ["policy", "quantile"],
+            registry=r,
+        )
+        self.decision_quantile = Gauge(
+            "ratifier_time_to_decision_quantile_seconds",
+            "Candidate produced -> decided, quantiles over the window, by outcome (all: every one)",
+            ["policy", "outcome", "quantile"],
             registry=r,
         )
         self.kappa = Gauge(
@@ -119,6 +125,9 @@ class MonitorMetrics:
             ("0.99", figures.latency_p99_ms),
         ):
             self.latency_quantile.labels(p, q).set(value / 1000 if math.isfinite(value) else value)
+        for outcome, quantiles in figures.time_to_decision_ms.items():
+            for q, value in zip(("0.5", "0.95", "0.99"), quantiles, strict=True):
+                self.decision_quantile.labels(p, outcome, q).set(value / 1000)
         self.fleiss.labels(p).set(figures.fleiss_kappa)
         for (first, second), (kappa, _n) in figures.pair_kappas.items():
             self.kappa.labels(p, f"{first}+{second}").set(kappa)

@@ -439,11 +439,16 @@ def _snapshot(figures: Figures) -> dict[str, Any]:
         "retry_ratio": _finite(figures.retry_ratio),
         "verdicts_per_outcome": _finite(figures.verdicts_per_outcome),
         "escalations_last_hour": figures.escalations_last_hour,
-        "latency_ms": {
+        "latency_ms": {  # the validator calls'
             "p50": _finite(figures.latency_p50_ms),
             "p95": _finite(figures.latency_p95_ms),
             "p99": _finite(figures.latency_p99_ms),
         },
+        "time_to_decision_ms": {
+            kind: {"p50": _finite(p50), "p95": _finite(p95), "p99": _finite(p99)}
+            for kind, (p50, p95, p99) in figures.time_to_decision_ms.items()
+        },
+        "decisions_timed": figures.decisions_timed,
         "fleiss_kappa": _finite(figures.fleiss_kappa),
         "pair_kappas": {
             f"{a}+{b}": {"kappa": _finite(k), "attempts": n}
