@@ -90,6 +90,10 @@ class Settings:
     tally_public_key: str = ""
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # Records a worker cannot use: dead-letter | skip, and the brake (docs/delivery.md, "Poison").
+    poison: str = "dead-letter"
+    poison_max_consecutive: int = 1000
+    poison_max_ratio: float = 0.9
 
     def __post_init__(self) -> None:
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
@@ -134,6 +138,10 @@ class Settings:
                 f"{ENV_PREFIX}MAX_CANDIDATE_BYTES must be > 0 and below "
                 f"{ENV_PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), "
                 f"got {self.max_candidate_bytes}"
+            )
+        if self.poison not in ("dead-letter", "skip"):
+            raise ConfigError(
+                f"{ENV_PREFIX}POISON must be dead-letter or skip, got {self.poison!r}"
             )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")
