@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Judgement, Verdict, Vote
@@ -103,6 +104,11 @@ async def test_one_hung_call_holds_only_its_own_slot(settings: Settings, tmp_pat
         await send(tuned, [candidate(n, "alpha") for n in range(50)])
         await wait_until(lambda: _true(worker.judged == 49), 60, "all but the hung one judged")
         assert worker.busy_slots == 1  # the hung call still runs: nobody waited for it
+        scraped = generate_latest(worker.metrics.registry).decode()  # the scale signals
+        assert 'ratifier_validator_busy_slots{validator="v"} 1.0' in scraped
+        assert 'ratifier_validator_slots{validator="v"} 4.0' in scraped
+        assert 'ratifier_validator_in_flight{validator="v"} 1.0' in scraped
+        assert 'ratifier_validator_queue_wait_seconds_count{validator="v"} 50.0' in scraped
         release.set()
         await wait_until(lambda: _true(worker.judged == 50), 10, "the hung one too")
     finally:

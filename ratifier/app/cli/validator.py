@@ -36,7 +36,11 @@ def validator() -> None:
 )
 @click.option("--version", default=None, help="validator version recorded in verdicts")
 @click.option("--timeout", type=float, default=30.0, help="seconds before a verdict is ABSTAIN")
-@click.option("--concurrency", type=int, default=16, help="candidates judged at once")
+@click.option("--concurrency", type=click.IntRange(1), default=16, help="candidates judged at once")
+@click.option(
+    "--max-in-flight", type=click.IntRange(1), default=None,
+    help="candidates read and not yet done (default: 4 per --concurrency slot)",
+)  # fmt: skip
 @click.option(
     "--delay", type=click.FloatRange(0), default=0.0,
     help="seconds to wait after reading a candidate before judging it (a later wave)",
@@ -60,6 +64,7 @@ def run(
     version: str | None,
     timeout: float,
     concurrency: int,
+    max_in_flight: int | None,
     delay: float,
     skip_decided: bool,
     signing_key: Path | None,
@@ -81,6 +86,7 @@ def run(
             version=version,
             timeout_s=timeout,
             concurrency=concurrency,
+            max_in_flight=max_in_flight,
             delay_s=delay,
             skip_decided=skip_decided,
         ),
