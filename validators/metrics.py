@@ -70,6 +70,13 @@ class ValidatorMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._rate_limit_wait = Histogram(
+            "ratifier_validator_rate_limit_wait_seconds",
+            "Time a candidate waited for the validator's rate limit (requests, tokens per minute)",
+            ["validator"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(ReadAtScrape(self._families))
         self._lag = ConsumerLag(self.registry, consumer)
 
@@ -85,6 +92,9 @@ class ValidatorMetrics:
 
     def waited(self, seconds: float) -> None:
         self._queue_wait.labels(self.validator_id).observe(seconds)
+
+    def rate_limit_waited(self, seconds: float) -> None:
+        self._rate_limit_wait.labels(self.validator_id).observe(seconds)
 
     def _families(self) -> Iterable[Metric]:
         counts, label = self._counts, [self.validator_id]

@@ -13,12 +13,15 @@ judged (:mod:`.routing`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import ValidatorTimeout, WireFormatError
@@ -45,6 +48,8 @@ from ratifier.io.decided import DecidedAttempts
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.keys import signer_from
 from ratifier.io.metrics import Observability
+from ratifier.io.rate_limits import Buckets, Budget, LocalBuckets, RateLimiter, RedisBuckets
+from ratifier.io.redis_client import connect
 from ratifier.schemas import codec
 from ratifier.validators.metrics import ValidatorMetrics
 from ratifier.validators.routing import PolicyRouting
@@ -56,6 +61,46 @@ Judge = Callable[[Candidate], Awaitable[Judgement]]
 # The event-loop time by which the validator call in progress must return (its --timeout).
 # Per task: each candidate is judged in a task of its own, which gets its own copy.
 _deadline: ContextVar[float | None] = ContextVar("ratifier_validator_deadline", default=None)
+
+
+@dataclass(slots=True)
+class _Call:
+    """What the validator call in progress reports to the runtime (per task, like _deadline)."""
+
+    limiter: RateLimiter | None
+    tokens: float = 0.0
+
+
+_call: ContextVar[_Call | None] = ContextVar("ratifier_validator_call", default=None)
+
+
+@contextlib.contextmanager
+def reporting_to(limiter: RateLimiter | None) -> Iterator[_Call]:
+    """While the block runs, :func:`report_tokens` and :func:`report_retry_after` (called by the
+    validator, in this task) reach ``limiter``; the tokens reported are summed in the result."""
+    call = _Call(limiter)
+    token = _call.set(call)
+    try:
+        yield call
+    finally:
+        _call.reset(token)
+
+
+def report_tokens(used: float) -> None:
+    """Tell the runtime how many API tokens the call in progress used (its tokens/min budget).
+
+    A no-op outside the runtime. The built-in LLM judge reports its answers' ``usage``."""
+    call = _call.get()
+    if call is not None:
+        call.tokens += used
+
+
+async def report_retry_after(seconds: float) -> None:
+    """Tell the runtime the API answered 429 with ``Retry-After: seconds``: the validator's rate
+    limit (shared by its instances, with Redis) grants nothing more before then."""
+    call = _call.get()
+    if call is not None and call.limiter is not None:
+        await call.limiter.retry_after(seconds)
 
 
 def time_left_s() -> float | None:
@@ -136,6 +181,8 @@ class ValidatorWorker(RuntimeWorker):
         delay_s: float = 0.0,
         skip_decided: bool = False,
         routing: PolicyRouting | None = None,
+        rate_limit: Budget | None = None,
+        share_rate_limit: bool = False,
     ) -> None:
         """``signer`` signs every verdict (docs/signing.md); by default, the key in the file
         ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned.
@@ -145,7 +192,11 @@ class ValidatorWorker(RuntimeWorker):
 
         Sequential consensus ("Waves" in docs/validators.md): ``delay_s`` waits that long after
         reading each candidate before judging it (holding no slot), and ``skip_decided`` then
-        skips candidates whose attempt the tally has decided meanwhile (no call, no verdict)."""
+        skips candidates whose attempt the tally has decided meanwhile (no call, no verdict).
+
+        ``rate_limit``: requests and tokens per minute for the judge's API (docs/validators.md,
+        "Rate limits"), per process, or with ``share_rate_limit`` for every instance of the
+        validator id together, through Redis; the wait for it is measured apart from the call."""
         self.settings = settings
         self.validator_id = validator_id
         self.judge = judge
@@ -155,6 +206,14 @@ class ValidatorWorker(RuntimeWorker):
         self.signer = signer or signer_from(settings.signing_key)
         self.routing = routing or PolicyRouting(validator_id, settings.policy_dir)
         self._slots = asyncio.Semaphore(concurrency)
+        self._redis: Redis | None = None
+        self.rate_limiter: RateLimiter | None = None
+        if rate_limit is not None:
+            buckets: Buckets = LocalBuckets(rate_limit)
+            if share_rate_limit:
+                self._redis = connect(settings)
+                buckets = RedisBuckets(self._redis, settings, validator_id, rate_limit)
+            self.rate_limiter = RateLimiter(rate_limit, buckets)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
         client_id = f"validator-{validator_id}"
@@ -198,6 +257,8 @@ class ValidatorWorker(RuntimeWorker):
             if self.decided is not None:
                 await self.decided.stop()
         finally:
+            if self._redis is not None:
+                await self._redis.aclose()
             aclose = getattr(self.judge, "aclose", None)  # e.g. the LLM judge's HTTP session
             if aclose is not None:
                 await aclose()
@@ -222,16 +283,23 @@ class ValidatorWorker(RuntimeWorker):
         if self.decided is not None and (candidate.case_id, candidate.attempt) in self.decided:
             self.skipped_decided += 1
             return False
+        reserved = 0.0
+        if self.rate_limiter is not None:  # waits before taking a slot, so it holds none
+            waited, reserved = await self.rate_limiter.acquire()
+            self.metrics.rate_limit_waited(waited)
         queued = time.perf_counter()
         async with self._slots:
             started = time.perf_counter()
             self.metrics.waited(started - queued)
             self.busy_slots += 1
             try:
-                judgement = await judge_safely(self.judge, candidate, self.timeout_s)
+                with reporting_to(self.rate_limiter) as call:
+                    judgement = await judge_safely(self.judge, candidate, self.timeout_s)
             finally:
                 self.busy_slots -= 1
             latency_ms = int((time.perf_counter() - started) * 1000)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.settle(reserved, call.tokens)
         verdict = to_verdict(
             candidate,
             judgement,

@@ -49,6 +49,18 @@ def validator() -> None:
     "--skip-decided", is_flag=True, default=False,
     help="skip candidates whose attempt the tally has already decided (sequential consensus)",
 )  # fmt: skip
+@click.option(
+    "--requests-per-min", type=click.FloatRange(0, min_open=True), default=None,
+    help="rate limit: judge calls per minute (docs/validators.md, Rate limits)",
+)  # fmt: skip
+@click.option(
+    "--tokens-per-min", type=click.FloatRange(0, min_open=True), default=None,
+    help="rate limit: API tokens per minute, as the judge reports them (the LLM judge does)",
+)  # fmt: skip
+@click.option(
+    "--share-rate-limit", is_flag=True, default=False,
+    help="one rate limit for every instance of this --id, kept in Redis (RATIFIER_REDIS_URL)",
+)  # fmt: skip
 @setting_option(
     "signing_key",
     "--signing-key",
@@ -67,6 +79,9 @@ def run(
     max_in_flight: int | None,
     delay: float,
     skip_decided: bool,
+    requests_per_min: float | None,
+    tokens_per_min: float | None,
+    share_rate_limit: bool,
     signing_key: Path | None,
 ) -> int:
     """Judge candidates as consumer group <prefix>.validator.<ID>.
@@ -74,7 +89,12 @@ def run(
     MODULE:CALLABLE is an async function Candidate -> Judgement (or a factory of one, with
     --param). See docs/validators.md.
     """
+    from ratifier.io.rate_limits import Budget
     from ratifier.validators.runtime import ValidatorWorker
+
+    limited = requests_per_min is not None or tokens_per_min is not None
+    if share_rate_limit and not limited:
+        raise click.UsageError("--share-rate-limit needs --requests-per-min or --tokens-per-min")
 
     judge = load_target(target, parse_params(params))
     settings = settings_from(ctx, signing_key=signing_key)
@@ -89,6 +109,8 @@ def run(
             max_in_flight=max_in_flight,
             delay_s=delay,
             skip_decided=skip_decided,
+            rate_limit=Budget(requests_per_min, tokens_per_min) if limited else None,
+            share_rate_limit=share_rate_limit,
         ),
         settings,
     )
