@@ -146,7 +146,8 @@ async def main(argv: list[str]) -> int:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(table(results))
+    if set(results) - {"meta", "validators"}:  # the tally's figures
+        print(table(results))
     if "validators" in results:
         print(validators.table(results["validators"]))
     print(f"\nfigures written to {out}")
