@@ -29,7 +29,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, Judgement, Vote
 from ratifier.core.topics import TopicNames
-from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.testing import write_policy
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
@@ -163,7 +163,7 @@ class BarrierValidator:
                     continue
         deliveries = await asyncio.gather(*pending)  # the barrier: every call of the batch
         await asyncio.gather(*deliveries)
-        await commit_processed(self._consumer, batches)
+        await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
 
     async def _one(self, candidate: Candidate) -> asyncio.Future[Any]:
         async with self._limit:
