@@ -160,6 +160,9 @@ def to_verdict(
 # Candidates read ahead per judge slot: while a slot's call runs, the next candidates are
 # already decoded and waiting, so a slot that frees starts its next call at once.
 READ_AHEAD_PER_SLOT = 4
+# A later wave (--delay) holds each candidate for the delay before judging it: room for that many
+# more, or the wave would judge at most (read-ahead / delay) candidates per second.
+WAVE_IN_FLIGHT = 1024
 
 
 class ValidatorWorker(RuntimeWorker):
@@ -188,7 +191,8 @@ class ValidatorWorker(RuntimeWorker):
         ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned.
 
         ``concurrency`` judge calls run at once; ``max_in_flight`` candidates (default
-        ``READ_AHEAD_PER_SLOT`` per slot) are read and not yet done, which bounds memory.
+        ``READ_AHEAD_PER_SLOT`` per slot, ``WAVE_IN_FLIGHT`` more with a delay) are read and not
+        yet done, which bounds memory (and 16 MiB of them).
 
         Sequential consensus ("Waves" in docs/validators.md): ``delay_s`` waits that long after
         reading each candidate before judging it (holding no slot), and ``skip_decided`` then
@@ -216,6 +220,7 @@ class ValidatorWorker(RuntimeWorker):
             self.rate_limiter = RateLimiter(rate_limit, buckets)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
+        default_in_flight = READ_AHEAD_PER_SLOT * concurrency + (WAVE_IN_FLIGHT if delay_s else 0)
         client_id = f"validator-{validator_id}"
         self._consumer = make_consumer(
             settings, group_id=names.validator_group(validator_id), client_id=client_id
@@ -225,7 +230,7 @@ class ValidatorWorker(RuntimeWorker):
             self._consumer,
             [names.candidates],
             self._handle,
-            limits=Limits(max_in_flight=max_in_flight or READ_AHEAD_PER_SLOT * concurrency),
+            limits=Limits(max_in_flight=max_in_flight or default_in_flight),
             # The tally dead-letters malformed candidates; N validators must not repeat it.
             poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
         )

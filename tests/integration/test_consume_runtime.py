@@ -255,3 +255,37 @@ async def test_dead_letter_mode_needs_a_sink(settings: Settings) -> None:
 
 async def _noop(record: ConsumerRecord) -> None:
     return None
+
+
+async def test_stopping_drains_running_records_and_commits_only_finished_ones(
+    settings: Settings, unique_group: Callable[[str], str]
+) -> None:
+    topic = TopicNames.from_settings(settings).candidates
+    await produce(settings, topic, per_partition=3)
+    release = asyncio.Event()
+    started: list[Where] = []
+
+    async def handler(record: ConsumerRecord) -> None:
+        started.append((record.partition, record.offset))
+        if record.partition == 0 and record.offset == 1:
+            await asyncio.Event().wait()  # never finishes: cancelled at the drain deadline
+        else:
+            await release.wait()  # finishes during the drain
+
+    group = unique_group("stop")
+    consumer = make_consumer(settings, group_id=group, client_id=group)
+    limits = Limits(drain_timeout_s=2.0, commit_interval_s=60)
+    runtime = ConsumerRuntime(consumer, [topic], handler, limits=limits)
+    await consumer.start()
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.run(stop))
+        await wait_until(lambda: _true(len(started) == 12), 30, "every record running")
+        stop.set()  # as SIGTERM does
+        release.set()
+        await asyncio.wait_for(task, 10)
+        assert (runtime.completed, runtime.in_flight) == (11, 0)
+        offsets = [await committed(consumer, TopicPartition(topic, p)) for p in range(4)]
+        assert offsets == [1, 3, 3, 3]  # partition 0 stops before the cancelled record
+    finally:
+        await consumer.stop()

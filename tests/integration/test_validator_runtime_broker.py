@@ -152,3 +152,30 @@ async def test_an_instance_joining_under_load_leaves_no_candidate_unjudged(
     verdicts = {codec.decode_as(r.value or b"", Verdict).case_id for r in
                 await read_records(tuned, [names.verdicts], idle_s=1.0)}  # fmt: skip
     assert len(verdicts) == total  # a verdict for each (a few twice: at least once)
+
+
+async def test_a_wave_delay_waits_per_candidate_holding_no_slot(
+    settings: Settings, tmp_path: Path
+) -> None:
+    write_policy(tmp_path, "alpha", ["v"], accepts=1, window_seconds=10, max_attempts=1)
+    tuned = settings.with_overrides(policy_dir=tmp_path)
+    judged: list[str] = []
+
+    async def judge(c: Candidate) -> Judgement:
+        judged.append(c.case_id)
+        return Judgement(Vote.ACCEPT, 0.9)
+
+    worker = ValidatorWorker(tuned, "v", judge, concurrency=1, delay_s=3.0)
+    stop = asyncio.Event()
+    await worker.start()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await send(tuned, [candidate(n, "alpha") for n in range(10)])
+        # All ten wait their delay at once, and none holds the one judge slot meanwhile.
+        await wait_until(lambda: _true(worker.in_flight == 10), 30, "ten candidates waiting")
+        assert (worker.busy_slots, judged) == (0, [])
+        await wait_until(lambda: _true(worker.judged == 10), 30, "all judged after one delay")
+    finally:
+        stop.set()
+        await task
+        await worker.stop()

@@ -39,7 +39,7 @@ def validator() -> None:
 @click.option("--concurrency", type=click.IntRange(1), default=16, help="candidates judged at once")
 @click.option(
     "--max-in-flight", type=click.IntRange(1), default=None,
-    help="candidates read and not yet done (default: 4 per --concurrency slot)",
+    help="candidates read and not yet done (default: 4 per --concurrency slot, +1024 with --delay)",
 )  # fmt: skip
 @click.option(
     "--delay", type=click.FloatRange(0), default=0.0,
