@@ -5,7 +5,9 @@ unjudged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,22 @@ async def _true(value: bool) -> bool:
     return value
 
 
+@contextlib.asynccontextmanager
+async def judging(*workers: ValidatorWorker) -> AsyncIterator[None]:
+    """The workers started and running for the block; then stopped as SIGTERM stops them."""
+    stop = asyncio.Event()
+    for worker in workers:
+        await worker.start()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for worker in workers:
+            await worker.stop()
+
+
 class CountingJudge:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()  # by policy
@@ -59,22 +77,13 @@ async def test_validators_judge_only_the_candidates_of_their_policies(
     tuned = settings.with_overrides(policy_dir=tmp_path)
     judges = {"a1": CountingJudge(), "b1": CountingJudge()}
     workers = [ValidatorWorker(tuned, vid, judge) for vid, judge in judges.items()]
-    stop = asyncio.Event()
-    for worker in workers:
-        await worker.start()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
+    async with judging(*workers):
         await send(tuned, [candidate(n, "alpha" if n % 2 else "beta") for n in range(40)])
 
         def all_seen() -> bool:
             return all(w.judged + w.not_listed == 40 for w in workers)
 
         await wait_until(lambda: _true(all_seen()), 60, "every candidate seen by both")
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        for worker in workers:
-            await worker.stop()
     assert judges["a1"].calls == Counter({"alpha": 20})
     assert judges["b1"].calls == Counter({"beta": 20})
     assert [(w.judged, w.not_listed) for w in workers] == [(20, 20), (20, 20)]
@@ -97,10 +106,7 @@ async def test_one_hung_call_holds_only_its_own_slot(settings: Settings, tmp_pat
         return Judgement(Vote.ACCEPT, 0.9)
 
     worker = ValidatorWorker(tuned, "v", judge, concurrency=4, timeout_s=120)
-    stop = asyncio.Event()
-    await worker.start()
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with judging(worker):
         await send(tuned, [candidate(n, "alpha") for n in range(50)])
         await wait_until(lambda: _true(worker.judged == 49), 60, "all but the hung one judged")
         assert worker.busy_slots == 1  # the hung call still runs: nobody waited for it
@@ -111,10 +117,6 @@ async def test_one_hung_call_holds_only_its_own_slot(settings: Settings, tmp_pat
         assert 'ratifier_validator_queue_wait_seconds_count{validator="v"} 50.0' in scraped
         release.set()
         await wait_until(lambda: _true(worker.judged == 50), 10, "the hung one too")
-    finally:
-        stop.set()
-        await task
-        await worker.stop()
 
 
 async def test_an_instance_joining_under_load_leaves_no_candidate_unjudged(
@@ -132,22 +134,13 @@ async def test_an_instance_joining_under_load_leaves_no_candidate_unjudged(
     total = 600
     first = ValidatorWorker(tuned, "v", judge, concurrency=2)
     second = ValidatorWorker(tuned, "v", judge, concurrency=2)
-    stop = asyncio.Event()
-    await first.start()
-    tasks = [asyncio.create_task(first.run(stop))]
-    try:
+    async with judging(first):
         await send(tuned, [candidate(n, "alpha") for n in range(total)])
         await wait_until(lambda: _true(first.judged >= 20), 60, "the first instance busy")
-        await second.start()
-        tasks.append(asyncio.create_task(second.run(stop)))
-        await wait_until(lambda: _true(second.judged > 0), 60, "the second instance took work")
-        assert len(judged) < total  # it joined while there was a backlog
-        await wait_until(lambda: _true(len(judged) == total), 120, "every candidate judged")
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await first.stop()
-        await second.stop()
+        async with judging(second):
+            await wait_until(lambda: _true(second.judged > 0), 60, "the second instance works")
+            assert len(judged) < total  # it joined while there was a backlog
+            await wait_until(lambda: _true(len(judged) == total), 120, "every candidate judged")
     names = TopicNames.from_settings(tuned)
     verdicts = {codec.decode_as(r.value or b"", Verdict).case_id for r in
                 await read_records(tuned, [names.verdicts], idle_s=1.0)}  # fmt: skip
@@ -166,16 +159,9 @@ async def test_a_wave_delay_waits_per_candidate_holding_no_slot(
         return Judgement(Vote.ACCEPT, 0.9)
 
     worker = ValidatorWorker(tuned, "v", judge, concurrency=1, delay_s=3.0)
-    stop = asyncio.Event()
-    await worker.start()
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    async with judging(worker):
         await send(tuned, [candidate(n, "alpha") for n in range(10)])
         # All ten wait their delay at once, and none holds the one judge slot meanwhile.
         await wait_until(lambda: _true(worker.in_flight == 10), 30, "ten candidates waiting")
         assert (worker.busy_slots, judged) == (0, [])
         await wait_until(lambda: _true(worker.judged == 10), 30, "all judged after one delay")
-    finally:
-        stop.set()
-        await task
-        await worker.stop()
