@@ -88,10 +88,9 @@ class OffsetTracker(Generic[P]):
         return out
 
     def committed(self, commits: dict[P, int]) -> None:
+        """Record what is committed for these partitions (also before any record started)."""
         for partition, offset in commits.items():
-            offsets = self._partitions.get(partition)
-            if offsets is not None:
-                offsets.committed = offset
+            self._partitions.setdefault(partition, PartitionOffsets()).committed = offset
 
     def forget(self, partitions: Iterable[P]) -> None:
         """Drop revoked partitions: their new owner resumes from the last commit."""

@@ -84,9 +84,10 @@ class PoisonBrake:
         self.invalid_total = 0
         self.consecutive = 0
 
-    def ok(self) -> None:
-        self.valid += 1
-        self.consecutive = 0
+    def ok(self, count: int = 1) -> None:
+        if count > 0:
+            self.valid += count
+            self.consecutive = 0
 
     def invalid(self, detail: str) -> None:
         self.invalid_total += 1

@@ -16,6 +16,14 @@ rest are cancelled and only finished offsets are committed; stopping (SIGTERM) d
 every partition. A handler's :class:`~.poison.InvalidRecord` is dead-lettered or skipped
 (:mod:`.poison`), any other exception stops the runtime (a bug: the record is read again after
 the fix rather than lost), as does the poison brake.
+
+A worker that must see its records together (the monitor writes a batch's read models to Redis
+in one round trip and merges partitions by time) gives a ``batch_handler`` instead: each fetch
+(up to ``max_in_flight`` records) is handled whole, one batch after the other, and committed
+after it like single records. ``before_fetch``, ``on_assigned`` and ``on_revoked`` let such a
+worker restore its state after a rebalance; :meth:`ConsumerRuntime.resume_from` tells the
+runtime which offsets are committed already, so records read again below them (to rebuild
+state) never move a commit back.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -43,11 +51,14 @@ from ratifier.io.consume.poison import (
     dead_letter_for,
 )
 
-__all__ = ["ConsumerRuntime", "Handler", "Limits"]
+__all__ = ["Batch", "BatchHandler", "ConsumerRuntime", "Handler", "Limits"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[ConsumerRecord], Awaitable[None]]
+Batch = Mapping[TopicPartition, list[ConsumerRecord]]
+BatchHandler = Callable[[Batch], Awaitable[None]]
+PartitionsHook = Callable[[Collection[TopicPartition]], None]
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
 
 
@@ -76,12 +87,16 @@ class ConsumerRuntime:
         self,
         consumer: AIOKafkaConsumer,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
         *,
+        batch_handler: BatchHandler | None = None,
         limits: Limits | None = None,
         poison: PoisonHandling | None = None,
         dead_letter: DeadLetterSink | None = None,
         commits: bool = True,
+        before_fetch: Callable[[], Awaitable[None]] | None = None,
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.poison = poison or PoisonHandling(
@@ -89,8 +104,14 @@ class ConsumerRuntime:
         )
         if self.poison.mode is PoisonMode.DEAD_LETTER and dead_letter is None:
             raise ValueError("poison mode dead-letter needs a dead-letter sink")
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give a handler or a batch_handler, not both")
         self._consumer = consumer
         self._handler = handler
+        self._batch_handler = batch_handler
+        self._before_fetch = before_fetch
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
         self._dead_letter = dead_letter
         self._commits = commits
         self._brake = PoisonBrake(self.poison)
@@ -116,6 +137,12 @@ class ConsumerRuntime:
         """Fetch and dispatch until ``stop`` is set or a handler fails; then drain and commit."""
         try:
             while not stop.is_set() and self._failure is None:
+                if self._before_fetch is not None:
+                    await self._before_fetch()
+                if self._batch_handler is not None:
+                    await self._fetch_batch(self._batch_handler, stop)
+                    await self._commit_when_due()
+                    continue
                 room = self._room()
                 if room > 0:
                     self._resume()
@@ -128,12 +155,47 @@ class ConsumerRuntime:
                 else:
                     self._pause()
                     await self._wait_for_a_finish(self.limits.poll_timeout_ms / 1000)
-                if time.monotonic() - self._last_commit >= self.limits.commit_interval_s:
-                    await self.commit()
+                await self._commit_when_due()
         finally:
             await self.drain(None)
         if self._failure is not None:
             raise self._failure
+
+    async def _commit_when_due(self) -> None:
+        if time.monotonic() - self._last_commit >= self.limits.commit_interval_s:
+            await self.commit()
+
+    async def _fetch_batch(self, handler: BatchHandler, stop: asyncio.Event) -> None:
+        batch = await self._consumer.getmany(
+            timeout_ms=self.limits.poll_timeout_ms, max_records=self.limits.max_in_flight
+        )
+        if not batch or stop.is_set():
+            return
+        records = [(tp, record.offset) for tp, rs in batch.items() for record in rs]
+        for tp, offset in records:
+            self._offsets.start(tp, offset)
+        self.in_flight = len(records)
+        invalid_before = self.invalid
+        try:
+            await handler(batch)  # any exception stops the runtime; the batch is not committed
+        finally:
+            self.in_flight = 0
+        for tp, offset in records:
+            self._offsets.complete(tp, offset)
+        self.completed += len(records)
+        self._brake.ok(len(records) - (self.invalid - invalid_before))
+
+    def note_invalid(self, record: ConsumerRecord, error: InvalidRecord) -> None:
+        """For a batch handler: ``record`` cannot be used and is skipped (counted, logged, and
+        the brake applied: raises :class:`PoisonLimitExceeded` past a limit)."""
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        self.invalid += 1
+        self._brake.invalid(f"{where}: {error.detail}")
+        logger.warning("skipped invalid record %s (%s): %s", where, error.reason, error.detail)
+
+    def resume_from(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """These offsets are committed already: never commit below them."""
+        self._offsets.committed(dict(offsets))
 
     def _room(self) -> int:
         if self.in_flight_bytes >= self.limits.max_in_flight_bytes:
@@ -179,6 +241,7 @@ class ConsumerRuntime:
 
     async def _handle(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         finished = False
+        assert self._handler is not None  # records are dispatched one by one only with it
         try:
             await self._handler(record)
             self._brake.ok()
@@ -285,10 +348,16 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runtime = runtime
 
     async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        await self._runtime.drain(revoked)
+        runtime = self._runtime
+        await runtime.drain(revoked)
+        if runtime.on_revoked is not None:
+            runtime.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        self._runtime._paused = False  # a new assignment starts unpaused
+        runtime = self._runtime
+        runtime._paused = False  # a new assignment starts unpaused
+        if runtime.on_assigned is not None:
+            runtime.on_assigned(assigned)
 
 
 def _size(record: ConsumerRecord) -> int:
