@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -51,7 +51,7 @@ async def produce(settings: Settings, topic: str, per_partition: int) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, group: str, handler: Handler, **options: object
+    settings: Settings, group: str, handler: Handler | None = None, **options: object
 ) -> AsyncIterator[tuple[ConsumerRuntime, AIOKafkaConsumer, asyncio.Task[None]]]:
     topic = TopicNames.from_settings(settings).candidates
     consumer = make_consumer(settings, group_id=group, client_id=group)
@@ -289,3 +289,41 @@ async def test_stopping_drains_running_records_and_commits_only_finished_ones(
         assert offsets == [1, 3, 3, 3]  # partition 0 stops before the cancelled record
     finally:
         await consumer.stop()
+
+
+async def test_batch_mode_commits_a_batch_only_once_it_is_handled(
+    settings: Settings, unique_group: Callable[[str], str]
+) -> None:
+    topic = TopicNames.from_settings(settings).candidates
+    await produce(settings, topic, per_partition=5)
+    group = unique_group("batch")
+
+    async def failing(batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        raise RuntimeError("boom")  # a bug: the runtime stops, nothing of the batch committed
+
+    seen: list[Where] = []
+    runtimes: list[ConsumerRuntime] = []
+
+    async def handling(batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        for records in batch.values():
+            for record in records:
+                seen.append((record.partition, record.offset))
+                if record.offset == 0:
+                    runtimes[0].note_invalid(record, InvalidRecord(DeadLetterReason.MALFORMED, "x"))
+
+    async with running(settings, group, batch_handler=failing) as (_, c, task):
+        with pytest.raises(RuntimeError, match="boom"):
+            await asyncio.wait_for(task, 30)
+        offsets = [await committed(c, TopicPartition(topic, p)) for p in range(4)]
+        assert set(offsets) <= {None, 0}  # at most the start: nothing of the batch
+    limits = Limits(commit_interval_s=0.05)
+    async with running(settings, group, batch_handler=handling, limits=limits) as (rt, c, _):
+        runtimes.append(rt)
+
+        async def all_committed() -> bool:
+            offsets = [await committed(c, TopicPartition(topic, p)) for p in range(4)]
+            return offsets == [5, 5, 5, 5]
+
+        await wait_until(all_committed, 30, "every batch committed")
+        assert sorted(seen) == [(p, o) for p in range(4) for o in range(5)]
+        assert (rt.invalid, rt.completed) == (4, 20)

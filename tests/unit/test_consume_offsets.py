@@ -128,3 +128,15 @@ def test_a_brake_without_limits_never_trips() -> None:
     for _ in range(10 * BRAKE_MIN_RECORDS):
         brake.invalid("bad")
     assert brake.invalid_total == 10 * BRAKE_MIN_RECORDS
+
+
+def test_records_read_again_below_the_commit_never_move_it_back() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    tracker.committed({"a": 10})  # known before any record (the monitor's resume offsets)
+    for offset in (3, 4):
+        tracker.start("a", offset)  # read again to rebuild state
+        tracker.complete("a", offset)
+    assert tracker.pending_commits() == {}
+    tracker.start("a", 10)
+    tracker.complete("a", 10)
+    assert tracker.pending_commits() == {"a": 11}
