@@ -327,3 +327,25 @@ async def test_batch_mode_commits_a_batch_only_once_it_is_handled(
         await wait_until(all_committed, 30, "every batch committed")
         assert sorted(seen) == [(p, o) for p in range(4) for o in range(5)]
         assert (rt.invalid, rt.completed) == (4, 20)
+
+
+async def test_a_dead_letter_that_cannot_be_sent_stops_the_runtime(
+    settings: Settings, unique_group: Callable[[str], str]
+) -> None:
+    topic = TopicNames.from_settings(settings).candidates
+    await produce(settings, topic, per_partition=1)
+
+    async def handler(record: ConsumerRecord) -> None:
+        raise InvalidRecord(DeadLetterReason.MALFORMED, "bad")
+
+    async def unreachable(letter: DeadLetter) -> None:
+        raise ConnectionError("dead-letter topic unreachable")
+
+    poison = PoisonHandling(PoisonMode.DEAD_LETTER)
+    options = {"poison": poison, "dead_letter": unreachable}
+    async with running(settings, unique_group("dlq-down"), handler, **options) as (rt, c, task):
+        with pytest.raises(ConnectionError, match="unreachable"):
+            await asyncio.wait_for(task, 30)
+        assert rt.completed == 0  # nothing skipped without its dead letter
+        offsets = [await committed(c, TopicPartition(topic, p)) for p in range(4)]
+        assert set(offsets) <= {None, 0}

@@ -243,12 +243,13 @@ class ConsumerRuntime:
         finished = False
         assert self._handler is not None  # records are dispatched one by one only with it
         try:
-            await self._handler(record)
-            self._brake.ok()
-            finished = True
-        except InvalidRecord as exc:
-            finished = await self._poisoned(record, exc)
-        except Exception as exc:  # a bug in the handler: stop, and read the record again later
+            try:
+                await self._handler(record)
+                self._brake.ok()
+                finished = True
+            except InvalidRecord as exc:
+                finished = await self._poisoned(record, exc)
+        except Exception as exc:  # a bug, or the dead letter failed: stop, read it again later
             logger.exception("handler failed on %s[%d]@%d", tp.topic, tp.partition, record.offset)
             self._fail(exc)
         finally:
