@@ -349,3 +349,26 @@ async def test_a_dead_letter_that_cannot_be_sent_stops_the_runtime(
         assert rt.completed == 0  # nothing skipped without its dead letter
         offsets = [await committed(c, TopicPartition(topic, p)) for p in range(4)]
         assert set(offsets) <= {None, 0}
+
+
+async def test_in_flight_bytes_are_bounded_too(
+    settings: Settings, unique_group: Callable[[str], str]
+) -> None:
+    topic = TopicNames.from_settings(settings).candidates
+    await produce(settings, topic, per_partition=10)  # 5 bytes each: "0-0" and key "k0"
+    gate = asyncio.Event()
+    started: list[Where] = []
+
+    async def handler(record: ConsumerRecord) -> None:
+        started.append((record.partition, record.offset))
+        await gate.wait()
+
+    limits = Limits(max_in_flight=100, max_in_flight_bytes=10)
+    async with running(settings, unique_group("bytes"), handler, limits=limits) as (rt, c, _):
+        await wait_until(lambda: _true(bool(c.paused())), 30, "paused at the byte limit")
+        # Each fetch brings what fits at the records' average size: two records of five bytes.
+        assert (rt.in_flight_bytes, len(started)) == (10, 2)
+        running_now = len(started)
+        gate.set()
+        await wait_until(lambda: _true(len(started) == 40), 30, "the rest after resuming")
+        assert running_now < 40

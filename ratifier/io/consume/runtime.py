@@ -122,6 +122,7 @@ class ConsumerRuntime:
         self._finished = asyncio.Event()
         self._failure: BaseException | None = None
         self._paused = False
+        self._record_size: float | None = None  # running average, for the byte limit
         self._last_commit = time.monotonic()
         self.in_flight = 0
         self.in_flight_bytes = 0
@@ -198,9 +199,15 @@ class ConsumerRuntime:
         self._offsets.committed(dict(offsets))
 
     def _room(self) -> int:
-        if self.in_flight_bytes >= self.limits.max_in_flight_bytes:
+        """Records the next fetch may bring: within the count, and within the bytes at the
+        records' average size so far (one record to learn it)."""
+        free_bytes = self.limits.max_in_flight_bytes - self.in_flight_bytes
+        if free_bytes <= 0:
             return 0
-        return self.limits.max_in_flight - self.in_flight
+        free = self.limits.max_in_flight - self.in_flight
+        if self._record_size is None:
+            return min(free, 1)
+        return min(free, max(1, int(free_bytes / self._record_size)))
 
     def _pause(self) -> None:
         if not self._paused:
@@ -223,8 +230,11 @@ class ConsumerRuntime:
 
     def _dispatch(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         self._offsets.start(tp, record.offset)
+        size = _size(record)
         self.in_flight += 1
-        self.in_flight_bytes += _size(record)
+        self.in_flight_bytes += size
+        average = self._record_size
+        self._record_size = size if average is None else average + (size - average) / 16
         if self.limits.order_by_key and record.key is not None:
             waiting = self._waiting.get((tp, record.key))
             if waiting is not None:
