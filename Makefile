@@ -53,10 +53,12 @@ demo: stack-up
 
 bench: stack-up
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py finished
 
-# The full chaos suite (docs/chaos.md): on a single broker, then on the 3-node cluster. It
-# restarts brokers, so it runs on a stack of its own (own ports, own state dir), never on the
-# one `make stack-up` started for tests and demos. CHAOS_ARGS adds options, e.g. --engine faust.
+# The full chaos suite (docs/chaos.md): on a single broker, then on the 3-node cluster, and the
+# cluster tests (pytest marker `cluster`) on that same cluster. It restarts brokers, so it runs on
+# a stack of its own (own ports, own state dir), never on the one `make stack-up` started for
+# tests and demos. CHAOS_ARGS adds options, e.g. --engine faust.
 CHAOS_ENV := RATIFIER_KAFKA_PORT=29092 RATIFIER_KAFKA_CONTROLLER_PORT=29093 \
 	RATIFIER_REDIS_PORT=26379 RATIFIER_STATE_DIR=$(CURDIR)/.state/chaos
 CHAOS_ARGS ?=
@@ -69,6 +71,8 @@ chaos: prereqs dev
 	$(CHAOS_ENV) $(BIN)/ratifier stack up --brokers 3 --no-topics && \
 	$(CHAOS_ENV) $(BIN)/ratifier chaos run --allow-broker-restart --brokers 3 \
 		--json .state/chaos/chaos-3.json $(CHAOS_ARGS) || status=1; \
+	$(CHAOS_ENV) $(BIN)/pytest -q -p no:cacheprovider -m cluster tests/integration/test_cluster.py \
+		|| status=1; \
 	$(CHAOS_ENV) $(BIN)/ratifier stack down; \
 	exit $$status
 

@@ -44,8 +44,9 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
 from ratifier.streams.limits import SizeLimits
+from ratifier.streams.local_state.memory import MemoryBackend
+from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.processor import InputRecord, TallyProcessor
-from ratifier.streams.store import PartitionedCaseStore
 from ratifier.streams.tally import TallySettings
 
 T0 = 1_800_000_000_000
@@ -140,9 +141,11 @@ def _fetches(stream: list[_Message]) -> Iterator[list[_Message]]:
         yield chunk
 
 
-def new_processor() -> tuple[TallyProcessor, PartitionedCaseStore]:
+def new_processor(partitions: int) -> tuple[TallyProcessor, PartitionedCaseStore]:
     settings = Settings()
-    store = PartitionedCaseStore()
+    store = PartitionedCaseStore(MemoryBackend())
+    for partition in range(partitions):
+        store.open(partition)
     processor = TallyProcessor(
         TopicNames(PREFIX),
         load_policies(),
@@ -158,19 +161,20 @@ def new_processor() -> tuple[TallyProcessor, PartitionedCaseStore]:
     return processor, store
 
 
-def run_once(batches: list[list[InputRecord]]) -> tuple[float, TallyProcessor]:
+def run_once(batches: list[list[InputRecord]], partitions: int) -> tuple[float, TallyProcessor]:
     """CPU seconds ``handle_batch`` took over every batch, on a fresh processor and store.
 
     CPU time, not wall time: the machine is shared, and another process's turn on the core
     is not the processor's cost.
     """
-    processor, store = new_processor()
+    processor, store = new_processor(partitions)
     gc.collect()
     took = 0.0
     for batch in batches:
         started = time.process_time()
         processor.handle_batch(batch)
         store.take_changes(batch[0].partition)
+        store.commit(batch[0].partition, None)  # as each partition's transaction does
         took += time.process_time() - started
     return took, processor
 
@@ -178,10 +182,12 @@ def run_once(batches: list[list[InputRecord]]) -> tuple[float, TallyProcessor]:
 def measure(cases: int, runs: int, partitions: int) -> Result:
     batches = build_batches(cases, partitions)
     records = sum(len(b) for b in batches)
-    run_once(batches[: max(1, len(batches) // 10)])  # warm-up: imports, caches, allocator
+    run_once(
+        batches[: max(1, len(batches) // 10)], partitions
+    )  # warm-up: imports, caches, allocator
     seconds = []
     for _ in range(runs):
-        took, processor = run_once(batches)
+        took, processor = run_once(batches, partitions)
         _check(processor, cases)
         seconds.append(took)
     per_record = tuple(round(s / records * 1e6, 2) for s in seconds)

@@ -82,6 +82,32 @@ def main(argv: list[str] | None = None) -> int:
             return processor.against_commit(ns.baseline, ns.rounds, ns.cases, ns.runs)
         return processor.main(ns.cases, ns.runs, ns.partitions, ns.save, ns.against)
 
+    if args[:1] == ["finished"]:  # remembering finished cases (see bench/finished.py)
+        from bench import finished
+
+        parser = argparse.ArgumentParser(prog="bench/run.py finished")
+        parser.add_argument("--only", default="restart,stores", help="restart, stores")
+        parser.add_argument("--markers", type=int, default=10_000_000)
+        parser.add_argument("--open-cases", type=int, default=10_000)
+        parser.add_argument("--cases", type=int, default=10_000, help="stores: throughput input")
+        parser.add_argument("--rounds", type=int, default=3, help="stores: rounds per store")
+        parser.add_argument("--rate", type=float, default=300.0, help="stores: p99's rate")
+        parser.add_argument("--duration", type=float, default=20.0, help="stores: p99's seconds")
+        parser.add_argument("--timeout", type=float, default=1800.0)
+        parser.add_argument("--out", type=Path, help="write the figures as JSON")
+        ns = parser.parse_args(args[1:])
+        return finished.main(
+            ns.only.split(","),
+            ns.markers,
+            ns.open_cases,
+            ns.cases,
+            ns.rounds,
+            ns.rate,
+            ns.duration,
+            ns.timeout,
+            ns.out,
+        )
+
     from bench import suite
 
     return asyncio.run(suite.main(args))

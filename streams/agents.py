@@ -18,16 +18,15 @@ import faust
 from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
-from ratifier.io.keys import signer_from
 from ratifier.io.metrics import serve_metrics
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.app import input_topic
 from ratifier.streams.clock import PartitionClocks
+from ratifier.streams.finished import is_marker_key, marker_decided_at
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.tally import TallySettings
+from ratifier.streams.store import entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +65,47 @@ class FaustTableStore:
         self.table = table
         self.headers = headers
         self._dirty: dict[bytes, tuple[int, bytes | None]] = {}
+        # Finished-case markers by partition, oldest first, for expiry: kept in memory (this
+        # adapter is for small deployments; the transactional engine keeps them on disk).
+        self._markers: dict[int, dict[bytes, int]] = {}
 
     def get(self, key: bytes, partition: int) -> bytes | None:
         value: bytes | None = self.table.data.get(key)
+        if value is not None and is_marker_key(key):
+            return entry_state(value)  # stored with an entry header, for its partition
         return value
 
     def put(self, key: bytes, partition: int, entry: bytes) -> None:
+        if is_marker_key(key):
+            self._markers.setdefault(partition, {})[key] = marker_decided_at(entry)
+            entry = pack_entry(partition, None, entry)
         self.table.data[key] = entry
         self._dirty[key] = (partition, entry)
 
     def delete(self, key: bytes, partition: int) -> None:
+        if is_marker_key(key):
+            self._markers.get(partition, {}).pop(key, None)
         self.table.data.pop(key, None)
         self._dirty[key] = (partition, None)
+
+    def expired_markers(self, partition: int, before_ms: int, limit: int) -> list[bytes]:
+        expired: list[bytes] = []
+        for key, decided_at_ms in self._markers.get(partition, {}).items():
+            if len(expired) >= limit or decided_at_ms >= before_ms:
+                break
+            expired.append(key)
+        return expired
+
+    def index_markers(self) -> None:
+        """Rebuild the markers' expiry order from the table (after a recovery)."""
+        found = sorted(
+            (marker_decided_at(entry_state(entry)), entry_header(entry)[0], key)
+            for key, entry in self.table.data.items()
+            if is_marker_key(key)
+        )
+        self._markers = {}
+        for decided_at_ms, partition, key in found:
+            self._markers.setdefault(partition, {})[key] = decided_at_ms
 
     async def flush(self) -> None:
         """Send the latest state of every case changed since the last flush to the changelog.
@@ -97,10 +125,13 @@ class FaustTableStore:
             await producer.send(topic, key, entry, partition, None, self.headers)
 
     def entries(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter(list(self.table.data.items()))
+        return iter([item for item in self.table.data.items() if not is_marker_key(item[0])])
 
     def __len__(self) -> int:
-        return len(self.table.data)
+        return len(self.table.data) - self.markers()
+
+    def markers(self) -> int:
+        return sum(len(keys) for keys in self._markers.values())
 
 
 def install_tally(
@@ -122,18 +153,7 @@ def install_tally(
     readiness = ReadinessFile(settings, ENGINE, names.tally_app_id)
     readiness.update(ready=False, partitions=())
     store = FaustTableStore(table, headers)
-    processor = TallyProcessor(
-        names,
-        policies,
-        store,
-        TallySettings(
-            hold_ms=settings.hold_ms,
-            retention_ms=settings.retention_ms,
-            retry_wait_ms=settings.retry_wait_ms,
-        ),
-        limits=SizeLimits.from_settings(settings),
-        signer=signer_from(settings.tally_signing_key),
-    )
+    processor = TallyProcessor.from_settings(settings, policies, store)
     inputs = input_topic(app, settings)
     recovered = False
     # Each partition's time is how far its inputs have been read (see clock.py), so a backlog
@@ -174,6 +194,7 @@ def install_tally(
     async def rebuild_deadlines() -> None:
         nonlocal recovered
         partitions = active_partitions()
+        store.index_markers()
         processor.rebuild_index(partitions)
         recovered = True
         readiness.update(ready=True, partitions=partitions)

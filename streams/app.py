@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import faust
+from faust.types.auth import CredentialsT
 
 from ratifier.core.config import Settings
 from ratifier.core.topics import TopicNames
-from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
+from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES, connection_options
 
 
 def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
@@ -18,6 +19,7 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
     return faust.App(
         app_id,
         broker=settings.kafka_url,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,
@@ -46,6 +48,26 @@ def create_app(settings: Settings, app_id: str | None = None) -> faust.App:
         env={},
         producer_max_request_size=settings.max_record_bytes,
     )
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """The TLS and SASL of every other client of the project (``ratifier.io.kafka``), in the
+    form faust takes them; None for PLAINTEXT."""
+    options = connection_options(settings)
+    context = options.get("ssl_context")
+    mechanism = options.get("sasl_mechanism")
+    if mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(
+            oauth_cb=options["sasl_oauth_token_provider"], ssl_context=context
+        )
+    if mechanism:
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=context,
+            mechanism=mechanism,
+        )
+    return None if context is None else faust.SSLCredentials(context)
 
 
 def input_topic(app: faust.App, settings: Settings) -> faust.TopicT:

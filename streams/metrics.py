@@ -8,7 +8,7 @@ size and (with an aiokafka consumer: the transactional engine) the consumer's la
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -28,6 +28,14 @@ from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.processor import TallyProcessor
 
 
+class HeldState(Protocol):
+    def __len__(self) -> int: ...
+
+    def markers(self) -> int:
+        """Finished-case markers held (streams/finished.py)."""
+        ...
+
+
 class TallyView(Protocol):
     """What a scrape reads of a tally worker, whichever engine drives its processor."""
 
@@ -38,7 +46,7 @@ class TallyView(Protocol):
     def names(self) -> TopicNames: ...
 
     @property
-    def store(self) -> Sized: ...
+    def store(self) -> HeldState: ...
 
     @property
     def readiness(self) -> ReadinessFile: ...
@@ -100,4 +108,14 @@ def _families(tally: TallyView) -> Iterable[Metric]:
     )
     yield GaugeMetricFamily(
         "ratifier_tally_cases", "Cases held in this worker's state store", value=len(tally.store)
+    )
+    yield GaugeMetricFamily(
+        "ratifier_tally_finished_cases",
+        "Finished cases this worker remembers (markers, kept for RATIFIER_FINISHED_HORIZON_MS)",
+        value=tally.store.markers(),
+    )
+    yield CounterMetricFamily(
+        "ratifier_tally_finished_expired",
+        "Finished-case markers forgotten at the horizon",
+        value=stats.markers_expired,
     )

@@ -35,15 +35,26 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
+from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
 from ratifier.streams import tally
 from ratifier.streams.deadlines import PartitionDeadlines
+from ratifier.streams.finished import (
+    Finished,
+    decode_marker,
+    encode_marker,
+    finished_by,
+    marker_key,
+)
 from ratifier.streams.learning import ReliabilityBook
 from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)
+
+# Finished-case markers forgotten per partition and tick at most (a tick every 0.5 s: 20 000/s).
+MARKERS_EXPIRED_PER_TICK = 10_000
 
 
 @fast_init
@@ -83,11 +94,31 @@ class TallyStats:
     deleted: int = 0  # cases whose state was removed (pruned) from the store
     late_verdicts: int = 0
     oversized_outputs: int = 0  # outputs of a tick that no record limit could take (logged)
+    markers_expired: int = 0  # finished-case markers forgotten at the horizon
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 class TallyProcessor:
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, policies: Mapping[str, Policy], store: CaseStore
+    ) -> TallyProcessor:
+        """The processor both engines run, configured from the worker's settings."""
+        return cls(
+            TopicNames.from_settings(settings),
+            policies,
+            store,
+            tally.TallySettings(
+                hold_ms=settings.hold_ms,
+                retention_ms=settings.retention_ms,
+                retry_wait_ms=settings.retry_wait_ms,
+                finished_horizon_ms=settings.finished_horizon_ms,
+            ),
+            limits=SizeLimits.from_settings(settings),
+            signer=signer_from(settings.tally_signing_key),
+        )
+
     def __init__(
         self,
         topics: TopicNames,
@@ -177,6 +208,11 @@ class TallyProcessor:
             detail = f"record key {key!r} is not its case id {record.case_id!r}"
             return [self._dead_letter(raw, source, DeadLetterReason.MALFORMED, detail)]
         state = self._state(case_key, source.partition)
+        if state is None:
+            # No state: a new case, or one finished and pruned. Its marker tells which.
+            marker = self.store.get(marker_key(case_key), source.partition)
+            if marker is not None:
+                return [self._case_closed(raw, source, record.case_id, decode_marker(marker))]
         if isinstance(record, Candidate):
             self.stats.candidates += 1
             policy = self.policies.get(record.policy)
@@ -215,9 +251,21 @@ class TallyProcessor:
                     except Exception:
                         logger.exception("tally failed to tick case %r; retrying later", key)
                         self.index.schedule(key, partition, now + 1_000)
+                self._expire_markers(partition, now)
         finally:
             self._write_back()
         return out
+
+    def _expire_markers(self, partition: int, now: int) -> None:
+        """Forget finished cases past the horizon, a bounded number per tick (each a tombstone
+        in the changelog): a backlog of expiries spreads over ticks instead of stalling one."""
+        horizon = self.settings.finished_horizon_ms
+        if horizon is None:
+            return
+        kept_since = now - horizon + 1  # a marker is kept for exactly the horizon
+        for key in self.store.expired_markers(partition, kept_since, MARKERS_EXPIRED_PER_TICK):
+            self.store.delete(key, partition)
+            self.stats.markers_expired += 1
 
     def rebuild_index(self, active_partitions: Collection[int]) -> None:
         """Refill the deadline index from the store, e.g. after recovery or a rebalance."""
@@ -291,7 +339,17 @@ class TallyProcessor:
                 # A held record rejected later: re-encoding gives the same bytes (deterministic).
                 original = codec.encode(rejection.record, self._bodies)
                 where = rejection.source or tally.SourceRef("", -1, -1)
-            out.append(self._dead_letter(original, where, rejection.reason, rejection.detail))
+            closed_by = None
+            if rejection.reason is DeadLetterReason.CASE_CLOSED:
+                marker = self.store.get(marker_key(case_key), partition)
+                closed_by = None if marker is None else decode_marker(marker)
+            out.append(
+                self._dead_letter(original, where, rejection.reason, rejection.detail, closed_by)
+            )
+        for decision in step.decisions:
+            finished = finished_by(decision)
+            if finished is not None:  # in the same transaction as the decision itself
+                self.store.put(marker_key(case_key), partition, encode_marker(finished))
         if step.settled:
             self.learning.learn(partition, self.policies, step.settled)
         if step.changed:
@@ -361,9 +419,25 @@ class TallyProcessor:
         )
         return self._dead_letter(excerpt, source, DeadLetterReason.TOO_LARGE, detail)
 
-    def _dead_letter(
-        self, raw: bytes, source: tally.SourceRef, reason: DeadLetterReason, detail: str
+    def _case_closed(
+        self, raw: bytes, source: tally.SourceRef, case_id: str, finished: Finished
     ) -> Outgoing:
+        detail = f"case {case_id} already has its final outcome"
+        return self._dead_letter(raw, source, DeadLetterReason.CASE_CLOSED, detail, finished)
+
+    def _dead_letter(
+        self,
+        raw: bytes,
+        source: tally.SourceRef,
+        reason: DeadLetterReason,
+        detail: str,
+        closed_by: Finished | None = None,
+    ) -> Outgoing:
+        if closed_by is not None:
+            detail += (
+                f" (final decision {closed_by.decision_id}: {closed_by.outcome} at attempt "
+                f"{closed_by.attempt})"
+            )
         self.stats.dead_letters[reason.value] += 1
         logger.warning(
             "dead letter %s from %s[%d]@%d: %s",
@@ -381,6 +455,7 @@ class TallyProcessor:
             reason=reason,
             detail=detail,
             dead_at_ms=self.clock(),
+            closed_by=None if closed_by is None else closed_by.ref(),
         )
         key = f"{source.topic}:{source.partition}:{source.offset}".encode()
         return Outgoing(self.topics.deadletter, key, codec.encode(letter))

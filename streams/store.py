@@ -11,6 +11,9 @@ import struct
 from collections.abc import Iterator
 from typing import Protocol
 
+from ratifier.streams.finished import is_marker_key
+from ratifier.streams.local_state.memory import MemoryState
+
 _HEADER = struct.Struct(">Hq")  # partition, due_ms (-1: nothing due)
 HEADER_SIZE = _HEADER.size
 
@@ -29,15 +32,23 @@ def entry_state(entry: bytes) -> bytes:
 
 
 class CaseStore(Protocol):
+    """Case states and finished-case markers (``streams/finished.py``), by key and partition."""
+
     def get(self, key: bytes, partition: int) -> bytes | None: ...
 
     def put(self, key: bytes, partition: int, entry: bytes) -> None: ...
 
     def delete(self, key: bytes, partition: int) -> None: ...
 
-    def entries(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def entries(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry but the markers (those have no entry header)."""
+        ...
 
     def __len__(self) -> int: ...
+
+    def expired_markers(self, partition: int, before_ms: int, limit: int) -> list[bytes]:
+        """Marker keys of ``partition``'s cases decided before ``before_ms``, oldest first."""
+        ...
 
 
 class DictCaseStore:
@@ -45,15 +56,24 @@ class DictCaseStore:
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
+        self._markers = MemoryState()  # every partition's: offline there is one stream
 
     def get(self, key: bytes, partition: int | None = None) -> bytes | None:
+        if is_marker_key(key):
+            return self._markers.get(key)
         return self._data.get(key)
 
     def put(self, key: bytes, partition: int, entry: bytes) -> None:
-        self._data[key] = entry
+        if is_marker_key(key):
+            self._markers.apply([(key, entry)], None)
+        else:
+            self._data[key] = entry
 
     def delete(self, key: bytes, partition: int) -> None:
-        self._data.pop(key, None)
+        if is_marker_key(key):
+            self._markers.apply([(key, None)], None)
+        else:
+            self._data.pop(key, None)
 
     def entries(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self._data.items()))
@@ -61,56 +81,8 @@ class DictCaseStore:
     def __len__(self) -> int:
         return len(self._data)
 
+    def markers(self) -> int:
+        return self._markers.marker_count()
 
-class PartitionedCaseStore:
-    """The transactional engine's store: one dict per input partition, changes kept for the
-    changelog.
-
-    Per partition, so a revoked partition's state is dropped at once and a restored one filled
-    without touching the others. Every put and delete is remembered until :meth:`take_changes`,
-    so each partition's transaction writes each changed case's latest entry once.
-    """
-
-    def __init__(self) -> None:
-        self._partitions: dict[int, dict[bytes, bytes]] = {}
-        self._changes: dict[int, dict[bytes, bytes | None]] = {}
-
-    def get(self, key: bytes, partition: int) -> bytes | None:
-        data = self._partitions.get(partition)
-        return None if data is None else data.get(key)
-
-    def put(self, key: bytes, partition: int, entry: bytes) -> None:
-        self._partitions.setdefault(partition, {})[key] = entry
-        self._changes.setdefault(partition, {})[key] = entry
-
-    def delete(self, key: bytes, partition: int) -> None:
-        data = self._partitions.get(partition)
-        if data is not None:
-            data.pop(key, None)
-        self._changes.setdefault(partition, {})[key] = None
-
-    def entries(self) -> Iterator[tuple[bytes, bytes]]:
-        return iter([item for data in self._partitions.values() for item in data.items()])
-
-    def __len__(self) -> int:
-        return sum(len(data) for data in self._partitions.values())
-
-    def take_changes(self, partition: int) -> dict[bytes, bytes | None]:
-        """The latest entry (None: deleted) of each case changed since the last call."""
-        return self._changes.pop(partition, {})
-
-    def load(self, partition: int, records: Iterator[tuple[bytes, bytes | None]]) -> None:
-        """Replace ``partition``'s state with a changelog's records, oldest first."""
-        data: dict[bytes, bytes] = {}
-        for key, entry in records:
-            if entry is None:
-                data.pop(key, None)  # a tombstone: the case was pruned
-            else:
-                data[key] = entry
-        self._partitions[partition] = data
-        self._changes.pop(partition, None)
-
-    def drop(self, partition: int) -> None:
-        """Forget ``partition`` (revoked, or its transaction failed): the changelog has it."""
-        self._partitions.pop(partition, None)
-        self._changes.pop(partition, None)
+    def expired_markers(self, partition: int, before_ms: int, limit: int) -> list[bytes]:
+        return self._markers.expired_markers(before_ms, limit)

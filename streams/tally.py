@@ -67,6 +67,9 @@ class TallySettings:
     retention_ms: int  # how long a passed or escalated case is kept (to recognise late verdicts)
     # How long a failed case waits for its next attempt's candidate before it is escalated.
     retry_wait_ms: int
+    # How long a finished case's marker is kept after its final decision (streams/finished.py);
+    # None: forever.
+    finished_horizon_ms: int | None = 7 * 24 * 3600 * 1000
 
 
 @fast_init

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _INTEGRATION in item.path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish() -> None:
+    # Finalise the run's garbage (aiokafka futures, clients) now, before the terminal summary
+    # imports plugins' modules: CPython 3.11.7 raises "AST constructor recursion depth mismatch"
+    # when a collection runs finalisers in the middle of parsing a module (cpython gh-106905).
+    gc.collect()

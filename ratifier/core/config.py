@@ -20,6 +20,8 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_HOLD_MS | 30000 | how long verdicts wait for a candidate that has not arrived |
 | RATIFIER_RETENTION_MS | 60000 | how long a finished case is kept (late verdicts) before pruning |
 | RATIFIER_RETRY_WAIT_MS | 600000 | how long a retried case waits for its next attempt |
+| RATIFIER_FINISHED_HORIZON_MS | 604800000 | how long finished cases are remembered (`forever`) |
+| RATIFIER_TALLY_STORE | rocksdb | transactional tally state: `rocksdb` (state dir) or `memory` |
 | RATIFIER_TICK_INTERVAL_S | 0.5 | how often the tally checks deadlines |
 | RATIFIER_TALLY_ENGINE | transactional | `transactional` (exactly-once) or `faust` |
 | RATIFIER_COMMIT_INTERVAL_MS | 100 | how often the transactional tally commits |
@@ -34,6 +36,29 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_TALLY_PUBLIC_KEY | (none) | the tally's public key (base64): clients verify decisions |
 | RATIFIER_METRICS_PORT | 0 | port of the process's /metrics, /healthz, /readyz (0: none) |
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
+| RATIFIER_GATEWAY_TOKENS_FILE | (none) | the HTTP gateway's clients, `name token` per line |
+| RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
+
+Connection security (docs/security.md); a password never appears in a repr, a log or an error:
+
+| variable | default | meaning |
+|---|---|---|
+| RATIFIER_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL |
+| RATIFIER_KAFKA_SASL_MECHANISM | (none) | PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER |
+| RATIFIER_KAFKA_SASL_USERNAME | (none) | SASL user (PLAIN, SCRAM) |
+| RATIFIER_KAFKA_SASL_PASSWORD | (none) | its password; or the first line of ..._PASSWORD_FILE |
+| RATIFIER_KAFKA_SASL_PASSWORD_FILE | (none) | file holding the SASL password |
+| RATIFIER_KAFKA_SSL_CAFILE | (system CAs) | CA file (PEM) of the brokers' certificates |
+| RATIFIER_KAFKA_SSL_CERTFILE | (none) | client certificate (PEM) for mutual TLS |
+| RATIFIER_KAFKA_SSL_KEYFILE | (none) | its private key (PEM) |
+| RATIFIER_KAFKA_SSL_KEY_PASSWORD | (none) | passphrase of that key, if encrypted |
+| RATIFIER_KAFKA_OAUTH_TOKEN_PROVIDER | (none) | `module:callable`: an aiokafka token provider |
+| RATIFIER_REDIS_USERNAME | (none) | Redis ACL user (overrides the URL's) |
+| RATIFIER_REDIS_PASSWORD | (none) | its password; or the first line of ..._PASSWORD_FILE |
+| RATIFIER_REDIS_PASSWORD_FILE | (none) | file holding the Redis password |
+| RATIFIER_REDIS_SSL_CAFILE | (system CAs) | CA file for a `rediss://` URL |
+| RATIFIER_OUTCOMES_SIGNING_KEY | (none) | the outcomes writer's private key file: outcomes signed |
+| RATIFIER_OUTCOMES_PUBLIC_KEY | (none) | its public key (base64): only its outcomes are trusted |
 """
 
 from __future__ import annotations
@@ -46,12 +71,23 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ratifier.core.connection import (
+    NO_SECRET,
+    KafkaConnection,
+    RedisConnection,
+    Secret,
+    check_security,
+    read_secret,
+)
 from ratifier.core.errors import ConfigError
 from ratifier.core.signing import decode_public_key
 
 ENV_PREFIX = "RATIFIER_"
 # The tally's engines: exactly-once on Kafka transactions (default), or the faust adapter.
 TALLY_ENGINES = ("transactional", "faust")
+# Where the transactional tally keeps its state (docs/delivery.md, "State on disk").
+TALLY_STORES = ("rocksdb", "memory")
+FOREVER = "forever"  # RATIFIER_FINISHED_HORIZON_MS=forever
 
 
 def _mask_url_password(url: str) -> str:
@@ -75,6 +111,8 @@ class Settings:
     hold_ms: int = 30_000
     retention_ms: int = 60_000
     retry_wait_ms: int = 600_000
+    finished_horizon_ms: int | None = 7 * 24 * 3600 * 1000  # None: forever
+    tally_store: str = "rocksdb"
     tick_interval_s: float = 0.5
     tally_engine: str = "transactional"
     commit_interval_ms: int = 100
@@ -90,12 +128,32 @@ class Settings:
     tally_public_key: str = ""
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    connect_timeout_s: float = 10.0
+    gateway_tokens_file: Path | None = None
+    # Connection security (docs/security.md): built into KafkaConnection / RedisConnection.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret = NO_SECRET
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: Secret = NO_SECRET
+    kafka_oauth_token_provider: str = ""
+    redis_username: str = ""
+    redis_password: Secret = NO_SECRET
+    redis_password_file: Path | None = None
+    redis_ssl_cafile: Path | None = None
+    outcomes_signing_key: Path | None = None
+    outcomes_public_key: str = ""
     # Records a worker cannot use: dead-letter | skip, and the brake (docs/delivery.md, "Poison").
     poison: str = "dead-letter"
     poison_max_consecutive: int = 1000
     poison_max_ratio: float = 0.9
 
     def __post_init__(self) -> None:
+        self._check_security()
         # Derived defaults: the addresses follow the local stack's ports unless set explicitly.
         if not self.bootstrap_servers:
             object.__setattr__(self, "bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
@@ -107,6 +165,10 @@ class Settings:
             object.__setattr__(self, "policy_dir", Path(self.policy_dir).absolute())
         if self.review_tokens_file is not None:
             object.__setattr__(self, "review_tokens_file", Path(self.review_tokens_file).absolute())
+        if self.gateway_tokens_file is not None:
+            object.__setattr__(
+                self, "gateway_tokens_file", Path(self.gateway_tokens_file).absolute()
+            )
         if self.review_claim_s <= 0:
             raise ConfigError(f"{ENV_PREFIX}REVIEW_CLAIM_S must be > 0, got {self.review_claim_s}")
         if self.partitions < 1:
@@ -129,6 +191,16 @@ class Settings:
                 f"{ENV_PREFIX}TALLY_ENGINE must be one of {', '.join(TALLY_ENGINES)}, "
                 f"got {self.tally_engine!r}"
             )
+        if self.tally_store not in TALLY_STORES:
+            raise ConfigError(
+                f"{ENV_PREFIX}TALLY_STORE must be one of {', '.join(TALLY_STORES)}, "
+                f"got {self.tally_store!r}"
+            )
+        if self.finished_horizon_ms is not None and self.finished_horizon_ms < self.retention_ms:
+            raise ConfigError(
+                f"{ENV_PREFIX}FINISHED_HORIZON_MS ({self.finished_horizon_ms}) must be at least "
+                f"{ENV_PREFIX}RETENTION_MS ({self.retention_ms}), or {FOREVER!r}"
+            )
         if self.commit_interval_ms < 1:
             raise ConfigError(
                 f"{ENV_PREFIX}COMMIT_INTERVAL_MS must be >= 1, got {self.commit_interval_ms}"
@@ -145,11 +217,61 @@ class Settings:
             )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError(
+                f"{ENV_PREFIX}CONNECT_TIMEOUT_S must be > 0, got {self.connect_timeout_s}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.topic_prefix):
             raise ConfigError(
                 f"{ENV_PREFIX}TOPIC_PREFIX may hold only letters, digits, '.', '_' and '-': "
                 f"{self.topic_prefix!r}"
             )
+
+    def _check_security(self) -> None:
+        for name in ("kafka_sasl_password", "kafka_ssl_key_password", "redis_password"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # given in code as text: wrap it so it never prints
+                object.__setattr__(self, name, Secret(value))
+        check_security(self.kafka_security_protocol, self.kafka_sasl_mechanism)
+        if self.outcomes_public_key:
+            try:
+                decode_public_key(self.outcomes_public_key)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}OUTCOMES_PUBLIC_KEY must be a base64 Ed25519 public key: {exc}"
+                ) from None
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How every Kafka client of this process connects (reads a password file, if set)."""
+        return KafkaConnection(
+            bootstrap_servers=self.bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=read_secret(
+                self.kafka_sasl_password,
+                self.kafka_sasl_password_file,
+                name=f"{ENV_PREFIX}KAFKA_SASL_PASSWORD",
+            ),
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_key_password=self.kafka_ssl_key_password,
+            oauth_token_provider=self.kafka_oauth_token_provider,
+        )
+
+    def redis_connection(self) -> RedisConnection:
+        """How the Redis client connects (reads a password file, if set)."""
+        return RedisConnection(
+            url=self.redis_url,
+            username=self.redis_username,
+            password=read_secret(
+                self.redis_password,
+                self.redis_password_file,
+                name=f"{ENV_PREFIX}REDIS_PASSWORD",
+            ),
+            ssl_cafile=self.redis_ssl_cafile,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -185,14 +307,22 @@ class Settings:
 
 def _parse(name: str, raw: str, type_name: Any) -> Any:
     kind = str(type_name)
+    if kind == "int | None" and raw.strip().lower() == FOREVER:
+        return None
     try:
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(raw)
         if kind == "float":
             return float(raw)
         if "Path" in kind:
             return Path(raw)
+        if kind == "Secret":
+            return Secret(raw)
     except ValueError:
-        expected = {"int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+        expected = {
+            "int": "an integer",
+            "int | None": f"an integer or {FOREVER!r}",
+            "float": "a number",
+        }.get(kind, f"a {kind}")
         raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {expected}, got {raw!r}") from None
     return raw

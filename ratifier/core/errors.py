@@ -2,7 +2,8 @@
 
 RatifierError
 ├── ConfigError             settings or environment are wrong
-│   └── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
+│   ├── TopicsMissing       the topics a client needs do not exist (wrong prefix, no stack)
+│   └── Unreachable         Kafka or Redis does not answer at its configured address
 ├── PolicyError             a policy file is invalid or unknown
 ├── WaitTimeout             a condition waited for did not hold in time (also a TimeoutError)
 ├── StackError              the local Kafka/Redis stack cannot start or answer
@@ -44,6 +45,16 @@ class TopicsMissing(ConfigError):
         super().__init__(
             f"topics {', '.join(self.topics)} do not exist{where}: is RATIFIER_TOPIC_PREFIX "
             "right? (`ratifier stack up` creates them)"
+        )
+
+
+class Unreachable(ConfigError):
+    """Kafka or Redis did not answer at its address: one line naming it, its setting, a check."""
+
+    def __init__(self, service: str, address: str, variable: str, waited_s: float, check: str):
+        self.service, self.address, self.variable = service, address, variable
+        super().__init__(
+            f"cannot reach {service} at {address} ({variable}) within {waited_s:g} s: {check}"
         )
 
 

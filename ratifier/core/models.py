@@ -241,6 +241,17 @@ class EscalationPacket:
 
 
 @dataclass(frozen=True, slots=True)
+class FinalOutcomeRef:
+    """Which final decision closed a case: carried by ``CASE_CLOSED`` dead letters, so a client
+    that resubmits a finished case can fetch that outcome (docs/delivery.md)."""
+
+    decision_id: str
+    outcome: str  # "pass" or "escalate": the decision topic it was published to
+    attempt: int
+    decided_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     original: bytes
     source_topic: str
@@ -249,6 +260,7 @@ class DeadLetter:
     reason: DeadLetterReason
     detail: str  # human-readable explanation
     dead_at_ms: int
+    closed_by: FinalOutcomeRef | None = None  # CASE_CLOSED: the case's final decision
 
 
 Decision = PassDecision | RetryRequest | EscalationPacket

@@ -8,6 +8,7 @@ built (the outcome id is derived from the case id: one case, one outcome id).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import uuid
@@ -204,23 +205,31 @@ def agreement(packet: EscalationPacket, outcome: Outcome) -> Agreement:
     return Agreement(attempts, agreed, votes)
 
 
-class Reviewers:
-    """Who may review: reviewer id <-> secret token. Tokens are compared in constant time.
+def token_digest(token: str) -> bytes:
+    """What is kept of a token: its SHA-256 (tokens are 16+ random characters, not passwords,
+    so a fast hash is enough: there is nothing to guess from it)."""
+    return hashlib.sha256(token.encode()).digest()
 
-    The file holds one ``reviewer-id token`` pair a line (``#`` starts a comment). Tokens are
-    never shown: not in errors, logs or ``repr``.
+
+class Reviewers:
+    """Who may review: reviewer id <-> secret token, kept only as the token's SHA-256 and
+    compared in constant time.
+
+    The file holds one ``reviewer-id token`` pair a line (``#`` starts a comment); the token may
+    be written as ``sha256:<64 hex digits>`` (``printf %s TOKEN | sha256sum``), so the file
+    need not hold it at all. Tokens are never shown: not in errors, logs or ``repr``.
     """
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:  # token -> reviewer id
-        self._tokens = dict(tokens)
-        self.ids = frozenset(self._tokens.values())
+    def __init__(self, digests: Mapping[bytes, str]) -> None:  # token SHA-256 -> reviewer id
+        self._digests = dict(digests)
+        self.ids = frozenset(self._digests.values())
 
     def __repr__(self) -> str:
         return f"Reviewers({sorted(self.ids)})"
 
     @classmethod
     def parse(cls, text: str, *, source: str = "reviewer tokens") -> Reviewers:
-        tokens: dict[str, str] = {}
+        digests: dict[bytes, str] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
@@ -229,24 +238,24 @@ class Reviewers:
             if len(parts) != 2:
                 raise ConfigError(f"{source}, line {number}: expected 'reviewer-id token'")
             reviewer, token = parts
+            digest = _digest_entry(token, f"{source}, line {number}")
             if not _REVIEWER_ID.fullmatch(reviewer) or reviewer == AUTO_REVIEWER:
                 raise ConfigError(
                     f"{source}, line {number}: reviewer id {reviewer!r} must be 1-64 letters, "
                     f"digits or ._@- and not {AUTO_REVIEWER!r}"
                 )
-            if len(token) < 16:
-                raise ConfigError(f"{source}, line {number}: the token is shorter than 16 chars")
-            if token in tokens:
+            if digest in digests:
                 raise ConfigError(f"{source}, line {number}: a token is used twice")
-            tokens[token] = reviewer
-        return cls(tokens)
+            digests[digest] = reviewer
+        return cls(digests)
 
     def identify(self, token: str | None) -> str:
         """The reviewer id of ``token``; :class:`UnknownReviewer` for any other token."""
         found = None
-        for known, reviewer in self._tokens.items():
-            # Every token compared, in constant time each: no early exit to time.
-            if token and hmac.compare_digest(known.encode(), token.encode()):
+        presented = token_digest(token or "")
+        for known, reviewer in self._digests.items():
+            # Every digest compared, in constant time each: no early exit to time.
+            if token and hmac.compare_digest(known, presented):
                 found = reviewer
         if found is None:
             raise UnknownReviewer("no reviewer has that token")
@@ -271,17 +280,35 @@ def tally_agreements(items: Iterable[Agreement]) -> Agreement:
     return Agreement(attempts, agreed, votes)
 
 
+def _digest_entry(token: str, where: str) -> bytes:
+    if token.startswith("sha256:"):
+        try:
+            digest = bytes.fromhex(token.removeprefix("sha256:"))
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise ConfigError(f"{where}: sha256: must be followed by 64 hex digits")
+        return digest
+    if len(token) < 16:
+        raise ConfigError(f"{where}: the token is shorter than 16 chars")
+    return token_digest(token)
+
+
 def load_reviewers(path: Path | None) -> Reviewers:
     """The reviewer list of ``RATIFIER_REVIEW_TOKENS_FILE``; ConfigError if unset or invalid."""
+    return load_tokens(path, variable="RATIFIER_REVIEW_TOKENS_FILE", holder="reviewer")
+
+
+def load_tokens(path: Path | None, *, variable: str, holder: str) -> Reviewers:
+    """A file of ``holder-id token`` lines (the reviewers', the HTTP gateway's clients'), set by
+    ``variable``; ConfigError if it is unset, unreadable, invalid or empty."""
     if path is None:
-        raise ConfigError(
-            "no reviewers: set RATIFIER_REVIEW_TOKENS_FILE to a file of 'reviewer-id token' lines"
-        )
+        raise ConfigError(f"no {holder}s: set {variable} to a file of '{holder}-id token' lines")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read the reviewer tokens file {path}: {exc.strerror}") from None
-    reviewers = Reviewers.parse(text, source=str(path))
-    if not reviewers.ids:
-        raise ConfigError(f"the reviewer tokens file {path} lists no reviewer")
-    return reviewers
+        raise ConfigError(f"cannot read the {holder} tokens file {path}: {exc.strerror}") from None
+    tokens = Reviewers.parse(text, source=str(path))
+    if not tokens.ids:
+        raise ConfigError(f"the {holder} tokens file {path} lists no {holder}")
+    return tokens

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ratifier.core.models import EscalationPacket, PassDecision, RetryRequest, Verdict
+from ratifier.core.models import EscalationPacket, Outcome, PassDecision, RetryRequest, Verdict
 
 __all__ = [
     "PUBLIC_KEY_SIZE",
@@ -99,8 +99,9 @@ class SignatureCheck(StrEnum):
 # --- canonical bytes -------------------------------------------------------------------------
 
 
-def signing_bytes(record: Signable) -> bytes:
-    """The bytes a signature of ``record`` covers: every field but ``signature``."""
+def signing_bytes(record: Signable | Outcome) -> bytes:
+    """The bytes a signature of ``record`` covers: every field but ``signature`` (an outcome,
+    which has none, is covered whole: its signature travels in a header, docs/security.md)."""
     kind = record.__class__
     plan = _PLANS.get(kind)
     if plan is None:
@@ -309,6 +310,10 @@ class Signer:
         unsigned = dataclasses.replace(record, key_id=self.key_id, signature=b"")
         signature = self._key.sign(signing_bytes(unsigned))
         return dataclasses.replace(unsigned, signature=signature)
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """The signature of ``data`` (canonical bytes of a record without a signature field)."""
+        return self._key.sign(data)
 
 
 @dataclass(frozen=True, slots=True)

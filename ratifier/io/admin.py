@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     GroupCoordinatorNotAvailableError,
     KafkaError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
 from aiokafka.errors import for_code as error_for_code
@@ -22,6 +24,8 @@ from aiokafka.errors import for_code as error_for_code
 from ratifier.core.config import Settings
 from ratifier.core.errors import StackError
 from ratifier.core.topics import TopicNames
+from ratifier.io.client import assign_all
+from ratifier.io.kafka import bootstrap_failures, connection_options, make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +51,19 @@ def durability_configs(settings: Settings) -> dict[str, str]:
 
 @asynccontextmanager
 async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="ratifier-admin"
-    )
+    client = AIOKafkaAdminClient(**connection_options(settings), client_id="ratifier-admin")
     try:
-        await client.start()
+        with bootstrap_failures() as causes:
+            await client.start()
     except KafkaError as exc:
         await client.close()
+        where = settings.kafka_connection().describe()
+        if any("Authentication" in cause for cause in causes):
+            raise StackError(f"Kafka at {where} refused the credentials: {causes[-1]}") from exc
+        cause = causes[-1] if causes else repr(exc)
         raise StackError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc!r}. "
-            "Is the broker running (`ratifier stack status`)?"
+            f"cannot reach Kafka at {where}: {cause}. "
+            "Is the broker running (`ratifier stack status`), with this security protocol?"
         ) from exc
     try:
         yield client
@@ -74,6 +81,11 @@ async def ensure_topics(
 
     ``configs`` are topic configs for the topics created (e.g. ``cleanup.policy``). Existing
     topics are left as they are (their partition count and configs are not changed).
+
+    Without ``names`` (every public topic, a convenience of ``tally run`` and friends), a topic
+    this principal may neither see nor create is skipped with a warning: on a cluster with
+    least-privilege ACLs an admin creates the topics (docs/security.md). Named topics must be
+    there or be created.
     """
     wanted = list(dict.fromkeys(default_topics(settings) if names is None else names))
     if not wanted:
@@ -99,6 +111,14 @@ async def ensure_topics(
                 # Another process may create the same topic between our list and create.
                 if code not in (0, TopicAlreadyExistsError.errno)
             ]
+            denied = [t for t, code, _ in failures if code == TopicAuthorizationFailedError.errno]
+            if names is None and denied:
+                log.warning(
+                    "not allowed to see or create %s: skipped (an admin creates them)",
+                    ", ".join(denied),
+                )
+                failures = [f for f in failures if f[0] not in denied]
+                wanted = [name for name in wanted if name not in denied]
             if failures:
                 details = "; ".join(
                     f"{topic}: {error_for_code(code).__name__} {message or ''}".strip()
@@ -186,3 +206,28 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> Non
         if time.monotonic() > deadline:
             raise StackError(f"topics have no leader after {_READY_TIMEOUT_S:.0f} s: {pending}")
         await asyncio.sleep(0.1)
+
+
+async def set_group_offsets(
+    settings: Settings, group: str, topics: Iterable[str], offset: int | None = 0
+) -> None:
+    """Commit ``offset`` for every partition of ``topics`` in ``group`` (None: each partition's
+    beginning), as ``kafka-consumer-groups.sh --reset-offsets`` does. The group must be empty
+    (its members stopped): the broker refuses commits from outside a live generation.
+    """
+    reader = make_consumer(settings, group_id=None, client_id=f"ratifier-reset-{group}-reader")
+    await reader.start()
+    try:  # a group-less reader finds the partitions (assigning twice would upset a group's)
+        await assign_all(reader, topics, from_beginning=True)
+        partitions: list[TopicPartition] = sorted(reader.assignment())
+        beginnings = await reader.beginning_offsets(partitions)
+    finally:
+        await reader.stop()
+    targets = {tp: beginnings[tp] if offset is None else offset for tp in partitions}
+    committer = make_consumer(settings, group_id=group, client_id=f"ratifier-reset-{group}")
+    await committer.start()
+    try:
+        committer.assign(partitions)
+        await committer.commit(targets)
+    finally:
+        await committer.stop()

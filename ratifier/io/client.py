@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,14 +37,22 @@ from ratifier.core.errors import (
 from ratifier.core.models import (
     Candidate,
     DeadLetter,
+    DeadLetterReason,
     Decision,
     EscalationPacket,
+    FinalOutcomeRef,
     Outcome,
     PassDecision,
     now_ms,
 )
 from ratifier.core.signing import SignatureCheck, check_signature, decode_public_key
 from ratifier.core.topics import TopicNames
+from ratifier.io.final_outcomes import (
+    FinalOutcome,
+    OutcomeUnavailable,
+    decision_topic,
+    fetch_final_outcome,
+)
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
 
@@ -54,7 +62,6 @@ if TYPE_CHECKING:
     from ratifier.io.readmodels import CaseView
 
 T = TypeVar("T")
-FinalOutcome = PassDecision | EscalationPacket
 
 
 # How long a topic may take to appear (one being created right now) before it counts as missing.
@@ -196,6 +203,16 @@ class _Rejections:
         self._unclaimed[source] = replace(letter, original=b"")
         if len(self._unclaimed) > self._capacity:
             self._unclaimed.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A case's final outcome as :meth:`Client.decide_case` got it: ``earlier`` when it is not
+    this submission's but the case's existing one (its id had an outcome, or was in progress)."""
+
+    outcome: FinalOutcome
+    candidate: Candidate  # the candidate this call sent
+    earlier: bool
 
 
 class Client:
@@ -343,18 +360,20 @@ class Client:
         finally:
             await consumer.stop()
 
-    async def trusted_answer(self, case_id: str) -> Outcome | None:
+    async def trusted_answer(self, case_id: str, *, verify: bool = False) -> Outcome | None:
         """The case's trusted answer: its confirmed or corrected outcome, with provenance.
 
         None while the case is pending or in review, when it ended unresolved, or is unknown.
-        Read from the trusted answers store (Redis), which the outcomes runtime keeps.
+        Read from the trusted answers store (Redis), which the outcomes runtime keeps. With
+        RATIFIER_OUTCOMES_PUBLIC_KEY (required by ``verify``) its signature is checked:
+        ``UntrustedOutcome`` when it does not hold (docs/security.md).
         """
         from ratifier.io.redis_client import connect  # only callers of this method need Redis
         from ratifier.io.trusted_store import TrustedStore
 
         redis = connect(self.settings)
         try:
-            return await TrustedStore(redis, self.settings).get(case_id)
+            return await TrustedStore(redis, self.settings).get(case_id, verify=verify)
         finally:
             await redis.aclose()
 
@@ -372,26 +391,72 @@ class Client:
     async def decide(
         self, content: str, *, timeout_s: float = 300.0, **fields: Any
     ) -> FinalOutcome:
-        """Submit a new case and wait for its final outcome: a pass or an escalation.
+        """Submit a case and wait for its final outcome: a pass or an escalation.
 
-        Raises :class:`CandidateRejected` as soon as the tally dead-letters the candidate (an
-        unknown policy, too large, a closed case...): no outcome would ever come.
+        Idempotent by case id: given the id of a case that already has its final outcome, that
+        outcome is returned (no new case is opened); a case still in progress is waited for.
+        :meth:`decide_case` also says which of the two happened. Raises
+        :class:`CandidateRejected` as soon as the tally dead-letters the candidate for any other
+        reason (an unknown policy, too large...): no outcome would ever come.
         """
+        return (await self.decide_case(content, timeout_s=timeout_s, **fields)).outcome
+
+    async def decide_case(
+        self, content: str, *, timeout_s: float = 300.0, **fields: Any
+    ) -> Decided:
+        """:meth:`decide`, saying whether the outcome is this submission's or an earlier one's."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
         await self._ensure_watcher()
         candidate = self.candidate(content, **fields)
+        case_id = candidate.case_id
         waiter: asyncio.Future[FinalOutcome] = asyncio.get_running_loop().create_future()
-        self._waiters[candidate.case_id] = waiter
+        rejected: asyncio.Future[DeadLetter] = asyncio.get_running_loop().create_future()
+        self._waiters[case_id] = waiter
         source: Source | None = None
         try:
             source = await self._publish(candidate)
-            self._rejections.expect(
-                source, functools.partial(_reject, waiter, candidate.case_id, source)
+            self._rejections.expect(source, functools.partial(_settle, rejected))
+            either: list[asyncio.Future[Any]] = [waiter, rejected]
+            await asyncio.wait(
+                either,
+                timeout=max(0.0, deadline - asyncio.get_running_loop().time()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            return await asyncio.wait_for(waiter, timeout_s)
+            if waiter.done():
+                outcome = waiter.result()
+                return Decided(outcome, candidate, earlier=not _decides(outcome, candidate))
+            if not rejected.done():
+                raise TimeoutError(f"no final outcome for case {case_id} within {timeout_s:g} s")
+            letter = rejected.result()
+            if letter.reason is DeadLetterReason.CASE_CLOSED and letter.closed_by is not None:
+                outcome = await self._earlier_outcome(case_id, letter.closed_by)
+                return Decided(outcome, candidate, earlier=True)
+            if letter.reason is DeadLetterReason.WRONG_ATTEMPT and candidate.attempt == 1:
+                # The case exists and is not final yet: its outcome is the one to wait for.
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                outcome = await asyncio.wait_for(waiter, remaining)
+                return Decided(outcome, candidate, earlier=True)
+            raise CandidateRejected(case_id, letter.reason.value, letter.detail, source)
         finally:
-            self._waiters.pop(candidate.case_id, None)
+            self._waiters.pop(case_id, None)
             if source is not None:
                 self._rejections.forget(source)
+
+    async def _earlier_outcome(self, case_id: str, ref: FinalOutcomeRef) -> FinalOutcome:
+        partitions = await self._producer.partitions_for(decision_topic(self.settings, ref))
+        outcome = await fetch_final_outcome(
+            self.settings,
+            case_id,
+            ref,
+            partitions,
+            client_id=f"ratifier-{self.producer_name}-lookup",
+        )
+        if not self._trusted(outcome):
+            raise OutcomeUnavailable(
+                f"case {case_id} was decided (decision {ref.decision_id}), but the record found "
+                "is not signed by the tally's key"
+            )
+        return outcome
 
     async def _ensure_watcher(self) -> None:
         if self._watcher is None:
@@ -453,11 +518,18 @@ def _raw_public_key(key: str | bytes) -> bytes | None:
     return decode_public_key(key) if key else None
 
 
-def _reject(
-    waiter: asyncio.Future[FinalOutcome], case_id: str, source: Source, letter: DeadLetter
-) -> None:
-    if not waiter.done():
-        waiter.set_exception(CandidateRejected(case_id, letter.reason.value, letter.detail, source))
+def _decides(outcome: FinalOutcome, candidate: Candidate) -> bool:
+    """Whether ``outcome`` is the outcome of the case ``candidate`` opened (its first attempt)."""
+    if isinstance(outcome, PassDecision):
+        first = outcome.candidate if outcome.attempt == 1 else None
+    else:
+        first = outcome.attempts[0].candidate if outcome.attempts else None
+    return first is None or first.candidate_id == candidate.candidate_id
+
+
+def _settle(rejected: asyncio.Future[DeadLetter], letter: DeadLetter) -> None:
+    if not rejected.done():
+        rejected.set_result(letter)
 
 
 class SyncClient:

@@ -53,6 +53,7 @@ class DecidedAttempts(RuntimeWorker):
             poison=PoisonHandling(PoisonMode.SKIP, max_consecutive=None, max_ratio=None),
             commits=False,
         )
+        self._topics = set(names.decisions)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._capacity = capacity
         self._stop = asyncio.Event()
@@ -69,6 +70,16 @@ class DecidedAttempts(RuntimeWorker):
     async def on_start(self) -> None:
         self._stop.clear()
         self._task = asyncio.create_task(self.run(self._stop))
+
+    async def positioned(self) -> bool:
+        """Whether every decision partition is assigned and its start offset (the end at that
+        moment) resolved: from then on no decision is missed. For tests and readiness checks."""
+        assignment = self._consumer.assignment()
+        if {tp.topic for tp in assignment} != self._topics:
+            return False
+        for tp in assignment:
+            await self._consumer.position(tp)  # waits for the offset reset to finish
+        return True
 
     async def on_stop(self) -> None:
         self._stop.set()

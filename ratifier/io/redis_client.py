@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
 
 
 def connect(settings: Settings) -> Redis:
-    """A client of ``RATIFIER_REDIS_URL``; bytes in, bytes out (Avro values are not text)."""
-    return Redis.from_url(settings.redis_url, decode_responses=False)
+    """A client of ``RATIFIER_REDIS_URL``; bytes in, bytes out (Avro values are not text).
+
+    ``rediss://`` connects over TLS; the ACL user and password of ``RATIFIER_REDIS_USERNAME``
+    and ``RATIFIER_REDIS_PASSWORD`` (or its ``_FILE``) win over any in the URL.
+    """
+    connection = settings.redis_connection()
+    options: dict[str, Any] = {"decode_responses": False}
+    if connection.username:
+        options["username"] = connection.username
+    if connection.password:
+        options["password"] = connection.password.reveal()
+    if connection.ssl_cafile is not None:
+        options["ssl_ca_certs"] = str(connection.ssl_cafile)
+    return Redis.from_url(connection.url, **options)
 
 
 def key_prefix(settings: Settings) -> str:

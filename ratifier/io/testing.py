@@ -6,6 +6,7 @@ generators end to end on the local stack.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from ratifier.core.models import Candidate, Reason, Severity, Verdict, Vote
 from ratifier.core.polling import wait_until
 from ratifier.io.client import read_from_beginning
 
-__all__ = ["read_records", "read_topics", "verdict_on", "wait_until", "write_policy"]
+__all__ = [
+    "read_records",
+    "read_topics",
+    "self_signed_certificate",
+    "verdict_on",
+    "wait_until",
+    "write_policy",
+]
 
 
 async def read_topics(
@@ -91,3 +99,19 @@ def verdict_on(
         reasons=reasons,
         latency_ms=1,
     )
+
+
+def self_signed_certificate(folder: Path, name: str = "server") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its unencrypted key, as PEM files
+    ``<name>.pem`` and ``<name>.key`` in ``folder`` (made with openssl; for TLS tests)."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +21,8 @@ from typing import IO
 
 import orjson
 
-from ratifier.core.config import Settings
+from ratifier.core.config import ENV_PREFIX, FOREVER, Settings
+from ratifier.core.connection import Secret
 from ratifier.core.polling import wait_until
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import group_member_count
@@ -46,6 +48,8 @@ def _render_param(value: object) -> str:
 class ProcessSpec:
     name: str
     args: tuple[str, ...]  # arguments after `ratifier`
+    # Variables for this process alone, e.g. its role's Kafka user on a secured cluster.
+    env: tuple[tuple[str, str], ...] = ()
 
     def group(self, names: TopicNames) -> str:
         """The consumer group this process joins."""
@@ -98,6 +102,26 @@ class ProcessSpec:
         return cls(f"generator-{generator_id}", ("generator", "run", target, "--id", generator_id))
 
 
+# The settings of docs/security.md a child process needs to connect as this one does.
+_SECURITY_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Settings)
+    if f.name.startswith(("kafka_sasl_", "kafka_ssl_", "kafka_security_", "kafka_oauth_"))
+    or f.name.startswith(("redis_username", "redis_password", "redis_ssl_", "outcomes_"))
+)
+
+
+def _security_env(settings: Settings) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for name in _SECURITY_FIELDS:
+        value = getattr(settings, name)
+        if isinstance(value, Secret):
+            value = value.reveal()  # handed to the child's environment, never logged
+        if value:
+            env[ENV_PREFIX + name.upper()] = str(value)
+    return env
+
+
 @dataclass
 class Fleet:
     """Runs processes with the settings' environment; logs go to ``<log_dir>/<name>.log``.
@@ -131,6 +155,12 @@ class Fleet:
             "RATIFIER_HOLD_MS": str(settings.hold_ms),
             "RATIFIER_RETENTION_MS": str(settings.retention_ms),
             "RATIFIER_RETRY_WAIT_MS": str(settings.retry_wait_ms),
+            "RATIFIER_FINISHED_HORIZON_MS": (
+                FOREVER
+                if settings.finished_horizon_ms is None
+                else str(settings.finished_horizon_ms)
+            ),
+            "RATIFIER_TALLY_STORE": settings.tally_store,
             "RATIFIER_TICK_INTERVAL_S": str(settings.tick_interval_s),
             "RATIFIER_TALLY_ENGINE": settings.tally_engine,
             "RATIFIER_COMMIT_INTERVAL_MS": str(settings.commit_interval_ms),
@@ -143,6 +173,7 @@ class Fleet:
                 if settings.tally_signing_key
                 else {}
             ),
+            **_security_env(settings),
         }
 
     async def start(self, *specs: ProcessSpec) -> None:
@@ -153,7 +184,11 @@ class Fleet:
             self._logs.append(log)
             self._started_specs[spec.name] = spec
             # Processes on one host cannot share a metrics port: one each, or none at all.
-            own = {"RATIFIER_WORKER_ID": self.worker_id(spec), "RATIFIER_METRICS_PORT": "0"}
+            own = {
+                "RATIFIER_WORKER_ID": self.worker_id(spec),
+                "RATIFIER_METRICS_PORT": "0",
+                **dict(spec.env),
+            }
             if self.metrics_port:
                 port = self.metrics_ports.setdefault(
                     spec.name, self.metrics_port + len(self.metrics_ports)
@@ -208,6 +243,13 @@ class Fleet:
             return status is not None and status.pid == process.pid and status.ready
 
         await wait_until(ready, timeout_s, f"{name} ready (partitions assigned, state restored)")
+
+    def pid_of(self, name: str) -> int:
+        return int(self._procs[name].pid)
+
+    def running(self) -> set[str]:
+        """Names of the processes started and not stopped (some may have exited on their own)."""
+        return set(self._procs)
 
     def exited(self) -> dict[str, int]:
         """Processes that ended on their own, with their exit codes."""
@@ -266,3 +308,7 @@ class Fleet:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _horizon(horizon_ms: int | None) -> str:
+    return FOREVER if horizon_ms is None else str(horizon_ms)

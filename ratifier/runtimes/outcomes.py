@@ -46,6 +46,7 @@ from ratifier.core.models import (
     PassDecision,
     now_ms,
 )
+from ratifier.core.outcome_signing import seal_from_headers, seal_headers
 from ratifier.core.review import agreement, outcome_from_pass, outcome_from_resolution
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
@@ -58,6 +59,7 @@ from ratifier.io.consume import (
     RuntimeWorker,
 )
 from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.io.keys import signer_from
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.redis_client import connect
 from ratifier.io.review_metrics import AgreementStore, ReviewGauges
@@ -107,6 +109,7 @@ class OutcomesWriter:
             settings, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
+        self._signer = signer_from(settings.outcomes_signing_key)  # None: outcomes unsigned
         # Re-read what was delivered but not acked: at the first step, then every PENDING_CHECK_S.
         self._pending_resolutions = False
         self._next_pending_check = 0.0
@@ -245,7 +248,10 @@ class OutcomesWriter:
         try:
             for outcome in batch.outcomes:
                 await self._producer.send(
-                    self.names.outcomes, codec.encode(outcome), key=outcome.case_id.encode()
+                    self.names.outcomes,
+                    codec.encode(outcome),
+                    key=outcome.case_id.encode(),
+                    headers=seal_headers(self._signer, outcome),
                 )
             for letter in batch.dead_letters:
                 key = f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()
@@ -313,9 +319,9 @@ class TrustedProjector(RuntimeWorker):
         self.skipped = 0
 
     async def _handle(self, record: ConsumerRecord) -> None:
-        await self._project(record.value or b"")
+        await self._project(record.value or b"", record.headers)
 
-    async def _project(self, raw: bytes) -> None:
+    async def _project(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         try:
             outcome = codec.decode_as(raw, Outcome)
         except WireFormatError as exc:
@@ -324,7 +330,7 @@ class TrustedProjector(RuntimeWorker):
                 DeadLetterReason.MALFORMED,
                 f"a record on the outcomes topic that is no outcome: {exc}",
             ) from None
-        if await self.store.put(outcome):
+        if await self.store.put(outcome, seal_from_headers(headers)):
             self.stored += 1
         else:
             self.skipped += 1

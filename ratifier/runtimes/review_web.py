@@ -9,10 +9,13 @@
     POST /logout
     GET  /metrics, /healthz  Prometheus text (queue length and age, agreement); liveness
 
-Every page but /login, /metrics and /healthz needs a reviewer token: the ``ratifier_review``
-cookie set by /login, or an ``Authorization: Bearer`` header. A wrong token gets 401 and nothing
-is read or written. The cookie is HttpOnly and SameSite=Strict, so another site cannot post a
-resolution with it. Tokens are never logged (the access log is off; errors never quote them).
+Every page but /login, /metrics and /healthz needs a reviewer: the ``ratifier_review``
+session cookie set by /login (a random session id, not the token: ``ReviewSessions``), or the
+token in an ``Authorization: Bearer`` header (scripts). A wrong token or session gets 401 and
+nothing is read or written. The cookie is HttpOnly and SameSite=Strict, so another site cannot
+post a resolution with it, and Secure when the page is served over TLS (``--cert/--key``, or
+``--secure-cookies`` behind a TLS proxy). Tokens are never logged (the access log is off;
+errors never quote them).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import asyncio
 import html
 import itertools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
@@ -31,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ratifier.core.config import Settings
 from ratifier.core.errors import (
     AlreadyResolved,
+    ConfigError,
     InvalidResolution,
     ReviewError,
     StaleClaim,
@@ -42,6 +48,7 @@ from ratifier.core.review import Reviewers, load_reviewers
 from ratifier.io.redis_client import connect
 from ratifier.io.review_metrics import AgreementStore, ReviewGauges
 from ratifier.io.review_queue import QueuedItem, ReviewQueue
+from ratifier.io.review_sessions import ReviewSessions
 from ratifier.runtimes.review_feeder import ReviewFeeder
 
 logger = logging.getLogger(__name__)
@@ -191,11 +198,14 @@ class ReviewApp:
     """The web application over one review queue."""
 
     def __init__(self, queue: ReviewQueue, reviewers: Reviewers, gauges: ReviewGauges,
-                 registry: CollectorRegistry) -> None:  # fmt: skip
+                 registry: CollectorRegistry, sessions: ReviewSessions, *,
+                 secure_cookies: bool = False) -> None:  # fmt: skip
         self.queue = queue
         self.reviewers = reviewers
         self.gauges = gauges
         self.registry = registry
+        self.sessions = sessions
+        self.secure_cookies = secure_cookies
         app = web.Application()
         app.router.add_get("/login", self.login_form)
         app.router.add_post("/login", self.login)
@@ -210,25 +220,32 @@ class ReviewApp:
 
     # -- identity ----------------------------------------------------------------------------
 
-    def _token(self, request: web.Request) -> str | None:
+    async def _reviewer(self, request: web.Request) -> str | None:
+        """The reviewer of the request's bearer token or session; UnknownReviewer if it names
+        none (a wrong token, an expired session, a reviewer taken off the list)."""
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            return header[7:].strip()
-        return request.cookies.get(COOKIE)
+            return self.reviewers.identify(header[7:].strip())
+        session = request.cookies.get(COOKIE)
+        if session is None:
+            return None
+        reviewer = await self.sessions.reviewer(session)
+        if reviewer is None:
+            raise UnknownReviewer("the session has expired")
+        return self.reviewers.check(reviewer)
 
     def authed(
         self, handler: Callable[[web.Request, str], Awaitable[web.StreamResponse]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            token = self._token(request)
-            if token is None:
+            try:
+                reviewer = await self._reviewer(request)
+            except UnknownReviewer:
+                return self._unauthorized("that token or session belongs to no reviewer")
+            if reviewer is None:
                 if request.method == "GET":
                     raise web.HTTPSeeOther("/login")
                 return self._unauthorized("log in first")
-            try:
-                reviewer = self.reviewers.identify(token)
-            except UnknownReviewer:
-                return self._unauthorized("that token belongs to no reviewer")
             return await handler(request, reviewer)
 
         return wrapped
@@ -251,10 +268,21 @@ class ReviewApp:
             return self._unauthorized("that token belongs to no reviewer")
         logger.info("reviewer %s logged in", reviewer)
         response = web.Response(status=303, headers={"Location": "/"})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(
+            COOKIE,
+            await self.sessions.open(reviewer),
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=self.secure_cookies,
+            max_age=self.sessions.ttl_s,
+        )
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
+        session = request.cookies.get(COOKIE)
+        if session is not None:
+            await self.sessions.close(session)
         response = web.Response(status=303, headers={"Location": "/login"})
         response.del_cookie(COOKIE)
         return response
@@ -371,16 +399,31 @@ def _login_form() -> str:
 class ReviewService:
     """``ratifier review serve``: the page on ``host:port`` and (``feed``) the queue's feeder."""
 
-    def __init__(self, settings: Settings, *, host: str, port: int, feed: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str,
+        port: int,
+        feed: bool = True,
+        cert: Path | None = None,
+        key: Path | None = None,
+        secure_cookies: bool = False,
+    ) -> None:
         self.settings = settings
         self.host = host
         self.port = port
+        self.tls = _server_tls(cert, key)
         self.redis = connect(settings)
         reviewers = load_reviewers(settings.review_tokens_file)
         self.queue = ReviewQueue(self.redis, settings, reviewers)
         registry = CollectorRegistry()
         gauges = ReviewGauges(registry, self.queue, AgreementStore(self.redis, settings))
-        self.web = ReviewApp(self.queue, reviewers, gauges, registry)
+        sessions = ReviewSessions(self.redis, settings)
+        secure = secure_cookies or self.tls is not None
+        self.web = ReviewApp(
+            self.queue, reviewers, gauges, registry, sessions, secure_cookies=secure
+        )
         self.feeder = ReviewFeeder(settings, self.redis) if feed else None
         self._runner = web.AppRunner(self.web.app, access_log=None)  # tokens stay out of logs
 
@@ -389,9 +432,10 @@ class ReviewService:
         if self.feeder is not None:
             await self.feeder.start()
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
         await site.start()
-        logger.info("review page on http://%s:%d/ (%d reviewers)", self.host, self.port,
+        scheme = "http" if self.tls is None else "https"
+        logger.info("review page on %s://%s:%d/ (%d reviewers)", scheme, self.host, self.port,
                     len(self.queue.reviewers.ids) if self.queue.reviewers else 0)  # fmt: skip
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -408,3 +452,18 @@ class ReviewService:
                 await self.feeder.stop()
         finally:
             await self.redis.aclose()
+
+
+def _server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The page's TLS context from a PEM certificate (chain) and key; None: plain HTTP."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("the review page's TLS needs both --cert and --key")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the review page's certificate {cert}: {exc}") from None
+    return context

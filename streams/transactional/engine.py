@@ -12,9 +12,12 @@ the same transactions.
 
 Rebalances use aiokafka's eager protocol: every partition is given back on revocation (its open
 transaction committed first) and set up afresh on assignment: a new producer with the
-partition's transactional id (fencing any earlier owner), the changelog restored, the consumer
-moved to the committed offsets, the deadline index rebuilt. Nothing is kept across a rebalance,
-so no state can be stale.
+partition's transactional id (fencing any earlier owner), the changelog read from the local
+state's checkpoint on (the tail, usually nothing for a partition this worker kept), the
+consumer moved to the committed offsets, the deadline index rebuilt. The local state (memory
+or RocksDB, ``streams/local_state``) only ever holds committed changes, so whatever a rebalance
+or a crash left is a state of the changelog, and reading the changelog on from its checkpoint
+brings it up to date.
 """
 
 from __future__ import annotations
@@ -31,20 +34,21 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
-from ratifier.io.keys import signer_from
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
 from ratifier.streams.clock import PartitionClocks
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
-from ratifier.streams.limits import SizeLimits
+from ratifier.streams.local_state.base import Backend
+from ratifier.streams.local_state.memory import MemoryBackend
+from ratifier.streams.local_state.partitioned import PartitionedCaseStore
+from ratifier.streams.local_state.rocksdb import RocksDBBackend
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, TallyProcessor
-from ratifier.streams.store import PartitionedCaseStore
-from ratifier.streams.tally import TallySettings
-from ratifier.streams.transactional.changelog import ChangelogReader
+from ratifier.streams.transactional.changelog import ChangelogReader, Restore
 from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.transactional.preflight import check_topics
 
@@ -53,6 +57,9 @@ logger = logging.getLogger(__name__)
 ENGINE = "transactional"
 # A crashed worker's partitions move after this long; a paused one is fenced after it.
 SESSION_TIMEOUT_MS = 10_000
+# How often a missing committed offset is looked up again before the worker gives up (a failed
+# lookup can answer "no offset": aiokafka skips partitions the coordinator reported an error for).
+COMMITTED_RETRIES = 5
 HEARTBEAT_INTERVAL_MS = 3_000
 # A partition whose set-up failed is tried again after this long; one whose transaction failed
 # after a session timeout more (by then, if this worker lost it, the group has told it so).
@@ -82,6 +89,27 @@ def per_partition(
     return by_partition
 
 
+def _backend(settings: Settings, names: TopicNames) -> Backend:
+    if settings.tally_store == "memory":
+        return MemoryBackend()
+    return RocksDBBackend(settings.state_dir / "tally" / names.tally_app_id)
+
+
+class UnsafeStart(ConfigError):
+    """The group's committed offsets are gone while its changelog holds state: starting from
+    the beginning would re-read every input. Stops the worker, saying what to do."""
+
+    def __init__(self, group: str, changelog: str, inputs: list[TopicPartition]) -> None:
+        where = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in inputs)
+        super().__init__(
+            f"consumer group {group} has no committed offset for {where}, but its changelog "
+            f"{changelog} holds state: the offsets were deleted or expired. Set them where "
+            f"reading should resume (kafka-consumer-groups.sh --group {group} --reset-offsets "
+            "--to-datetime/--to-offset ... --execute; rewinding is safe: finished cases are "
+            "remembered), or delete the changelog too to start the tally afresh"
+        )
+
+
 def in_timestamp_order(streams: list[list[ConsumerRecord]]) -> Iterator[ConsumerRecord]:
     """One partition's records of both topics by timestamp; ties in the order of ``streams``."""
     return heapq.merge(*streams, key=_by_timestamp)
@@ -105,19 +133,8 @@ class TransactionalTally:
         self.settings = settings
         self.names = TopicNames.from_settings(settings)
         self.policies = policies
-        self.store = PartitionedCaseStore()
-        self.processor = TallyProcessor(
-            self.names,
-            policies,
-            self.store,
-            TallySettings(
-                hold_ms=settings.hold_ms,
-                retention_ms=settings.retention_ms,
-                retry_wait_ms=settings.retry_wait_ms,
-            ),
-            limits=SizeLimits.from_settings(settings),
-            signer=signer_from(settings.tally_signing_key),
-        )
+        self.store = PartitionedCaseStore(_backend(settings, self.names))
+        self.processor = TallyProcessor.from_settings(settings, policies, self.store)
         self.headers = [
             ("ratifier-worker", settings.worker_id.encode()),
             ("ratifier-engine", ENGINE.encode()),
@@ -170,6 +187,7 @@ class TransactionalTally:
             await self._consumer.stop()
         finally:
             await self._changelog.stop()
+            self.store.close_all()
             self.readiness.remove()
 
     async def __aenter__(self) -> TransactionalTally:
@@ -277,6 +295,8 @@ class TransactionalTally:
         for transactions, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
                 await self._lose(transactions.partition, result)
+            else:  # committed: its changes are the local state's now
+                self.store.commit(transactions.partition, result)
 
     # -- partitions --------------------------------------------------------------------------
 
@@ -291,6 +311,7 @@ class TransactionalTally:
             self._generation += 1
             now = time.monotonic()
             self._recovering = dict.fromkeys(partitions, now)
+            self.store.backend.keep_only(partitions)
             self._consumer.pause(*self._input_partitions(partitions))
             self.readiness.update(ready=False, partitions=partitions, recovering=partitions)
 
@@ -315,15 +336,22 @@ class TransactionalTally:
                 )
             # Fence first: after this, the changelog and the committed offsets are final.
             await asyncio.gather(*(t.open() for t in opened.values()))
-            restored = await self._changelog.read(partitions)
-            for partition in partitions:
-                self.store.load(partition, iter(restored[partition]))
-            await self._seek_to_committed(partitions)
+            plans = await self._changelog.plan({p: self.store.open(p) for p in partitions})
+            for partition, plan in plans.items():
+                if plan.reset:
+                    self.store.reset(partition)
+            await self._changelog.read(plans, self.store.restore)
+            for partition, plan in plans.items():
+                self.store.restored(partition, plan.end)
+            await self._seek_to_committed(partitions, plans, opened)
+        except UnsafeStart:
+            await asyncio.gather(*(t.close() for t in opened.values()))
+            raise
         except Exception as exc:
             logger.warning("could not set up partitions %s: %r", sorted(partitions), exc)
             await asyncio.gather(*(t.close() for t in opened.values()))
             for partition in partitions:
-                self.store.drop(partition)
+                self.store.close(partition)
                 self._recover_later(partition, RETRY_SETUP_S)
             self._update_readiness()
             return
@@ -341,14 +369,46 @@ class TransactionalTally:
         )
         self._update_readiness()
 
-    async def _seek_to_committed(self, partitions: set[int]) -> None:
-        # seek() rather than seek_to_beginning(): the latter waits for the fetcher's long poll.
+    async def _seek_to_committed(
+        self,
+        partitions: set[int],
+        restored: Mapping[int, Restore],
+        opened: Mapping[int, PartitionTransactions],
+    ) -> None:
+        """Move the consumer to the group's committed offsets, never silently to the beginning.
+
+        An input with no committed offset starts from its beginning only on a first start, when
+        its partition's changelog is empty too: the first transaction then commits that start
+        for both inputs (so "no offset" never means "not read yet" afterwards). Otherwise the
+        offsets were lost (deleted, expired, or an answer that failed to say), so the lookup is
+        tried again a few times, then the worker stops (:class:`UnsafeStart`) rather than
+        re-deciding everything from the beginning.
+        """
         tps = self._input_partitions(partitions)
-        committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
-        fresh = [tp for tp, offset in zip(tps, committed, strict=True) if offset is None]
+        committed = await self._committed(tps)
+        missing = [tp for tp in tps if committed[tp] is None]
+        with_history = [tp for tp in missing if restored[tp.partition].end > 0]
+        for _ in range(COMMITTED_RETRIES):
+            if not with_history:
+                break
+            await asyncio.sleep(RETRY_SETUP_S)
+            committed.update(await self._committed(with_history))
+            with_history = [tp for tp in with_history if committed[tp] is None]
+        if with_history:
+            raise UnsafeStart(self.names.tally_app_id, self.names.tally_changelog, with_history)
+        fresh = [tp for tp in tps if committed[tp] is None]
         beginnings = await self._consumer.beginning_offsets(fresh) if fresh else {}
-        for tp, offset in zip(tps, committed, strict=True):
-            self._consumer.seek(tp, beginnings[tp] if offset is None else offset)
+        for tp in tps:
+            offset = committed[tp]
+            if offset is None:
+                offset = beginnings[tp]
+                opened[tp.partition].advance(tp, offset)  # committed with the first transaction
+            # seek() rather than seek_to_beginning(): the latter waits for the fetcher's poll.
+            self._consumer.seek(tp, offset)
+
+    async def _committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        offsets = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
+        return dict(zip(tps, offsets, strict=True))
 
     async def _lose(self, partition: int, exc: BaseException) -> None:
         """A partition's transaction failed: drop its uncommitted work, set it up again later.
@@ -370,7 +430,9 @@ class TransactionalTally:
         transactions = self._partitions.pop(partition, None)
         if transactions is not None:
             await transactions.close()
-        self.store.drop(partition)  # its changes too: uncommitted, they are void
+        # Its uncommitted changes are void; the committed state stays (checkpointed) for the
+        # next set-up, which reads only the changelog written since.
+        self.store.close(partition)
         self.processor.index.drop(partition)
 
     def _recover_later(self, partition: int, delay_s: float) -> None:

@@ -75,6 +75,9 @@ class PartitionTransactions:
         )
         self._offsets: dict[TopicPartition, int] = {}
         self._deliveries: list[asyncio.Future[Any]] = []
+        # The changelog batches' deliveries with their record counts: their offsets say where
+        # the local state's checkpoint is once the transaction commits.
+        self._changelog_batches: list[tuple[asyncio.Future[Any], int]] = []
         self.decisions_pending = 0  # outputs other than state, waiting for the commit
 
     @property
@@ -114,27 +117,38 @@ class PartitionTransactions:
         for key, entry in changes.items():
             await batches.add(self.changelog, self.partition, key, entry)
         self._deliveries += await batches.send_all()
+        self._changelog_batches += batches.counted
 
     def advance(self, tp: TopicPartition, next_offset: int) -> None:
         """Inputs of ``tp`` before ``next_offset`` are processed: commit that with the outputs."""
         self._offsets[tp] = next_offset
 
-    async def commit(self) -> None:
-        """Commit outputs, state and offsets at once, then open the next transaction."""
+    async def commit(self) -> int | None:
+        """Commit outputs, state and offsets at once, then open the next transaction.
+
+        Returns the changelog offset after the last entry committed (None: none was written).
+        """
         if not self.pending:
-            return
+            return None
         # A failed send must fail the commit: committing without it would lose the record.
         await asyncio.gather(*self._deliveries)
+        changelog_end = max(
+            (future.result().offset + count for future, count in self._changelog_batches),
+            default=None,
+        )
         if self._offsets:
             await self._producer.send_offsets_to_transaction(self._offsets, self.group_id)
         await self._producer.commit_transaction()
         self._offsets = {}
         self._deliveries = []
+        self._changelog_batches = []
         self.decisions_pending = 0
         await self._producer.begin_transaction()
+        return changelog_end
 
     async def close(self) -> None:
         """Stop the producer; an open transaction is left to the next owner (or the timeout)."""
+        self._changelog_batches = []
         for delivery in self._deliveries:
             if delivery.done() and not delivery.cancelled():
                 delivery.exception()  # failed with the transaction: seen, not "never retrieved"
@@ -161,6 +175,7 @@ class _Batches:
         self._headers = headers
         self._open: dict[tuple[str, int], BatchBuilder] = {}
         self._sent: list[asyncio.Future[Any]] = []
+        self.counted: list[tuple[asyncio.Future[Any], int]] = []  # each batch's, with its size
 
     async def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         where = (topic, partition)
@@ -181,4 +196,6 @@ class _Batches:
 
     async def _send(self, batch: BatchBuilder, where: tuple[str, int]) -> None:
         topic, partition = where
-        self._sent.append(await self._producer.send_batch(batch, topic, partition=partition))
+        sent = await self._producer.send_batch(batch, topic, partition=partition)
+        self._sent.append(sent)
+        self.counted.append((sent, batch.record_count()))

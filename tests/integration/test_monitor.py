@@ -199,6 +199,7 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
     assert value(text, 'ratifier_tally_records_total{kind="candidate"}') == CASES
     assert value(text, 'ratifier_tally_decisions_total{outcome="escalate"}') == escalated
     assert re.search(r"^ratifier_open_windows ", text, re.M)
+    assert value(text, "ratifier_tally_finished_cases") == CASES  # each case left its marker
     assert 'ratifier_dead_letters_total{reason="MALFORMED"} 0.0' in text
     assert re.search(r'^ratifier_consumer_lag\{partition="\d",topic="[^"]+"\} 0\.0$', text, re.M)
     status, text = validator_metrics

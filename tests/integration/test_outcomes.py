@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import ProducerFenced
 from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
@@ -213,12 +214,82 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
     assert [t.resolution.case_id for t in taken] == ["case-2", "case-3"]
 
 
+async def test_two_live_writers_the_newer_fences_the_older_and_no_case_gets_two_outcomes(
+    env: tuple[Settings, Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both writers running at once (a paused or partitioned writer that comes back): after the
+    second starts, the first can commit nothing, its run fails with the fencing error, and every
+    input sent before and after, read by either writer, ends in exactly one outcome."""
+    settings, redis = env
+    monkeypatch.setattr(outcomes_runtime, "PENDING_CHECK_S", 0.5)
+    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+    await queue.ensure_groups()
+    expected = {f"case-{n}" for n in range(40)} | {f"esc-{n}" for n in range(6)}
+    stop = asyncio.Event()
+    older, newer = OutcomesWriter(settings, redis), OutcomesWriter(settings, redis)
+    await older.start()
+    older_run = asyncio.create_task(older.run(stop))
+    runs = [older_run]
+    try:
+        await _send_passes(settings, range(10))
+        await _resolve(queue, "esc-0")
+        await wait_until(lambda: _written(older, 11), 30, "the older writer's outcomes")
+        await newer.start()  # fences the older one, which is still polling
+        runs.append(asyncio.create_task(newer.run(stop)))
+        assert older.decided.issubset(newer.decided)
+        # Both live now: the pass topic's partitions are split between them, and either may
+        # read a resolution; every one the older reads must still reach the topic exactly once.
+        await _send_passes(settings, range(40))  # 0-9 again: replays for decided cases
+        for n in range(1, 6):
+            await _resolve(queue, f"esc-{n}")
+        await wait_until(lambda: _done(older_run), 60, "the older writer to fail, fenced")
+        fenced = older_run.exception()
+        assert isinstance(fenced, ProducerFenced)
+        await older.stop()  # its partitions and pending resolutions move to the newer writer
+        await wait_until(lambda: _covers(newer, expected), 60, "every case decided by the newer")
+    finally:
+        stop.set()
+        await asyncio.gather(*runs, return_exceptions=True)
+        if older.ready:
+            await older.stop()
+        await newer.stop()
+    counts = Counter(o.case_id for o in await outcomes_on(settings))
+    assert set(counts) == expected
+    assert max(counts.values()) == 1
+
+
+async def _send_passes(settings: Settings, numbers: range) -> None:
+    names = TopicNames.from_settings(settings)
+    producer = make_producer(settings, client_id="test-outcomes-passes")
+    await producer.start()
+    try:
+        for n in numbers:
+            case = f"case-{n}"
+            decision = codec.encode(pass_decision(case, 1))
+            await producer.send_and_wait(names.passed, decision, key=case.encode())
+    finally:
+        await producer.stop()
+
+
+async def _resolve(queue: ReviewQueue, case: str) -> None:
+    await queue.enqueue(packet(case))
+    await queue.resolve(case, "ann", Action.UNRESOLVED, note="n", require_claim=False)
+
+
 async def _length_is(queue: ReviewQueue, n: int) -> bool:
     return (await queue.stats()).length == n
 
 
 async def _written(writer: OutcomesWriter, n: int) -> bool:
     return len(writer.decided) >= n
+
+
+async def _done(task: asyncio.Task[None]) -> bool:
+    return task.done()
+
+
+async def _covers(writer: OutcomesWriter, cases: set[str]) -> bool:
+    return writer.decided >= cases
 
 
 async def _steps_until(writer: OutcomesWriter, n: int) -> bool:

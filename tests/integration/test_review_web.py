@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
@@ -16,7 +18,16 @@ from ratifier.core.models import Reason, Span, Verdict, Vote
 from ratifier.core.review import load_reviewers
 from ratifier.io.review_metrics import AgreementStore, ReviewGauges
 from ratifier.io.review_queue import ReviewQueue
-from ratifier.runtimes.review_web import COOKIE, ReviewApp, _reason_spans, highlight
+from ratifier.io.review_sessions import ReviewSessions
+from ratifier.io.testing import self_signed_certificate
+from ratifier.runtimes.review_web import (
+    COOKIE,
+    ReviewApp,
+    ReviewService,
+    _reason_spans,
+    highlight,
+)
+from tests.integration.monitor_support import free_port
 from tests.integration.review_support import packet, redis_for, write_reviewers
 
 pytestmark = pytest.mark.integration
@@ -36,7 +47,7 @@ async def web(
         await queue.ensure_groups()
         registry = CollectorRegistry()
         gauges = ReviewGauges(registry, queue, AgreementStore(redis, settings))
-        app = ReviewApp(queue, reviewers, gauges, registry)
+        app = ReviewApp(queue, reviewers, gauges, registry, ReviewSessions(redis, settings))
         async with TestClient(TestServer(app.app)) as client:
             yield client, queue, redis, tokens
 
@@ -168,3 +179,64 @@ async def test_case_ids_with_any_character_have_working_links(
     )  # fmt: skip
     assert done.status == 303
     assert (await queue.require(odd)).state == "resolved"
+
+
+async def test_the_session_cookie_is_not_the_token_and_logout_ends_it(
+    web: tuple[TestClient, ReviewQueue, Redis, dict[str, str]],
+) -> None:
+    client, queue, redis, tokens = web
+    login = await client.post("/login", data={"token": tokens["ann"]}, allow_redirects=False)
+    session = login.cookies[COOKIE].value
+    assert session != tokens["ann"]
+    assert len(session) >= 40
+    assert login.cookies[COOKIE]["samesite"] == "Strict"
+    assert not login.cookies[COOKIE]["secure"]  # plain HTTP here; Secure under TLS (below)
+    # Redis holds neither the token nor the session id, only the id's hash.
+    prefix = queue.queue_key.split(":")[0]
+    stored = [k async for k in redis.scan_iter(match=f"{prefix}:review:session:*")]
+    assert len(stored) == 1
+    assert session.encode() not in stored[0]
+    assert await redis.get(stored[0]) == b"ann"
+    assert (await client.get("/", allow_redirects=False)).status == 200
+    assert (await client.post("/logout", allow_redirects=False)).status == 303
+    replayed = await client.get(
+        "/", headers={"Cookie": f"{COOKIE}={session}"}, allow_redirects=False
+    )
+    assert replayed.status == 401  # the session is gone, not just the browser's cookie
+    assert [k async for k in redis.scan_iter(match=f"{prefix}:review:session:*")] == []
+
+
+@pytest.fixture
+def page_cert(tmp_path: Path) -> tuple[Path, Path]:
+    return self_signed_certificate(tmp_path, "page")
+
+
+async def test_the_page_serves_https_with_secure_cookies(
+    stack: object, base_settings: Settings, tmp_path: Path, page_cert: tuple[Path, Path]
+) -> None:
+    cert, key = page_cert
+    tokens = write_reviewers(tmp_path, "ann")
+    settings = base_settings.with_overrides(
+        topic_prefix=f"w{uuid.uuid4().hex[:10]}", review_tokens_file=tmp_path / "reviewers.txt"
+    )
+    port = free_port()
+    service = ReviewService(settings, host="127.0.0.1", port=port, feed=False, cert=cert, key=key)
+    trust = ssl.create_default_context(cafile=str(cert))
+    async with redis_for(settings):
+        await service.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                health = await http.get(f"https://127.0.0.1:{port}/healthz", ssl=trust)
+                assert health.status == 200
+                login = await http.post(
+                    f"https://127.0.0.1:{port}/login",
+                    data={"token": tokens["ann"]},
+                    ssl=trust,
+                    allow_redirects=False,
+                )
+                assert login.status == 303
+                assert login.cookies[COOKIE]["secure"]
+                with pytest.raises(aiohttp.ClientError):
+                    await http.get(f"http://127.0.0.1:{port}/healthz")
+        finally:
+            await service.stop()

@@ -53,7 +53,15 @@ async def test_second_wave_skips_decided_attempts(settings: Settings, tmp_path: 
                         finals[decision.case_id] = decision
 
             reader = asyncio.create_task(collect())
-            await asyncio.sleep(1.0)  # the wave-2 validators' decision readers are positioned
+            # The wave-2 validators' decision readers start at the end: wait until they are
+            # positioned, or decisions published before then would never reach them.
+            readers = [w.decided for w in workers if w.decided is not None]
+            assert readers
+
+            async def positioned() -> bool:
+                return all([await r.positioned() for r in readers])
+
+            await wait_until(positioned, 30, "the decision readers positioned")
             rng = random.Random(3)
             for _ in range(CASES):
                 truth = "accept" if rng.random() < 0.7 else "reject"

@@ -1,5 +1,6 @@
 """Calibration statistics (ratifier.core.calibration) and the offline replay through the tally's
-rules (ratifier.streams.offline). The Snow et al. 2008 tests read /work/shared and skip without it.
+rules (ratifier.streams.offline). The Snow et al. 2008 tests read ../shared beside the checkout
+(tests/shared_data.py) and skip, naming the missing file, without it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from ratifier.core.calibration import (
     simulate,
 )
 from ratifier.streams.offline import MODES, replay, replay_all
+from tests.shared_data import SNOW, needs_shared
 
-SNOW = Path("/work/shared/datasets/snow2008")
-needs_snow = pytest.mark.skipif(not SNOW.is_dir(), reason="shared Snow 2008 datasets not present")
+needs_snow = needs_shared(SNOW / "rte.standardized.tsv", SNOW / "temp.standardized.tsv")
 
 
 def synthetic(items: int = 300, seed: int = 7) -> LabelledSet:

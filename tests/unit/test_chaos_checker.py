@@ -13,6 +13,7 @@ from ratifier.app.chaos.checker import (
     MISSING_FINAL,
     MULTIPLE_FINALS,
     RULES,
+    TWO_CONTENTS,
     UNDECIDED,
     UNREADABLE,
     CheckResult,
@@ -30,6 +31,7 @@ from ratifier.core.models import (
     EscalationPacket,
     EscalationReason,
     FailureReason,
+    FinalOutcomeRef,
     OutcomeClass,
     PassDecision,
     RetryRequest,
@@ -158,8 +160,9 @@ def test_two_kinds_of_decision_for_one_attempt_conflict() -> None:
     cases, outputs, injected = clean_run()
     outputs.decisions.append(retried("c1"))  # c1 attempt 1 passed; now also retried
     result = check(cases, outputs, injected)
-    # The same (case, attempt) id written twice is also a duplicate decision id.
-    assert counts(result) == {CONFLICTING: 1, DUPLICATE_IDS: 1}
+    # The same (case, attempt) id written twice is also a duplicate decision id, with two
+    # contents.
+    assert counts(result) == {CONFLICTING: 1, DUPLICATE_IDS: 1, TWO_CONTENTS: 1}
     assert "c1 attempt 1" in next(r for r in result.rules if r.name == CONFLICTING).examples[0]
 
 
@@ -250,3 +253,47 @@ def test_examples_are_capped() -> None:
     missing = result.rules[RULES.index(MISSING_FINAL)]
     assert missing.violations == 20
     assert len(missing.examples) == 5
+
+
+def test_a_decision_id_with_two_contents_is_caught() -> None:
+    cases, outputs, injected = clean_run()
+    # The same id as c1's pass, with other content: what a tally that forgot the case would
+    # publish after a replay (a second, different outcome under the first one's id).
+    outputs.decisions.append(dataclasses.replace(passed("c1"), confidence=0.5))
+    result = check(cases, outputs, injected)
+    assert counts(result) == {DUPLICATE_IDS: 1, TWO_CONTENTS: 1}
+    assert decision_id("c1", 1) in result.rules[RULES.index(TWO_CONTENTS)].examples[0]
+
+
+def closed(at: SourceRef, record: Candidate | Verdict, final: str) -> DeadLetter:
+    ref = FinalOutcomeRef(final, "pass", 1, 1)
+    return dataclasses.replace(
+        letter(at, DeadLetterReason.CASE_CLOSED, codec.encode(record)), closed_by=ref
+    )
+
+
+def test_a_replay_may_close_the_loads_records_only_with_their_final_decision() -> None:
+    cases, outputs, injected = clean_run()
+    right = closed(SourceRef(CANDIDATES, 0, 1), candidate("c1"), decision_id("c1", 1))
+    outputs.dead_letters.append(right)
+    assert counts(check(cases, outputs, injected)) == {GOOD_DEAD_LETTERED: 1}
+    assert check(cases, outputs, injected, replayed_inputs=True).ok
+    # Closed in the name of another decision than the case's final one: still a violation.
+    wrong = closed(SourceRef(VERDICTS, 0, 2), verdict("c1", "a"), decision_id("c2", 2))
+    outputs.dead_letters.append(wrong)
+    result = check(cases, outputs, injected, replayed_inputs=True)
+    assert counts(result) == {GOOD_DEAD_LETTERED: 1}
+
+
+def test_verdicts_on_a_resubmission_of_a_finished_case_must_be_closed() -> None:
+    cases, outputs, injected = clean_run()
+    resubmitted = dataclasses.replace(verdict("c1", "a"), candidate_id="again")
+    at = SourceRef(VERDICTS, 3, 9)
+    outputs.dead_letters.append(closed(at, resubmitted, decision_id("c1", 1)))
+    assert counts(check(cases, outputs, injected)) == {GOOD_DEAD_LETTERED: 1}
+    assert check(cases, outputs, injected, closed_candidate_ids={"again"}).ok
+    outputs.dead_letters[-1] = letter(
+        at, DeadLetterReason.UNKNOWN_ATTEMPT, codec.encode(resubmitted)
+    )
+    result = check(cases, outputs, injected, closed_candidate_ids={"again"})
+    assert counts(result) == {GOOD_DEAD_LETTERED: 1}

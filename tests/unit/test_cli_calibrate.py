@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ratifier.app.cli import main
+from tests.shared_data import SNOW, needs_shared
 
-SNOW = Path("/work/shared/datasets/snow2008/rte.standardized.tsv")
+SNOW_RTE = SNOW / "rte.standardized.tsv"
 
 
 def write_history(path: Path, items: int = 40, seed: int = 3) -> Path:
@@ -66,9 +67,9 @@ def test_a_bad_dataset_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "standardized TSV" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SNOW.is_file(), reason="shared Snow 2008 datasets not present")
+@needs_shared(SNOW_RTE)
 def test_calibrate_on_snow_rte(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["calibrate", str(SNOW), "--mode", "majority", "--cases", "0"]) == 0
+    assert main(["calibrate", str(SNOW_RTE), "--mode", "majority", "--cases", "0"]) == 0
     out = capsys.readouterr().out
     assert "majority vote 0.9187, Dawid-Skene 0.9275" in out
     assert "majority    6         50.9%      8.1%" in out

@@ -192,3 +192,17 @@ def test_outcomes_and_review_run_as_the_demo_runs_them(services: dict[str, Any])
     assert review[review.index("--host") + 1] == "0.0.0.0"  # reachable through the port mapping
     assert _host_ports(services["review"]) == {8470: 8470}
     assert services["review"]["secrets"] == ["reviewers"]
+
+
+def test_the_gateway_serves_on_its_port_with_its_tokens_as_a_secret(
+    services: dict[str, Any],
+) -> None:
+    gateway = services["gateway"]
+    command = gateway["command"]
+    assert command[:3] == ["ratifier", "gateway", "serve"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--tokens-file") + 1] == "/run/secrets/gateway_tokens"
+    assert _host_ports(gateway) == {8480: int(command[command.index("--port") + 1])}
+    assert gateway["secrets"] == ["gateway_tokens"]
+    assert gateway["depends_on"]["tally"] == {"condition": "service_healthy"}
+    assert "/readyz" in " ".join(gateway["healthcheck"]["test"])

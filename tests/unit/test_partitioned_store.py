@@ -1,12 +1,37 @@
-"""The transactional engine's state: per partition, with the changes its changelog must get."""
+"""The transactional engine's state: per partition, committed state under an overlay of the open
+transaction, on either backend; only committed changes ever reach the backend."""
 
 from __future__ import annotations
 
-from ratifier.streams.store import PartitionedCaseStore
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ratifier.streams.finished import Finished, encode_marker, marker_key
+from ratifier.streams.local_state.base import Backend, Checkpoint
+from ratifier.streams.local_state.memory import MemoryBackend
+from ratifier.streams.local_state.partitioned import PartitionedCaseStore
+from ratifier.streams.local_state.rocksdb import RocksDBBackend, RocksDBState
+from ratifier.streams.local_state.slots import claim_slot
 
 
-def test_changes_hold_each_keys_latest_entry_once_per_partition() -> None:
-    store = PartitionedCaseStore()
+@pytest.fixture(params=["memory", "rocksdb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    made: Backend = MemoryBackend() if request.param == "memory" else RocksDBBackend(tmp_path)
+    yield made
+    made.close()
+
+
+def marker(decided_at_ms: int) -> bytes:
+    return encode_marker(Finished(str(uuid.uuid4()), "pass", 1, decided_at_ms))
+
+
+def test_changes_hold_each_keys_latest_entry_once_per_partition(backend: Backend) -> None:
+    store = PartitionedCaseStore(backend)
+    store.open(0)
+    store.open(1)
     store.put(b"a", 0, b"1")
     store.put(b"a", 0, b"2")
     store.put(b"b", 1, b"x")
@@ -14,16 +39,111 @@ def test_changes_hold_each_keys_latest_entry_once_per_partition() -> None:
     assert store.take_changes(0) == {b"a": b"2"}
     assert store.take_changes(1) == {b"b": None}  # a tombstone for the changelog
     assert store.take_changes(0) == {}
-    assert store.get(b"a", 0) == b"2"
+    assert store.get(b"a", 0) == b"2"  # read-your-own-writes before the commit
     assert store.get(b"a", 1) is None
 
 
-def test_load_replays_a_changelog_and_drop_forgets_one_partition() -> None:
-    store = PartitionedCaseStore()
-    store.put(b"other", 1, b"kept")
-    store.load(0, iter([(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"b", None)]))
-    assert dict(store.entries()) == {b"a": b"3", b"other": b"kept"}
-    assert store.take_changes(0) == {}  # restored state is not a change
-    store.drop(1)
+def test_an_aborted_transaction_leaves_the_committed_state(backend: Backend) -> None:
+    store = PartitionedCaseStore(backend)
+    store.open(0)
+    store.put(b"a", 0, b"1")
+    store.commit(0, 5)
+    store.put(b"a", 0, b"2")
+    store.put(b"b", 0, b"3")
+    store.abort(0)
+    assert store.get(b"a", 0) == b"1"
+    assert store.get(b"b", 0) is None
+    assert store.take_changes(0) == {}
+
+
+def test_a_closed_partition_comes_back_at_its_checkpoint(backend: Backend) -> None:
+    store = PartitionedCaseStore(backend)
+    assert store.open(0) is None
+    store.put(b"a", 0, b"1")
+    store.commit(0, 7)
+    store.put(b"b", 0, b"uncommitted")
+    store.close(0)  # revoked: the open transaction's work is void
+    checkpoint = store.open(0)
+    assert checkpoint is not None
+    assert checkpoint.offset == 7
+    assert store.get(b"a", 0) == b"1"
+    assert store.get(b"b", 0) is None
+
+
+def test_restore_applies_the_changelog_tail_and_moves_the_checkpoint(backend: Backend) -> None:
+    store = PartitionedCaseStore(backend)
+    store.open(0)
+    store.restore(0, [(b"a", b"1"), (b"b", b"2")])
+    assert store.open(0) is None  # no checkpoint until the read is over
+    store.restore(0, [(b"a", b"3"), (b"b", None)])
+    store.restored(0, 12)
     assert dict(store.entries()) == {b"a": b"3"}
-    assert store.get(b"other", 1) is None
+    assert store.take_changes(0) == {}  # restored state is not a change
+    checkpoint = store.open(0)
+    assert checkpoint is not None
+    assert checkpoint.offset == 12
+    store.reset(0)
+    assert store.open(0) is None
+    assert dict(store.entries()) == {}
+
+
+def test_markers_are_not_entries_and_expire_oldest_first(backend: Backend) -> None:
+    store = PartitionedCaseStore(backend)
+    store.open(0)
+    store.put(b"case", 0, b"state")
+    keys = [marker_key(f"c{i}".encode()) for i in range(4)]
+    for i, key in enumerate(keys):
+        store.put(key, 0, marker(1_000 + i))
+    store.commit(0, 10)
+    assert dict(store.entries()) == {b"case": b"state"}
+    assert store.markers() == 4
+    assert store.expired_markers(0, 1_002, 10) == keys[:2]
+    assert store.expired_markers(0, 1_004, 3) == keys[:3]
+    store.delete(keys[0], 0)  # deleted in the open transaction: not offered again
+    assert store.expired_markers(0, 1_002, 10) == keys[1:2]
+    store.commit(0, 11)
+    assert store.markers() == 3
+
+
+def test_the_disk_state_survives_a_restart_with_its_checkpoint(tmp_path: Path) -> None:
+    backend = RocksDBBackend(tmp_path)
+    store = PartitionedCaseStore(backend)
+    store.open(2)
+    store.put(b"case", 2, b"state")
+    store.put(marker_key(b"done"), 2, marker(5))
+    store.commit(2, 42)
+    store.close_all()
+    again = PartitionedCaseStore(RocksDBBackend(tmp_path))
+    checkpoint = again.open(2)
+    assert checkpoint is not None
+    assert checkpoint.offset == 42
+    assert again.get(b"case", 2) == b"state"
+    assert again.get(marker_key(b"done"), 2) is not None
+    assert again.markers() == 1
+    again.close_all()
+
+
+def test_a_replayed_tail_over_a_newer_disk_state_converges(tmp_path: Path) -> None:
+    """After a crash between a commit and its checkpoint, the restore replays records the
+    database has already: full-value writes in order end in the same state."""
+    state = RocksDBState(tmp_path / "0")
+    done = marker_key(b"done")
+    state.apply([(b"a", b"1"), (done, marker(5))], Checkpoint(3, 0))
+    state.apply([(b"a", b"2"), (done, None)], None)  # newer than the checkpoint says
+    state.apply([(b"a", b"1"), (done, marker(5)), (b"a", b"2"), (done, None)], Checkpoint(9, 0))
+    assert state.get(b"a") == b"2"
+    assert state.get(done) is None
+    assert state.marker_count() == 0
+    assert state.expired_markers(10, 10) == []
+    state.close()
+
+
+def test_two_workers_on_one_state_folder_get_slots_of_their_own(tmp_path: Path) -> None:
+    first, first_lock = claim_slot(tmp_path)
+    second, second_lock = claim_slot(tmp_path)
+    assert first != second
+    first_lock.close()  # the worker ended: its slot is free for its restart
+    again, again_lock = claim_slot(tmp_path)
+    assert again == first
+    second_lock.close()
+    again_lock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import pytest
 
@@ -150,6 +151,18 @@ def test_reviewer_tokens() -> None:
     with pytest.raises(UnknownReviewer, match="'eve' is not on the reviewer list"):
         reviewers.check("eve")
     assert "tok-" not in repr(reviewers)
+
+
+def test_reviewer_tokens_are_kept_hashed_and_may_be_listed_hashed() -> None:
+    digest = hashlib.sha256(b"tok-ann-0123456789abc").hexdigest()
+    reviewers = Reviewers.parse(f"ann sha256:{digest}\nbob tok-bob-0123456789abc\n")
+    assert reviewers.identify("tok-ann-0123456789abc") == "ann"
+    assert reviewers.identify("tok-bob-0123456789abc") == "bob"
+    assert "tok-bob" not in str(vars(reviewers))  # only digests are kept
+    with pytest.raises(ConfigError, match="64 hex digits"):
+        Reviewers.parse("ann sha256:abc\n")
+    with pytest.raises(ConfigError, match="a token is used twice"):
+        Reviewers.parse(f"ann sha256:{digest}\nbob tok-ann-0123456789abc\n")
 
 
 @pytest.mark.parametrize(

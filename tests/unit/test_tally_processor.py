@@ -34,6 +34,7 @@ from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
 from ratifier.streams import tally
+from ratifier.streams.finished import marker_key
 from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.state import CaseStatus, decode_state
@@ -674,7 +675,7 @@ def test_a_batch_writes_each_changed_case_once_and_decides_like_single_records()
     expected = Feeder(single).send_all(records)
 
     assert out == expected
-    assert sorted(store.writes) == [b"c2", KEY]
+    assert sorted(store.writes) == [b"c2", KEY, marker_key(KEY)]  # the marker: it passed
     assert dict(store.entries()) == dict(single_store.entries())
 
 

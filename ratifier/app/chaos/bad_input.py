@@ -115,6 +115,9 @@ class BadInput:
     load_case_ids: Callable[[], Collection[str]]  # the load's cases so far
     injected: list[InjectedRecord] = field(default_factory=list)
     bad_case_ids: set[str] = field(default_factory=set)  # cases made of a bad candidate
+    # Candidates resubmitted for finished cases (late-replay): the validators judge them too,
+    # and their verdicts must be dead-lettered CASE_CLOSED like the candidates.
+    closed_candidate_ids: set[str] = field(default_factory=set)
     send_failures: int = 0
     forger: Forger | None = None  # forged verdicts too, under the forger's signed policy
     _rng: random.Random = field(default_factory=lambda: random.Random(9))

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ratifier.app.chaos.bad_input import BadInput
+from ratifier.app.chaos.observe import Observer
 from ratifier.core.config import Settings
+from ratifier.core.models import DeadLetterReason
 from ratifier.core.topics import TopicNames
-from ratifier.io.admin import admin_client
+from ratifier.io.admin import admin_client, set_group_offsets
 from ratifier.ops.fleet import Fleet, ProcessSpec
+from ratifier.schemas import codec
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +34,13 @@ REJOIN_TIMEOUT_S = 90.0
 # successor has read and decided some of the partitions it owned before it wakes up.
 PAUSE_PAST_TAKEOVER_S = 5.0
 BROKER_DOWN_S = 5.0
+# A stalled broker stays stopped past the tally's session timeout (10 s), so the group's members
+# expire while it cannot answer.
+BROKER_STALL_S = 13.0
+LATE_REPLAY_SHARE = 0.10  # of the cases final (and pruned) by a fault: resubmitted
+# After a case's final decision, its state is pruned a retention later, at the next tick: wait
+# this much more before resubmitting it, so the resubmission meets the marker alone.
+PRUNE_MARGIN_S = 3.0
 
 
 class Fault(Protocol):
@@ -244,3 +256,114 @@ class BadInputRounds:
 
     async def finish(self) -> None:
         return None
+
+
+@dataclass
+class OffsetRewind(FleetFault):
+    """Stop the tally under load, rewind its consumer group to offset 0, start it again.
+
+    Every input is read again; the finished-case memory must keep every case's outcome: the
+    replayed candidates and verdicts of finished cases are dead-lettered CASE_CLOSED, those of
+    open cases count once, and nothing is decided twice.
+    """
+
+    name: str = "offset-rewind"
+
+    async def apply(self, index: int) -> str:
+        group = self.names.tally_app_id
+        await self.fleet.stop_process(TALLY)
+        await set_group_offsets(self.settings, group, (self.names.candidates, self.names.verdicts))
+        await self.fleet.start(ProcessSpec.tally(TALLY))
+        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S)
+        return f"tally stopped, group {group} rewound to 0, restarted; in after {took:.1f}s"
+
+
+@dataclass
+class LateReplay(FleetFault):
+    """Resubmit ~10% of the finished cases, with other content, once their state was pruned
+    (the scenario runs with a short retention): each must be dead-lettered CASE_CLOSED naming
+    the case's final decision, and no case may get a second outcome."""
+
+    bad: BadInput
+    observer: Observer
+    name: str = "late-replay"
+    final_since: dict[str, float] = field(default_factory=dict)  # case -> first seen final
+    replayed: set[str] = field(default_factory=set)
+
+    async def apply(self, index: int) -> str:
+        final_since, replayed = self.final_since, self.replayed
+        now = time.monotonic()
+        for case_id in self.observer.finals:
+            final_since.setdefault(case_id, now)
+        pruned_after = self.settings.retention_ms / 1000 + PRUNE_MARGIN_S
+        oldest = [c for c, at in final_since.items() if c not in replayed]
+        if oldest:  # wait until the earliest of them is surely pruned
+            await asyncio.sleep(max(0.0, min(final_since[c] for c in oldest) + pruned_after - now))
+        due = sorted(c for c in oldest if time.monotonic() - final_since[c] >= pruned_after)
+        picked = due[: max(1, round(len(due) * LATE_REPLAY_SHARE))] if due else []
+        for case_id in picked:
+            candidate = self.bad.client.candidate(f"a late resubmission {index}", case_id=case_id)
+            self.bad.closed_candidate_ids.add(candidate.candidate_id)
+            await self.bad.write(
+                "late-resubmission",
+                self.names.candidates,
+                case_id.encode(),
+                codec.encode(candidate),
+                DeadLetterReason.CASE_CLOSED.value,
+            )
+            replayed.add(case_id)
+        return f"{len(picked)} finished cases resubmitted with other content"
+
+
+@dataclass
+class BrokerStallRebalance(FleetFault):
+    """SIGSTOP the broker (on the cluster: the leader of candidates partition 0) past the
+    session timeout while tally workers join (even faults) or leave (odd faults), then SIGCONT
+    it: fetches of committed offsets, heartbeats and transactions all fail mid-rebalance."""
+
+    name: str = "broker-stall"
+    brokers: int = 1
+    extra: str = ""
+
+    async def apply(self, index: int) -> str:
+        group = self.names.tally_app_id
+        pid = await self._broker_pid()
+        if index % 2 == 0:
+            self.extra = f"tally-stall-{index}"
+            await self.fleet.start(ProcessSpec.tally(self.extra))
+            change: asyncio.Task[None] | None = None
+        else:
+            change = asyncio.create_task(self.fleet.stop_process(self.extra))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(BROKER_STALL_S)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        if change is not None:
+            await change
+        members = 2 if index % 2 == 0 else 1
+        took = await wait_members(self.settings, group, members, REJOIN_TIMEOUT_S)
+        moved = "joined" if index % 2 == 0 else "left"
+        return (
+            f"broker pid {pid} stalled {BROKER_STALL_S:.0f}s while a tally {moved}; "
+            f"{members} in after {took:.1f}s"
+        )
+
+    async def finish(self) -> None:
+        if self.extra and self.extra in self.fleet.running():
+            await self.fleet.stop_process(self.extra)
+
+    async def _broker_pid(self) -> int:
+        from ratifier.ops.stack import kafka
+        from ratifier.ops.stack.cluster import Cluster
+        from ratifier.ops.stack.process import read_pid
+
+        if self.brokers == 1:
+            node = kafka.single_node(self.settings)
+        else:
+            cluster = Cluster.of(self.settings)
+            node = cluster.node(await cluster.leader_of(self.names.candidates, 0))
+        pid = read_pid(node.paths.pid_file)
+        if pid is None:
+            raise RuntimeError(f"no pid file for broker {node.name}: is the local stack up?")
+        return pid

@@ -12,6 +12,7 @@ from ratifier.app.chaos.checker import (
     GOOD_DEAD_LETTERED,
     MISSING_FINAL,
     MULTIPLE_FINALS,
+    TWO_CONTENTS,
     UNDECIDED,
     UNREADABLE,
     CheckResult,
@@ -31,6 +32,7 @@ class ScenarioRow:
     conflicting: int = 0
     undecided: int = 0
     duplicate_ids: int = 0
+    two_contents: int = 0  # decision ids published with two different contents
     double_votes: int = 0
     bad_injected: int = 0
     bad_right: int = 0
@@ -69,6 +71,7 @@ class ScenarioRow:
             conflicting=result.violations(CONFLICTING),
             undecided=result.violations(UNDECIDED),
             duplicate_ids=result.violations(DUPLICATE_IDS),
+            two_contents=result.violations(TWO_CONTENTS),
             double_votes=result.violations(DOUBLE_VOTES),
             bad_injected=result.bad_injected,
             bad_right=result.bad_right,
@@ -106,6 +109,7 @@ class ScenarioRow:
             str(self.conflicting),
             str(self.undecided),
             str(self.duplicate_ids),
+            str(self.two_contents),
             str(self.double_votes),
             f"{self.bad_injected}/{self.bad_right}/{self.bad_wrong}",
             str(self.good_dead_lettered),
@@ -127,6 +131,7 @@ HEADERS = [
     "conflicting",
     "undecided",
     "dup-ids",
+    "2-contents",
     "dup-votes",
     "bad in/right/wrong",
     "good-DL",

@@ -59,7 +59,9 @@ class RunOptions:
 
 def run_settings(base: Settings, scenario: Scenario, options: RunOptions) -> Settings:
     prefix = f"chaos-{scenario.name}-{uuid.uuid4().hex[:8]}"
-    settings = base.with_overrides(topic_prefix=prefix, tally_engine=options.engine)
+    settings = base.with_overrides(
+        topic_prefix=prefix, tally_engine=options.engine, **scenario.settings
+    )
     if options.brokers == 3:
         from ratifier.ops.stack.cluster import Cluster
 
@@ -107,7 +109,8 @@ async def run_scenario(
             try:
                 await fleet.start(*demo_processes())
                 await fleet.wait_ready(settings, START_TIMEOUT_S)
-                fault = scenario.make_fault(FaultContext(settings, fleet, options.brokers, bad))
+                context = FaultContext(settings, fleet, options.brokers, bad, observer)
+                fault = scenario.make_fault(context)
                 await fault.prepare()
                 async with contextlib.AsyncExitStack() as stack:
                     await stack.enter_async_context(supervising(fleet, notes, progress))
@@ -152,7 +155,14 @@ async def run_scenario(
             len(applied),
             time.monotonic() - started,
         )
-    result = check(load.case_ids, outputs, bad.injected, bad.bad_case_ids)
+    result = check(
+        load.case_ids,
+        outputs,
+        bad.injected,
+        bad.bad_case_ids,
+        replayed_inputs=scenario.replays_inputs,
+        closed_candidate_ids=bad.closed_candidate_ids,
+    )
     if not options.keep_topics:
         await _delete_run_topics(settings)
     return ScenarioRow.of(

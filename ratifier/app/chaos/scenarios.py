@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from ratifier.app.chaos.bad_input import BadInput
 from ratifier.app.chaos.faults import (
     BadInputRounds,
     BrokerRestart,
+    BrokerStallRebalance,
     ClusterBounce,
     Fault,
+    LateReplay,
+    OffsetRewind,
     TallyKill,
     TallyPause,
     TallyScale,
     ValidatorKill,
 )
+from ratifier.app.chaos.observe import Observer
 from ratifier.core.config import Settings
 from ratifier.ops.fleet import Fleet
 
 FULL_CASES = 1500
 QUICK_CASES = 250
+# Scenarios about finished cases prune their states soon, so replays meet the markers alone.
+SHORT_RETENTION_MS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,7 @@ class FaultContext:
     fleet: Fleet
     brokers: int
     bad_input: BadInput
+    observer: Observer
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,10 @@ class Scenario:
     quick_faults: int = 0  # 0: not in the default --quick set (one fault when named)
     bad_input: bool = False  # also re-send and send late verdicts beside the load
     restarts_broker: bool = False
+    # The scenario reads inputs again on purpose: CASE_CLOSED dead letters of the load's own
+    # records, naming the case's final decision, are expected (checker.check, replayed_inputs).
+    replays_inputs: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)  # overrides for its processes
 
     def fault_count(self, quick: bool) -> int:
         return (self.quick_faults or 1) if quick else self.faults
@@ -94,6 +106,31 @@ SCENARIOS: tuple[Scenario, ...] = (
         faults=10,
         quick_faults=3,
         bad_input=True,
+    ),
+    Scenario(
+        "late-replay",
+        "resubmit ~10% of the finished cases with other content after their state was pruned "
+        "(retention 2 s)",
+        lambda ctx: LateReplay(ctx.settings, ctx.fleet, ctx.bad_input, ctx.observer),
+        faults=5,
+        quick_faults=2,
+        settings={"retention_ms": SHORT_RETENTION_MS},
+    ),
+    Scenario(
+        "offset-rewind",
+        "stop the tally under load, rewind its consumer group to offset 0, restart it",
+        lambda ctx: OffsetRewind(ctx.settings, ctx.fleet),
+        faults=3,
+        quick_faults=1,
+        replays_inputs=True,
+        settings={"retention_ms": SHORT_RETENTION_MS},
+    ),
+    Scenario(
+        "broker-stall",
+        "SIGSTOP the broker past the session timeout while a tally worker joins or leaves",
+        lambda ctx: BrokerStallRebalance(ctx.settings, ctx.fleet, brokers=ctx.brokers),
+        faults=4,
+        restarts_broker=True,
     ),
 )
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_help
+from ratifier.app.cli.reach import guard
 from ratifier.core.errors import RatifierError
 
 # Command modules, in the order `ratifier --help` lists them.
@@ -27,10 +28,13 @@ _COMMANDS = (
     "deadletters",
     "policy",
     "keys",
+    "acl",
     "calibrate",
     "replay",
     "review",
+    "outcomes",
     "monitor",
+    "gateway",
     "demo",
     "chaos",
 )
@@ -105,11 +109,25 @@ def cli(
     # Settings first: a bad RATIFIER_* variable is one line naming it, not a traceback.
     level = (log_level or settings_from(ctx).log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(level)
+
+
+# Libraries whose INFO lines (joins, rebalances, metadata) drown Ratifier's own: WARNING unless
+# --log-level debug.
+LIBRARY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "aiohttp.access", "asyncio", "urllib3")
+
+
+def quiet_libraries(level: str) -> None:
+    library_level = logging.NOTSET if level == "DEBUG" else logging.WARNING
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(library_level)
 
 
 for _name in _COMMANDS:
     for _command in importlib.import_module(f"ratifier.app.cli.{_name}").commands:
         cli.add_command(_command)
+# Kafka, the topics and Redis checked before each command that needs them (one line if not).
+guard(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import orjson
 
 from ratifier.app.cli.loading import parse_metadata
 from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, setting_option, settings_from
+from ratifier.app.cli.rows import DECISION_HEADER, decision_row
 from ratifier.core.errors import RatifierError
 from ratifier.core.jsonview import to_json
 
@@ -61,7 +62,9 @@ def submit(
     """Submit a candidate for a new case.
 
     CONTENT is the first attempt's answer; the candidate (or with --wait the final outcome)
-    is printed as JSON.
+    is printed as JSON. Idempotent by --case-id: a case that already has its final outcome
+    gets no second one (the tally dead-letters the candidate CASE_CLOSED), and with --wait
+    that earlier outcome is printed (exit 0, saying so); a case still in progress is waited for.
     """
     from ratifier.io.client import Client
 
@@ -82,13 +85,19 @@ def submit(
                 click.echo(to_json(await client.submit(content, **fields)))
                 return
             try:
-                outcome = await client.decide(content, timeout_s=timeout, **fields)
+                decided = await client.decide_case(content, timeout_s=timeout, **fields)
             except TimeoutError:
                 raise RatifierError(
                     f"no final outcome for case {case} within {timeout:g} s: are a tally, "
                     f"the validators of policy {policy!r} and a generator running?"
                 ) from None
-            click.echo(to_json(outcome))
+            if decided.earlier:
+                click.echo(
+                    f"case {case} already had a submission: this is its earlier outcome "
+                    f"(decision {decided.outcome.decision_id}); nothing new was submitted",
+                    err=True,
+                )
+            click.echo(to_json(decided.outcome))
 
     asyncio.run(main())
     return 0
@@ -99,6 +108,7 @@ def submit(
     epilog=examples(
         "ratifier watch                          # new decisions, until Ctrl-C",
         "ratifier watch --from-beginning --limit 20",
+        "ratifier watch --format table           # one aligned line a decision",
         "ratifier --prefix demo-1764650000 watch --from-beginning",
         'ratifier watch --verify --tally-public-key "$(ratifier keys public tally.key | ...)"',
     ),
@@ -114,6 +124,13 @@ def submit(
 @setting_option(
     "tally_public_key", "--tally-public-key", help="the tally's public key (base64), for --verify"
 )
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    help="json: one JSON object a line; table: one aligned line each, after a header",
+)
 @click.pass_context
 def watch(
     ctx: click.Context,
@@ -121,8 +138,9 @@ def watch(
     limit: int | None,
     verify: bool,
     tally_public_key: str | None,
+    output: str,
 ) -> int:
-    """Print decisions live, one JSON line each.
+    """Print decisions live, one JSON line each (or a table line with --format table).
 
     Pass, retry and escalate decisions, as JSON objects, one a line. With --verify every
     decision is shown, each with its signature_check; without it, decisions not signed by
@@ -142,11 +160,16 @@ def watch(
         async with Client(settings, producer="cli") as client:
             count = 0
             decisions = client.decisions(from_beginning=from_beginning, include_unverified=verify)
+            if output == "table":
+                sys.stdout.write(DECISION_HEADER + ("  signature" if verify else "") + "\n")
             async for decision in decisions:
-                line = to_json(decision)
-                if verify:
-                    check = client.check_decision(decision).value
-                    line = to_json_with(line, signature_check=check)
+                check = client.check_decision(decision).value if verify else None
+                if output == "table":
+                    line = decision_row(decision) + (f"  {check}" if check else "")
+                else:
+                    line = to_json(decision)
+                    if check:
+                        line = to_json_with(line, signature_check=check)
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
                 count += 1

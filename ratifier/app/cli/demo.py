@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import signal
 import time
 from pathlib import Path
 
@@ -28,7 +28,9 @@ from ratifier.app.cli.options import CONTEXT_SETTINGS, examples, settings_from
     help="also write the summary as JSON to this file",
 )  # fmt: skip
 @click.option(
-    "--prefix", default=None, help="topic prefix  [default: a fresh one per run, demo-<time>]"
+    "--prefix",
+    default=None,
+    help="topic prefix  [default: the global --prefix, else a fresh one per run, demo-<time>]",
 )
 @click.option(
     "--metrics-port",
@@ -71,11 +73,17 @@ def demo(
     from ratifier.app.demo.runner import format_summary, run_demo
     from ratifier.app.demo.summary import DemoSummary
 
-    topic_prefix = prefix or f"demo-{int(time.time())}"
+    # The demo's own --prefix, then the global one, else a fresh prefix for every run.
+    topic_prefix = prefix or ctx.find_root().obj.get("topic_prefix") or f"demo-{int(time.time())}"
     settings = settings_from(ctx, topic_prefix=topic_prefix)
     click.echo(f"demo: {cases} cases on topics {topic_prefix}.* at {settings.bootstrap_servers}")
+    shown: list[DemoSummary] = []
 
     async def report(summary: DemoSummary) -> None:
+        shown.append(summary)
+        if summary_json:  # now, not at the exit: --keep-running may end only with a signal
+            data = orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2)
+            await asyncio.to_thread(summary_json.write_bytes, data)
         click.echo()
         click.echo(format_summary(summary))
         click.echo()
@@ -88,25 +96,30 @@ def demo(
                 f"`ratifier --prefix {topic_prefix} review list`"
             )
         if keep_running:
-            click.echo("every process keeps running; Ctrl-C stops the demo")
+            click.echo("every process keeps running; Ctrl-C or SIGTERM stops the demo")
             await asyncio.Event().wait()
 
-    summary: DemoSummary | None = None
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the processes are stopped first
-        summary = asyncio.run(
-            run_demo(
-                settings,
-                cases=cases,
-                timeout_s=timeout,
-                metrics_port=metrics_port,
-                review_port=review_port,
-                finished=report,
-            )
+    async def run() -> DemoSummary:
+        # SIGTERM (systemd, docker, CI) stops the demo as Ctrl-C does: the run is cancelled,
+        # and on the way out every child process is stopped.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run_demo(
+            settings,
+            cases=cases,
+            timeout_s=timeout,
+            metrics_port=metrics_port,
+            review_port=review_port,
+            finished=report,
         )
-    if summary is None:
-        return 0 if keep_running else 130
-    if summary_json:
-        summary_json.write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+
+    try:
+        summary = asyncio.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if not shown:
+            return 130
+        summary = shown[0]
     ok = summary.no_final_outcome == 0 and summary.more_than_one_final_outcome == 0
     return 0 if ok else 1
 

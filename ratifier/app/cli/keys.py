@@ -18,7 +18,7 @@ def keys() -> None:
     context_settings=CONTEXT_SETTINGS,
     epilog=examples(
         "ratifier keys new sim-a --dir /etc/ratifier/keys   # writes sim-a.key, mode 0600",
-        "RATIFIER_SIGNING_KEY=/etc/ratifier/keys/sim-a.key ratifier validator run ... --id sim-a",
+        "RATIFIER_SIGNING_KEY=keys/sim-a.key ratifier validator run my_judge:judge --id sim-a",
         "ratifier keys new tally                            # the tally's key for its decisions",
     ),
 )
@@ -28,7 +28,7 @@ def keys() -> None:
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
-    help="folder to write NAME.key into",
+    help="folder to write NAME.key into (created, mode 0700, if missing)",
 )
 def new(name: str, folder: Path) -> int:
     """Write a new private key to NAME.key (readable by you only) and print its public key.
@@ -39,6 +39,8 @@ def new(name: str, folder: Path) -> int:
     from ratifier.core.signing import Signer, encode_public_key
     from ratifier.io.keys import write_private_key
 
+    # A new folder is the owner's alone, like ~/.ssh; an existing one is left as it is.
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / f"{name}.key"
     signer = Signer(write_private_key(path))
     _show(path, encode_public_key(signer.public_key), signer.key_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,11 +38,23 @@ def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
     return params
 
 
+def _working_directory_on_path() -> None:
+    """Let ``my_validator:judge`` name a module in the current folder, as uvicorn and celery do.
+
+    Appended, not prepended: an installed package keeps precedence over a folder of the same
+    name (the console script runs with the script's folder, not the working one, on the path).
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
 def load_target(spec: str, params: dict[str, Any] | None = None) -> Any:
     """Import ``module:attribute``; with ``params`` the attribute is a factory called with them."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"expected MODULE:CALLABLE, got {spec!r}")
+    _working_directory_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

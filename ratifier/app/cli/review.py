@@ -97,6 +97,7 @@ def review() -> None:
     epilog=examples(
         "RATIFIER_REVIEW_TOKENS_FILE=reviewers.txt ratifier review serve",
         "ratifier review serve --port 8470 --host 0.0.0.0 --tokens-file /run/secrets/reviewers",
+        "ratifier review serve --host 0.0.0.0 --cert page.pem --key page.key   # HTTPS",
     ),
 )
 @click.option("--host", default="127.0.0.1", help="address the page listens on")
@@ -107,15 +108,43 @@ def review() -> None:
     help="serve the page only; another process feeds the queue from the escalate topic",
 )
 @_TOKENS_FILE
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="serve HTTPS with this PEM certificate (chain); needs --key (docs/security.md)",
+)
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="its private key")
+@click.option(
+    "--secure-cookies",
+    is_flag=True,
+    help="mark the session cookie Secure: the page is behind a TLS-terminating proxy",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str, port: int, no_feed: bool, review_tokens_file: Path | None
+    ctx: click.Context,
+    host: str,
+    port: int,
+    no_feed: bool,
+    review_tokens_file: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    secure_cookies: bool,
 ) -> int:
     """Serve the reviewer web page, and feed the queue from <prefix>.decisions.escalate."""
     from ratifier.runtimes.review_web import ReviewService
 
     settings = settings_from(ctx, review_tokens_file=review_tokens_file)
-    return run_worker(lambda: ReviewService(settings, host=host, port=port, feed=not no_feed))
+    return run_worker(
+        lambda: ReviewService(
+            settings,
+            host=host,
+            port=port,
+            feed=not no_feed,
+            cert=cert,
+            key=key,
+            secure_cookies=secure_cookies,
+        )
+    )
 
 
 @review.command(
@@ -229,34 +258,22 @@ def resolve(
     return 0
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
-def outcomes() -> None:
-    """Every case's one final outcome, with provenance, on <prefix>.outcomes."""
-
-
-@outcomes.command(context_settings=CONTEXT_SETTINGS, epilog=examples("ratifier outcomes run"))
-@click.pass_context
-def run(ctx: click.Context) -> int:
-    """Write outcomes from pass decisions and reviewers' resolutions; keep the trusted store.
-
-    Run one per topic prefix: a second one fences the first and takes over.
-    """
-    from ratifier.runtimes.outcomes import OutcomesService
-
-    settings = settings_from(ctx)
-    return run_worker(lambda: OutcomesService(settings), settings)
-
-
 @click.command(
     context_settings=CONTEXT_SETTINGS,
     epilog=examples("ratifier answer CASE_ID", "ratifier answer CASE_ID | jq -r .content"),
 )
 @click.argument("case_id")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="check the outcomes writer's signature (RATIFIER_OUTCOMES_PUBLIC_KEY; docs/security.md)",
+)
 @click.pass_context
-def answer(ctx: click.Context, case_id: str) -> int:
+def answer(ctx: click.Context, case_id: str, verify: bool) -> int:
     """Print a case's trusted answer (confirmed or corrected outcome) as JSON.
 
-    Exit code 1 when it has none: pending, in review, unresolved, or unknown.
+    Exit code 1 when it has none: pending, in review, unresolved, or unknown; 2 when --verify
+    finds it not signed by the outcomes key.
     """
     from ratifier.io.redis_client import connect
     from ratifier.io.trusted_store import TrustedStore
@@ -266,7 +283,7 @@ def answer(ctx: click.Context, case_id: str) -> int:
     async def main() -> Any:
         redis = connect(settings)  # what Client.trusted_answer reads, without a Kafka client
         try:
-            return await TrustedStore(redis, settings).get(case_id)
+            return await TrustedStore(redis, settings).get(case_id, verify=verify)
         finally:
             await redis.aclose()
 
@@ -278,4 +295,4 @@ def answer(ctx: click.Context, case_id: str) -> int:
     return 0
 
 
-commands = (review, outcomes, answer)
+commands = (review, answer)

@@ -19,6 +19,8 @@ _BROKERS = click.Choice(["1", "3"])
     context_settings=CONTEXT_SETTINGS,
     epilog=examples(
         "ratifier stack up                 # Kafka on 127.0.0.1:19092, redis on 16379",
+        "ratifier stack up --secure        # SASL_SSL, SCRAM users per role, ACLs",
+        'eval "$(ratifier stack env --secure --user tally)"',
         "ratifier stack status",
         'ratifier stack up --brokers 3 && eval "$(ratifier stack env --brokers 3)"',
         "ratifier stack down",
@@ -35,18 +37,37 @@ def stack() -> None:
 @stack.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--no-topics", is_flag=True, help="do not create Ratifier's public topics")
 @click.option("--brokers", type=_BROKERS, default="1", help=_BROKERS_HELP)
+@click.option(
+    "--secure",
+    "secure_stack",
+    is_flag=True,
+    help="SASL_SSL only, SCRAM users per role, deny-by-default ACLs, redis with a password "
+    "(docs/security.md); the state dir stays secure",
+)
 @click.pass_context
-def up(ctx: click.Context, no_topics: bool, brokers: str) -> int:
-    """Start both services (if needed) and create the topics."""
+def up(ctx: click.Context, no_topics: bool, brokers: str, secure_stack: bool) -> int:
+    """Start both services (if needed) and create the topics (and, secure, their ACLs)."""
+    from ratifier.core.acl import plan
+    from ratifier.io.acl import apply_acls
     from ratifier.io.admin import ensure_topics
     from ratifier.ops import stack as local_stack
+    from ratifier.ops.stack import secure
 
     settings = settings_from(ctx)
     nodes = int(brokers)
-    status = local_stack.up(settings, brokers=nodes)
+    status = local_stack.up(settings, brokers=nodes, secure_stack=secure_stack)
+    client = _client_settings(settings, nodes)
+    if secure.enabled(settings):
+        client = secure.client_settings(settings, secure.ADMIN)
+        asyncio.run(apply_acls(client, plan(settings.topic_prefix)))
     if not no_topics:
-        asyncio.run(ensure_topics(_client_settings(settings, nodes)))
+        asyncio.run(ensure_topics(client))
     click.echo(str(status))
+    if secure.enabled(settings):
+        click.echo(
+            f'connect as a role with: eval "$(ratifier stack env --secure --user ROLE)"; '
+            f"users: {', '.join(secure.USERS)}"
+        )
     if nodes == 3:
         click.echo('point clients at the cluster with: eval "$(ratifier stack env --brokers 3)"')
     return 0 if status.running else 1
@@ -97,10 +118,18 @@ def status(ctx: click.Context, brokers: str | None) -> int:
     ),
 )
 @click.option("--brokers", type=_BROKERS, default="3", help=_BROKERS_HELP)
+@click.option("--secure", "secure_stack", is_flag=True, help="the secure stack's connection")
+@click.option("--user", default="admin", help="with --secure: connect as this role's user")
 @click.pass_context
-def env(ctx: click.Context, brokers: str) -> int:
+def env(ctx: click.Context, brokers: str, secure_stack: bool, user: str) -> int:
     """Print `export` lines that point Ratifier at a layout."""
     settings = settings_from(ctx)
+    if secure_stack:
+        from ratifier.ops.stack import secure
+
+        for name, value in secure.client_environment(settings, user).items():
+            click.echo(f"export {name}={shlex.quote(value)}")
+        return 0
     if brokers == "1":  # the defaults, whatever an earlier `eval` exported
         bootstrap, replication = f"127.0.0.1:{settings.kafka_port}", 1
     else:

@@ -21,7 +21,7 @@ def validator() -> None:
 @validator.command(
     context_settings=CONTEXT_SETTINGS,
     epilog=examples(
-        f"ratifier validator run {SIMULATED} --id judge-1 --param accuracy=0.9",
+        f"ratifier validator run {SIMULATED} --id judge-1 --param error_rate=0.1",
         "ratifier validator run mypkg.judges:fact_check --id facts --timeout 20",
     ),
 )

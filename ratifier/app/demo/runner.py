@@ -103,18 +103,20 @@ async def run_demo(
     case_ids: list[str] = []
     async with Client(settings, producer="demo") as client:
         watcher = asyncio.create_task(_collect(client, decisions, finals))
-        await fleet.start(*processes)
-        progress(f"started {len(processes)} processes; logs in {fleet.log_dir}")
-        for name, port in fleet.metrics_ports.items():
-            progress(f"  {name:<20} http://127.0.0.1:{port}/metrics")
-        if review_port:
-            progress(
-                f"  review page          http://127.0.0.1:{review_port}/  "
-                f"(reviewer {DEMO_REVIEWER}, token {token})"
-            )
-        await fleet.wait_ready(settings)
-        started = time.monotonic()
+        # Everything from the first start on is inside the try: a stop at any moment (Ctrl-C,
+        # SIGTERM, a failure) stops every process started so far.
         try:
+            await fleet.start(*processes)
+            progress(f"started {len(processes)} processes; logs in {fleet.log_dir}")
+            for name, port in fleet.metrics_ports.items():
+                progress(f"  {name:<20} http://127.0.0.1:{port}/metrics")
+            if review_port:
+                progress(
+                    f"  review page          http://127.0.0.1:{review_port}/  "
+                    f"(reviewer {DEMO_REVIEWER}, token {token})"
+                )
+            await fleet.wait_ready(settings)
+            started = time.monotonic()
             for i in range(cases):
                 good = chance("first", settings.topic_prefix, i) < FIRST_ATTEMPT_GOOD_RATE
                 query, content = demo_content(i, good)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
-from ratifier.ops.stack import kafka, redis
+from ratifier.ops.stack import kafka, redis, secure
 from ratifier.ops.stack.cluster import Cluster
 from ratifier.ops.stack.process import ServiceStatus, file_lock
 
@@ -54,12 +54,26 @@ class StackStatus:
         return "\n".join(str(line) for line in [*lines, *self.cluster, self.redis])
 
 
-def up(settings: Settings, brokers: int = 1) -> StackStatus:
+def up(settings: Settings, brokers: int = 1, *, secure_stack: bool = False) -> StackStatus:
     """Start whatever is not running and wait until every service answers.
 
     ``brokers=3`` starts the 3-node cluster instead of the single node (redis either way).
+    ``secure_stack``: the single node with SASL_SSL, SCRAM users and ACLs, redis with a
+    password (``ratifier.ops.stack.secure``); a state dir once secure stays so.
     """
     _check_brokers(brokers)
+    if secure_stack:
+        if brokers != 1:
+            raise ConfigError("the secure stack runs the single Kafka node (--brokers 1)")
+        if not secure.enabled(settings) and (
+            kafka.node_running(kafka.single_node(settings))
+            or redis.status(settings).pid is not None
+        ):
+            raise ConfigError(
+                f"a plaintext stack runs from {settings.state_dir}: `ratifier stack down` it, "
+                "or give the secure stack its own RATIFIER_STATE_DIR and ports"
+            )
+        secure.ensure_material(settings)
     started = time.monotonic()
     # One starter at a time: concurrent `stack up` runs would race for the ports and pid files.
     with file_lock(settings.state_dir / "stack.lock"):

@@ -11,10 +11,12 @@ same way, each in its own folder.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import uuid
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import PrerequisiteMissing, StackError
-from ratifier.ops.stack import maven
+from ratifier.ops.stack import maven, secure
 from ratifier.ops.stack.process import (
     ServiceStatus,
     ensure_port_free,
@@ -114,6 +116,13 @@ class KafkaNode:
     controller_port_env_var: str = "RATIFIER_KAFKA_CONTROLLER_PORT"
     # Appended to "Kafka", "the Kafka broker" in messages; empty for the single node.
     label: str = ""
+    # The CA of a secure node: SASL_SSL only, SCRAM users, deny-by-default ACLs
+    # (ratifier.ops.stack.secure); None for the PLAINTEXT node.
+    tls_ca: Path | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.tls_ca is not None
 
     @property
     def address(self) -> str:
@@ -134,6 +143,7 @@ def single_node(settings: Settings) -> KafkaNode:
         controller_port=settings.kafka_controller_port,
         paths=KafkaPaths.of(settings),
         voters=((1, settings.kafka_controller_port),),
+        tls_ca=secure.SecurePaths.of(settings).ca_cert if secure.enabled(settings) else None,
     )
 
 
@@ -141,17 +151,23 @@ def server_properties(node: KafkaNode, settings: Settings) -> str:
     port, ctl = node.port, node.controller_port
     voters = ",".join(f"{node_id}@{HOST}:{voter_port}" for node_id, voter_port in node.voters)
     rf, isr = node.replication, node.min_insync
-    return f"""\
-# Written by `ratifier stack up` at every start; edits are overwritten.
-process.roles=broker,controller
-node.id={node.node_id}
-controller.quorum.voters={voters}
+    listeners = (
+        secure.listener_properties(settings, port, ctl, HOST)
+        if node.secure
+        else f"""\
 listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{ctl}
 advertised.listeners=PLAINTEXT://{HOST}:{port}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={node.paths.data}
+"""
+    )
+    return f"""\
+# Written by `ratifier stack up` at every start; edits are overwritten.
+process.roles=broker,controller
+node.id={node.node_id}
+controller.quorum.voters={voters}
+{listeners}log.dirs={node.paths.data}
 num.partitions={settings.partitions}
 default.replication.factor={rf}
 min.insync.replicas={isr}
@@ -227,10 +243,11 @@ def node_status(node: KafkaNode, settings: Settings) -> ServiceStatus:
     paths = node.paths
     pid = read_pid(paths.pid_file)
     alive = is_alive(pid, node.marker)
-    answering = api_versions_ok(HOST, node.port) if alive else False
+    answering = _answers(node) if alive else False
     if alive and answering:
         version = running_version(pid) or settings.kafka_version
-        detail = f"Kafka {version}, KRaft, logs in {paths.root}"
+        how = "SASL_SSL + ACLs" if node.secure else "PLAINTEXT"
+        detail = f"Kafka {version}, KRaft, {how}, logs in {paths.root}"
     elif alive:
         detail = f"process runs but the broker does not answer yet; see {paths.server_log}"
     else:
@@ -291,8 +308,11 @@ def launch_node(node: KafkaNode, settings: Settings, *, cluster_id: str) -> Laun
     java, libs = _prerequisites(node, settings)
     paths.data.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(server_properties(node, settings))
+    if node.secure:  # it holds the keystore and admin passwords
+        paths.config.chmod(0o600)
     paths.log4j.write_text(log4j_properties(paths))
-    _format_storage(java, libs, paths, cluster_id)
+    scram = secure.scram_format_args(settings) if node.secure else []
+    _format_storage(java, libs, paths, cluster_id, scram)
     log_offset = _size(paths.server_log)
     pid = spawn(
         [
@@ -347,7 +367,7 @@ def wait_node_ready(
 
     def ready() -> bool:
         logged = launch.log_offset is None or _started_logged(paths.server_log, launch.log_offset)
-        return logged and api_versions_ok(HOST, node.port)
+        return logged and _answers(node)
 
     def failed() -> str | None:
         if is_alive(launch.pid, node.marker):
@@ -412,9 +432,19 @@ def _java() -> str:
     return java
 
 
-def _format_storage(java: str, libs: Path, paths: KafkaPaths, cluster_id: str) -> None:
-    """Format the KRaft log dir once; a formatted dir keeps its cluster id across restarts."""
+def _format_storage(
+    java: str, libs: Path, paths: KafkaPaths, cluster_id: str, scram: list[str]
+) -> None:
+    """Format the KRaft log dir once; a formatted dir keeps its cluster id across restarts.
+
+    ``scram``: ``--add-scram`` arguments, the secure stack's users (only a format makes them).
+    """
     if (paths.data / "meta.properties").is_file():
+        if scram and not (paths.root / "scram-users").is_file():
+            raise StackError(
+                f"{paths.data} holds a plaintext broker's data, without the secure stack's "
+                "users: use another RATIFIER_STATE_DIR for `ratifier stack up --secure`"
+            )
         return
     done = subprocess.run(
         [
@@ -430,6 +460,7 @@ def _format_storage(java: str, libs: Path, paths: KafkaPaths, cluster_id: str) -
             "-c",
             str(paths.config),
             "--ignore-formatted",
+            *scram,
         ],
         capture_output=True,
         text=True,
@@ -437,6 +468,8 @@ def _format_storage(java: str, libs: Path, paths: KafkaPaths, cluster_id: str) -
         timeout=120,
     )
     paths.format_log.write_text(done.stdout + done.stderr)
+    if scram and done.returncode == 0:
+        (paths.root / "scram-users").write_text("made at format time\n")
     if done.returncode != 0:
         raise StackError(
             f"formatting the Kafka storage in {paths.data} failed (exit {done.returncode}):\n"
@@ -453,17 +486,28 @@ def new_cluster_id() -> str:
             return cid
 
 
-def api_versions_ok(host: str, port: int, timeout_s: float = 2.0) -> bool:
+def _answers(node: KafkaNode) -> bool:
+    context = None if node.tls_ca is None else ssl.create_default_context(cafile=str(node.tls_ca))
+    return api_versions_ok(HOST, node.port, tls=context)
+
+
+def api_versions_ok(
+    host: str, port: int, timeout_s: float = 2.0, *, tls: ssl.SSLContext | None = None
+) -> bool:
     """Whether the broker answers an ApiVersions request without error.
 
     A raw request keeps this check synchronous and free of client libraries; every Kafka
-    version answers ApiVersions v0.
+    version answers ApiVersions v0, before authentication too (``tls``: over TLS, the
+    secure stack's listener).
     """
     client_id = b"ratifier-stack"
     correlation_id = 0x5A7A
     body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        with contextlib.ExitStack() as opened:
+            sock = opened.enter_context(socket.create_connection((host, port), timeout=timeout_s))
+            if tls is not None:
+                sock = opened.enter_context(tls.wrap_socket(sock, server_hostname=host))
             sock.sendall(struct.pack(">i", len(body)) + body)
             header = _recv_exact(sock, 4 + 4 + 2)
     except OSError:

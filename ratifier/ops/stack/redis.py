@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ratifier.core.config import Settings
+from ratifier.ops.stack import secure
 from ratifier.ops.stack.process import (
     ServiceStatus,
     ensure_port_free,
@@ -69,7 +70,7 @@ loglevel notice
 # A dev redis: an occasional snapshot is enough durability.
 save 300 1
 appendonly no
-"""
+{secure.redis_properties(settings) if secure.enabled(settings) else ""}"""
 
 
 def status(settings: Settings) -> ServiceStatus:
@@ -77,7 +78,7 @@ def status(settings: Settings) -> ServiceStatus:
     pid = read_pid(paths.pid_file)
     alive = is_alive(pid, MARKER)
     address = f"{HOST}:{settings.redis_port}"
-    answering = ping(HOST, settings.redis_port) if alive else False
+    answering = _answers(settings) if alive else False
     if alive and answering:
         detail = f"redis, data and log in {paths.root}"
     elif alive:
@@ -119,7 +120,7 @@ def start(settings: Settings) -> ServiceStatus:
         return f"redis-server exited during startup.\n--- {paths.log} ---\n{log_tail(paths.log)}"
 
     took = wait_until(
-        lambda: ping(HOST, settings.redis_port),
+        lambda: _answers(settings),
         timeout_s=START_TIMEOUT_S,
         what="redis-server to answer PING",
         failed=failed,
@@ -136,11 +137,35 @@ def stop(settings: Settings) -> None:
     paths.pid_file.unlink(missing_ok=True)
 
 
-def ping(host: str, port: int, timeout_s: float = 1.0) -> bool:
-    """Whether a redis server answers PING (inline RESP, no client library needed)."""
+def _answers(settings: Settings) -> bool:
+    return ping(HOST, settings.redis_port, auth=secure.redis_credentials(settings))
+
+
+def ping(
+    host: str, port: int, timeout_s: float = 1.0, *, auth: tuple[str, str] | None = None
+) -> bool:
+    """Whether a redis server answers PING (RESP, no client library needed); ``auth``: the
+    user and password to AUTH with first (the secure stack's)."""
+    commands = [[b"PING"]]
+    if auth is not None:
+        commands.insert(0, [b"AUTH", auth[0].encode(), auth[1].encode()])
+    wire = b"".join(_resp(command) for command in commands)
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(wire)
+            answer = b""
+            while answer.count(b"\r\n") < len(commands):
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.split(b"\r\n")[len(commands) - 1].startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _resp(command: list[bytes]) -> bytes:
+    """A command as a RESP array (a password may hold anything; inline commands split it)."""
+    parts = [b"*%d\r\n" % len(command)]
+    parts += [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in command]
+    return b"".join(parts)
