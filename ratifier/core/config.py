@@ -38,6 +38,9 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
 | RATIFIER_GATEWAY_TOKENS_FILE | (none) | the HTTP gateway's clients, `name token` per line |
 | RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
+| RATIFIER_POISON | dead-letter | a record a worker cannot use: dead-letter or skip |
+| RATIFIER_POISON_MAX_CONSECUTIVE | 1000 | invalid records in a row that stop a worker (0: off) |
+| RATIFIER_POISON_MAX_RATIO | 0.9 | invalid share (of >= 100 records) that stops it (0: off) |
 
 Connection security (docs/security.md); a password never appears in a repr, a log or an error:
 
