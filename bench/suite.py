@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from bench import engines, harness, latency, memory, throughput
+from bench import engines, harness, latency, memory, throughput, validators
 from bench.table import table
 
-BENCHMARKS = ("throughput", "latency", "memory", "scaling")
+BENCHMARKS = ("throughput", "latency", "memory", "scaling", "validators")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +138,18 @@ async def main(argv: list[str]) -> int:
         }
         results["scaling"] = await throughput.scaling(cases, chosen, one, plan.timeout_s)
         _show("scaling", began)
+    if "validators" in only:  # the validator runtime (no tally): docs/benchmarks.md
+        results["validators"] = await validators.run(args.quick)
+        _show("validators", began)
     out = args.out or harness.BENCH_DIR / "results" / (
         dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + ".json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(table(results))
+    if set(results) - {"meta", "validators"}:  # the tally's figures
+        print(table(results))
+    if "validators" in results:
+        print(validators.table(results["validators"]))
     print(f"\nfigures written to {out}")
     return 0
 

@@ -2,32 +2,57 @@
 
 Every process started with the same validator id joins group ``<prefix>.validator.<id>``, so
 Kafka spreads the candidate partitions over them and each candidate is judged once per group.
-Offsets are committed only after the batch's verdicts are acknowledged (at-least-once); the
-tally counts a validator's repeated verdict for an attempt once.
+Candidates run on the consumer runtime (:mod:`ratifier.io.consume`): each is judged as soon as
+one of ``concurrency`` slots is free and may finish out of order, so one slow or hung call holds
+only its own slot. A candidate's offset is committed once its verdict is acknowledged and every
+earlier candidate of its partition is done (at-least-once); the tally counts a validator's
+repeated verdict for an attempt once. Only candidates whose policy lists the validator are
+judged (:mod:`.routing`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import ValidatorTimeout, WireFormatError
-from ratifier.core.models import Candidate, Judgement, Reason, Verdict, Vote, verdict_on
+from ratifier.core.models import (
+    Candidate,
+    DeadLetterReason,
+    Judgement,
+    Reason,
+    Verdict,
+    Vote,
+    verdict_on,
+)
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    Limits,
+    PoisonHandling,
+    PoisonMode,
+    RuntimeWorker,
+)
 from ratifier.io.decided import DecidedAttempts
-from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.keys import signer_from
 from ratifier.io.metrics import Observability
+from ratifier.io.rate_limits import Buckets, Budget, LocalBuckets, RateLimiter, RedisBuckets
+from ratifier.io.redis_client import connect
 from ratifier.schemas import codec
 from ratifier.validators.metrics import ValidatorMetrics
+from ratifier.validators.routing import PolicyRouting
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +61,46 @@ Judge = Callable[[Candidate], Awaitable[Judgement]]
 # The event-loop time by which the validator call in progress must return (its --timeout).
 # Per task: each candidate is judged in a task of its own, which gets its own copy.
 _deadline: ContextVar[float | None] = ContextVar("ratifier_validator_deadline", default=None)
+
+
+@dataclass(slots=True)
+class _Call:
+    """What the validator call in progress reports to the runtime (per task, like _deadline)."""
+
+    limiter: RateLimiter | None
+    tokens: float = 0.0
+
+
+_call: ContextVar[_Call | None] = ContextVar("ratifier_validator_call", default=None)
+
+
+@contextlib.contextmanager
+def reporting_to(limiter: RateLimiter | None) -> Iterator[_Call]:
+    """While the block runs, :func:`report_tokens` and :func:`report_retry_after` (called by the
+    validator, in this task) reach ``limiter``; the tokens reported are summed in the result."""
+    call = _Call(limiter)
+    token = _call.set(call)
+    try:
+        yield call
+    finally:
+        _call.reset(token)
+
+
+def report_tokens(used: float) -> None:
+    """Tell the runtime how many API tokens the call in progress used (its tokens/min budget).
+
+    A no-op outside the runtime. The built-in LLM judge reports its answers' ``usage``."""
+    call = _call.get()
+    if call is not None:
+        call.tokens += used
+
+
+async def report_retry_after(seconds: float) -> None:
+    """Tell the runtime the API answered 429 with ``Retry-After: seconds``: the validator's rate
+    limit (shared by its instances, with Redis) grants nothing more before then."""
+    call = _call.get()
+    if call is not None and call.limiter is not None:
+        await call.limiter.retry_after(seconds)
 
 
 def time_left_s() -> float | None:
@@ -92,8 +157,18 @@ def to_verdict(
     )
 
 
-class ValidatorWorker(ConsumeProduceWorker):
+# Candidates read ahead per judge slot: while a slot's call runs, the next candidates are
+# already decoded and waiting, so a slot that frees starts its next call at once.
+READ_AHEAD_PER_SLOT = 4
+# A later wave (--delay) holds each candidate for the delay before judging it: room for that many
+# more, or the wave would judge at most (read-ahead / delay) candidates per second.
+WAVE_IN_FLIGHT = 1024
+
+
+class ValidatorWorker(RuntimeWorker):
     """One instance of a validator group. Use ``async with`` or ``start()`` / ``stop()``."""
+
+    _producer: AIOKafkaProducer
 
     def __init__(
         self,
@@ -104,60 +179,91 @@ class ValidatorWorker(ConsumeProduceWorker):
         version: str | None = None,
         timeout_s: float = 30.0,
         concurrency: int = 16,
-        max_batch: int = 256,
+        max_in_flight: int | None = None,
         signer: Signer | None = None,
         delay_s: float = 0.0,
         skip_decided: bool = False,
+        routing: PolicyRouting | None = None,
+        rate_limit: Budget | None = None,
+        share_rate_limit: bool = False,
     ) -> None:
         """``signer`` signs every verdict (docs/signing.md); by default, the key in the file
         ``settings.signing_key`` (RATIFIER_SIGNING_KEY) if set, else verdicts go unsigned.
 
+        ``concurrency`` judge calls run at once; ``max_in_flight`` candidates (default
+        ``READ_AHEAD_PER_SLOT`` per slot, ``WAVE_IN_FLIGHT`` more with a delay) are read and not
+        yet done, which bounds memory (and 16 MiB of them).
+
         Sequential consensus ("Waves" in docs/validators.md): ``delay_s`` waits that long after
-        reading each candidate before judging it, and ``skip_decided`` then skips candidates
-        whose attempt the tally has decided meanwhile (no call, no verdict)."""
+        reading each candidate before judging it (holding no slot), and ``skip_decided`` then
+        skips candidates whose attempt the tally has decided meanwhile (no call, no verdict).
+
+        ``rate_limit``: requests and tokens per minute for the judge's API (docs/validators.md,
+        "Rate limits"), per process, or with ``share_rate_limit`` for every instance of the
+        validator id together, through Redis; the wait for it is measured apart from the call."""
         self.settings = settings
         self.validator_id = validator_id
         self.judge = judge
         self.version = version or str(getattr(judge, "version", "0"))
         self.timeout_s = timeout_s
-        self.max_batch = max_batch
+        self.concurrency = concurrency
         self.signer = signer or signer_from(settings.signing_key)
-        self._limit = asyncio.Semaphore(concurrency)
+        self.routing = routing or PolicyRouting(validator_id, settings.policy_dir)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._redis: Redis | None = None
+        self.rate_limiter: RateLimiter | None = None
+        if rate_limit is not None:
+            buckets: Buckets = LocalBuckets(rate_limit)
+            if share_rate_limit:
+                self._redis = connect(settings)
+                buckets = RedisBuckets(self._redis, settings, validator_id, rate_limit)
+            self.rate_limiter = RateLimiter(rate_limit, buckets)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
+        default_in_flight = READ_AHEAD_PER_SLOT * concurrency + (WAVE_IN_FLIGHT if delay_s else 0)
         client_id = f"validator-{validator_id}"
         self._consumer = make_consumer(
-            settings,
-            names.candidates,
-            group_id=names.validator_group(validator_id),
-            client_id=client_id,
-            max_poll_records=max_batch,
+            settings, group_id=names.validator_group(validator_id), client_id=client_id
         )
         self._producer = make_producer(settings, client_id=client_id)
-        self.metrics = ValidatorMetrics(validator_id, self._consumer)  # /metrics, docs/monitoring
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [names.candidates],
+            self._handle,
+            limits=Limits(max_in_flight=max_in_flight or default_in_flight),
+            # The tally dead-letters malformed candidates; N validators must not repeat it.
+            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+        )
+        self.metrics = ValidatorMetrics(validator_id, self._consumer, self)  # docs/monitoring
         self.judged = 0
-        self.skipped = 0
+        self.busy_slots = 0  # judge calls running now
+        self.not_listed = 0  # candidates of policies that do not list this validator
         self.delay_s = delay_s
         self.skipped_decided = 0  # candidates not judged: their attempt was already decided
         self.decided = (
             DecidedAttempts(settings, client_id=f"{client_id}-decided") if skip_decided else None
         )
 
-    async def start(self) -> None:
-        await super().start()
-        if self.decided is not None:
-            try:
-                await self.decided.start()
-            except BaseException:
-                await super().stop()
-                raise
+    @property
+    def in_flight(self) -> int:
+        return self.runtime.in_flight
 
-    async def stop(self) -> None:
+    @property
+    def skipped(self) -> int:
+        """Undecodable candidates, skipped (the tally dead-letters them)."""
+        return self.runtime.invalid
+
+    async def on_start(self) -> None:
+        if self.decided is not None:
+            await self.decided.start()
+
+    async def on_stop(self) -> None:
         try:
             if self.decided is not None:
                 await self.decided.stop()
-            await super().stop()
         finally:
+            if self._redis is not None:
+                await self._redis.aclose()
             aclose = getattr(self.judge, "aclose", None)  # e.g. the LLM judge's HTTP session
             if aclose is not None:
                 await aclose()
@@ -165,43 +271,41 @@ class ValidatorWorker(ConsumeProduceWorker):
     def observability(self) -> Observability:
         return self.metrics.observability()
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Judge candidates until ``stop`` is set (or forever)."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-            if batches:
-                await self._process(batches)
+    async def _handle(self, record: ConsumerRecord) -> None:
+        try:
+            candidate = codec.decode_as(record.value or b"", Candidate)
+        except WireFormatError as exc:
+            raise InvalidRecord(DeadLetterReason.MALFORMED, f"not a candidate: {exc}") from None
+        await self._judge_one(candidate)
 
-    async def _process(self, batches: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
-        pending = []
-        for records in batches.values():
-            for record in records:
-                try:
-                    candidate = codec.decode_as(record.value or b"", Candidate)
-                except WireFormatError as exc:
-                    # The tally dead-letters malformed candidates; N validators must not repeat it.
-                    self.skipped += 1
-                    logger.warning(
-                        "skipping undecodable candidate at offset %d: %s", record.offset, exc
-                    )
-                    continue
-                pending.append(self._judge_one(candidate))
-        deliveries = [d for d in await asyncio.gather(*pending) if d is not None]
-        await asyncio.gather(*deliveries)
-        await commit_processed(self._consumer, batches)
-        self.judged += len(deliveries)
-
-    async def _judge_one(self, candidate: Candidate) -> asyncio.Future | None:  # type: ignore[type-arg]
+    async def _judge_one(self, candidate: Candidate) -> bool:
+        """Judge ``candidate`` and publish the verdict; False when it is not ours to judge."""
+        if not self.routing.judges(candidate.policy):
+            self.not_listed += 1
+            return False
         if self.delay_s > 0:
             await asyncio.sleep(self.delay_s)  # a later wave: give earlier ones time to decide
         if self.decided is not None and (candidate.case_id, candidate.attempt) in self.decided:
             self.skipped_decided += 1
-            return None
-        async with self._limit:
+            return False
+        reserved = 0.0
+        if self.rate_limiter is not None:  # waits before taking a slot, so it holds none
+            waited, reserved = await self.rate_limiter.acquire()
+            self.metrics.rate_limit_waited(waited)
+        queued = time.perf_counter()
+        async with self._slots:
             started = time.perf_counter()
-            judgement = await judge_safely(self.judge, candidate, self.timeout_s)
-            latency_ms = int((time.perf_counter() - started) * 1000)
+            self.metrics.waited(started - queued)
+            self.busy_slots += 1
+            try:
+                with reporting_to(self.rate_limiter) as call:
+                    judgement = await judge_safely(self.judge, candidate, self.timeout_s)
+            finally:
+                self.busy_slots -= 1
+            call_seconds = time.perf_counter() - started
+            latency_ms = int(call_seconds * 1000)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.settle(reserved, call.tokens)
         verdict = to_verdict(
             candidate,
             judgement,
@@ -209,10 +313,12 @@ class ValidatorWorker(ConsumeProduceWorker):
             validator_version=self.version,
             latency_ms=latency_ms,
         )
-        self.metrics.observe(verdict)
+        self.metrics.observe(verdict, call_seconds)  # sub-millisecond, unlike latency_ms
         if self.signer is not None:
             verdict = self.signer.sign(verdict)
-        delivery: asyncio.Future[Any] = await self._producer.send(
+        delivery = await self._producer.send(
             self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
         )
-        return delivery
+        await delivery  # acknowledged before the candidate counts as done (and is committed)
+        self.judged += 1
+        return True

@@ -38,6 +38,9 @@ one place. ``Settings.from_env()`` is the only reader of the environment.
 | RATIFIER_METRICS_HOST | 127.0.0.1 | address that endpoint listens on (0.0.0.0 in containers) |
 | RATIFIER_GATEWAY_TOKENS_FILE | (none) | the HTTP gateway's clients, `name token` per line |
 | RATIFIER_CONNECT_TIMEOUT_S | 10 | how long a command waits at start for Kafka and Redis |
+| RATIFIER_POISON | dead-letter | a record a worker cannot use: dead-letter or skip |
+| RATIFIER_POISON_MAX_CONSECUTIVE | 1000 | invalid records in a row that stop a worker (0: off) |
+| RATIFIER_POISON_MAX_RATIO | 0.9 | invalid share (of >= 100 records) that stops it (0: off) |
 
 Connection security (docs/security.md); a password never appears in a repr, a log or an error:
 
@@ -147,6 +150,10 @@ class Settings:
     redis_ssl_cafile: Path | None = None
     outcomes_signing_key: Path | None = None
     outcomes_public_key: str = ""
+    # Records a worker cannot use: dead-letter | skip, and the brake (docs/delivery.md, "Poison").
+    poison: str = "dead-letter"
+    poison_max_consecutive: int = 1000
+    poison_max_ratio: float = 0.9
 
     def __post_init__(self) -> None:
         self._check_security()
@@ -206,6 +213,10 @@ class Settings:
                 f"{ENV_PREFIX}MAX_CANDIDATE_BYTES must be > 0 and below "
                 f"{ENV_PREFIX}MAX_RECORD_BYTES ({self.max_record_bytes}), "
                 f"got {self.max_candidate_bytes}"
+            )
+        if self.poison not in ("dead-letter", "skip"):
+            raise ConfigError(
+                f"{ENV_PREFIX}POISON must be dead-letter or skip, got {self.poison!r}"
             )
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")

@@ -12,36 +12,51 @@ late (recorded, changes nothing).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections import OrderedDict
+
+from aiokafka import ConsumerRecord
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Decision
+from ratifier.core.models import DeadLetterReason, Decision
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    Limits,
+    PoisonHandling,
+    PoisonMode,
+    RuntimeWorker,
+)
 from ratifier.io.kafka import make_consumer
 from ratifier.schemas import codec
 
 __all__ = ["DecidedAttempts"]
 
-logger = logging.getLogger(__name__)
 
-
-class DecidedAttempts:
+class DecidedAttempts(RuntimeWorker):
     """A bounded set of decided (case id, attempt), filled in the background while started."""
 
     def __init__(self, settings: Settings, *, client_id: str, capacity: int = 200_000) -> None:
         names = TopicNames.from_settings(settings)
         # No group: every process reads every decision, from the end (older ones are decided
-        # cases whose candidates this validator has long judged).
+        # cases whose candidates this validator has long judged). Nothing to commit.
         self._consumer = make_consumer(
-            settings, *names.decisions, group_id=None, client_id=client_id,
-            auto_offset_reset="latest",
-        )  # fmt: skip
+            settings, group_id=None, client_id=client_id, auto_offset_reset="latest"
+        )
+        # A hint reader: an unreadable decision is skipped, and never stops the validator.
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            names.decisions,
+            self._handle,
+            limits=Limits(max_in_flight=1024),
+            poison=PoisonHandling(PoisonMode.SKIP, max_consecutive=None, max_ratio=None),
+            commits=False,
+        )
         self._topics = set(names.decisions)
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._capacity = capacity
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def __contains__(self, key: object) -> bool:
@@ -52,9 +67,9 @@ class DecidedAttempts:
         if len(self._seen) > self._capacity:
             self._seen.popitem(last=False)
 
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._follow())
+    async def on_start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run(self._stop))
 
     async def positioned(self) -> bool:
         """Whether every decision partition is assigned and its start offset (the end at that
@@ -66,22 +81,15 @@ class DecidedAttempts:
             await self._consumer.position(tp)  # waits for the offset reset to finish
         return True
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
+            await self._task
 
-    async def _follow(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=1024)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        decision = codec.decode(record.value or b"")
-                    except WireFormatError as exc:
-                        logger.warning("unreadable decision at offset %d: %s", record.offset, exc)
-                        continue
-                    if isinstance(decision, Decision):
-                        self.add(decision.case_id, decision.attempt)
+    async def _handle(self, record: ConsumerRecord) -> None:
+        try:
+            decision = codec.decode(record.value or b"")
+        except WireFormatError as exc:
+            raise InvalidRecord(DeadLetterReason.MALFORMED, f"unreadable decision: {exc}") from None
+        if isinstance(decision, Decision):
+            self.add(decision.case_id, decision.attempt)

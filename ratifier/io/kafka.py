@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import pkgutil
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Iterator
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import AbstractTokenProvider
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.helpers import create_ssl_context
 
 from ratifier.core.config import Settings
@@ -130,54 +129,3 @@ def make_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
-
-
-async def commit_processed(
-    consumer: AIOKafkaConsumer,
-    batches: Mapping[TopicPartition, Sequence[ConsumerRecord]],
-) -> bool:
-    """Commit past a processed batch; a rebalance in between is not an error.
-
-    When the group rebalanced while the batch was being processed, the partitions' new owner
-    starts from the last committed offset and handles those records again. That is the
-    at-least-once contract, and the tally counts a repeated verdict once.
-    """
-    offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-    try:
-        await consumer.commit(offsets)
-    except (CommitFailedError, IllegalStateError) as exc:
-        logger.warning("commit skipped after a rebalance (records will be redelivered): %s", exc)
-        return False
-    return True
-
-
-class ConsumeProduceWorker:
-    """Lifecycle of a worker that consumes one topic set and produces to another.
-
-    Subclasses set ``_consumer`` and ``_producer`` in ``__init__`` (inside the event loop) and
-    implement ``run``. Use ``async with`` or ``start()`` / ``stop()``, as with aiokafka clients.
-    """
-
-    _consumer: AIOKafkaConsumer
-    _producer: AIOKafkaProducer
-
-    async def start(self) -> None:
-        await self._producer.start()
-        try:
-            await self._consumer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
-
-    async def stop(self) -> None:
-        try:
-            await self._consumer.stop()
-        finally:
-            await self._producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()

@@ -13,11 +13,20 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, Vote, verdict_on
+from ratifier.core.models import Candidate, DeadLetterReason, Vote, verdict_on
 from ratifier.core.topics import TopicNames
-from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    PoisonHandling,
+    PoisonMode,
+    RuntimeWorker,
+)
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.schemas import codec
 
 __all__ = ["LabelCrowdWorker"]
@@ -25,49 +34,44 @@ __all__ = ["LabelCrowdWorker"]
 logger = logging.getLogger(__name__)
 
 
-class LabelCrowdWorker(ConsumeProduceWorker):
+class LabelCrowdWorker(RuntimeWorker):
     """Consumes ``<prefix>.candidates`` as group ``<prefix>.crowd``; ``labels`` maps an item
     (case) id to its (worker id, label) pairs, in the order they are published."""
+
+    _producer: AIOKafkaProducer
 
     def __init__(self, settings: Settings, labels: Mapping[str, Sequence[tuple[str, str]]]) -> None:
         self.labels = labels
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
         self._consumer = make_consumer(
-            settings, names.candidates, group_id=f"{settings.topic_prefix}.crowd", client_id="crowd"
+            settings, group_id=f"{settings.topic_prefix}.crowd", client_id="crowd"
         )
         self._producer = make_producer(settings, client_id="crowd")
+        # The tally dead-letters malformed candidates; the crowd only skips them, as validators do.
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [names.candidates],
+            self._handle,
+            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+        )
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=256)
-            if not batches:
-                continue
-            deliveries = []
-            for records in batches.values():
-                for record in records:
-                    deliveries += await self._judge(record.value or b"")
-            await asyncio.gather(*deliveries)
-            await commit_processed(self._consumer, batches)
-
-    async def _judge(self, raw: bytes) -> list[asyncio.Future[object]]:
+    async def _handle(self, record: ConsumerRecord) -> None:
         try:
-            candidate = codec.decode_as(raw, Candidate)
+            candidate = codec.decode_as(record.value or b"", Candidate)
         except WireFormatError as exc:
-            logger.error("skipping undecodable candidate: %s", exc)
-            return []
+            raise InvalidRecord(DeadLetterReason.MALFORMED, f"not a candidate: {exc}") from None
         labels = self.labels.get(candidate.case_id)
         if labels is None:
             logger.warning("no labels for case %s", candidate.case_id)
-            return []
-        out = []
+            return
+        deliveries = []
         for worker, label in labels:
             vote = Vote.ACCEPT if label == candidate.content else Vote.REJECT
             verdict = verdict_on(candidate, worker, vote, confidence=1.0, version="label")
-            out.append(
+            deliveries.append(
                 await self._producer.send(
                     self._verdicts_topic, codec.encode(verdict), key=candidate.case_id.encode()
                 )
             )
-        return out
+        await asyncio.gather(*deliveries)

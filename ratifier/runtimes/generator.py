@@ -9,21 +9,28 @@ produces the same id and the tally ignores the repeat.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, RetryRequest, now_ms
+from ratifier.core.models import Candidate, DeadLetterReason, RetryRequest, now_ms
 from ratifier.core.topics import TopicNames
-from ratifier.io.kafka import ConsumeProduceWorker, commit_processed, make_consumer, make_producer
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    Limits,
+    PoisonHandling,
+    RuntimeWorker,
+    dead_letter_sender,
+)
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.metrics import ConsumerLag, Observability, ReadAtScrape, assigned_readiness
 from ratifier.schemas import codec
 
@@ -64,11 +71,19 @@ def next_candidate(retry: RetryRequest, revision: str | Revision, producer: str)
     )
 
 
-class GeneratorWorker(ConsumeProduceWorker):
-    """Consumes ``<prefix>.decisions.retry`` as group ``<prefix>.generator.<id>``."""
+class GeneratorWorker(RuntimeWorker):
+    """Consumes ``<prefix>.decisions.retry`` as group ``<prefix>.generator.<id>``, on the
+    consumer runtime: up to ``concurrency`` retry requests are improved at once."""
+
+    _producer: AIOKafkaProducer
 
     def __init__(
-        self, settings: Settings, improve: Improve, *, generator_id: str = "default"
+        self,
+        settings: Settings,
+        improve: Improve,
+        *,
+        generator_id: str = "default",
+        concurrency: int = 64,
     ) -> None:
         self.improve = improve
         self.generator_id = generator_id
@@ -76,9 +91,17 @@ class GeneratorWorker(ConsumeProduceWorker):
         self._candidates_topic = names.candidates
         client_id = f"generator-{generator_id}"
         self._consumer = make_consumer(
-            settings, names.retry, group_id=names.generator_group(generator_id), client_id=client_id
+            settings, group_id=names.generator_group(generator_id), client_id=client_id
         )
         self._producer = make_producer(settings, client_id=client_id)
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [names.retry],
+            self._handle,
+            limits=Limits(max_in_flight=concurrency),
+            poison=PoisonHandling.from_settings(settings),
+            dead_letter=dead_letter_sender(self._producer, names.deadletter),
+        )
         self.produced = 0
         self.failed = 0
 
@@ -102,23 +125,11 @@ class GeneratorWorker(ConsumeProduceWorker):
         made.add_metric([self.generator_id, "failed"], self.failed)
         yield made
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=64)
-            if not batches:
-                continue
-            records = [r for rs in batches.values() for r in rs]
-            deliveries = await asyncio.gather(*(self._regenerate(r.value or b"") for r in records))
-            await asyncio.gather(*(d for d in deliveries if d is not None))
-            await commit_processed(self._consumer, batches)
-
-    async def _regenerate(self, raw: bytes) -> asyncio.Future | None:  # type: ignore[type-arg]
+    async def _handle(self, record: ConsumerRecord) -> None:
         try:
-            retry = codec.decode_as(raw, RetryRequest)
+            retry = codec.decode_as(record.value or b"", RetryRequest)
         except WireFormatError as exc:
-            logger.error("skipping undecodable retry request: %s", exc)
-            return None
+            raise InvalidRecord(DeadLetterReason.MALFORMED, f"not a retry request: {exc}") from None
         try:
             revision = await self.improve(retry)
         except Exception:
@@ -127,10 +138,10 @@ class GeneratorWorker(ConsumeProduceWorker):
                 "generator failed for case %s attempt %d", retry.case_id, retry.next_attempt
             )
             self.failed += 1
-            return None
+            return
         candidate = next_candidate(retry, revision, producer=f"generator:{self.generator_id}")
-        self.produced += 1
-        delivery: asyncio.Future[Any] = await self._producer.send(
+        delivery = await self._producer.send(
             self._candidates_topic, codec.encode(candidate), key=candidate.case_id.encode()
         )
-        return delivery
+        await delivery  # acknowledged before the retry request counts as done
+        self.produced += 1

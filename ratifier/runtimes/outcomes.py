@@ -50,7 +50,15 @@ from ratifier.core.outcome_signing import seal_from_headers, seal_headers
 from ratifier.core.review import agreement, outcome_from_pass, outcome_from_resolution
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
-from ratifier.io.kafka import commit_processed, make_consumer, make_producer
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    Limits,
+    PoisonHandling,
+    PoisonMode,
+    RuntimeWorker,
+)
+from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.keys import signer_from
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.redis_client import connect
@@ -287,53 +295,41 @@ def _dead_letter(record: ConsumerRecord[bytes, bytes], detail: str) -> DeadLette
     )
 
 
-class TrustedProjector:
-    """``<prefix>.outcomes`` -> the trusted answers store (confirmed and corrected only)."""
+class TrustedProjector(RuntimeWorker):
+    """``<prefix>.outcomes`` -> the trusted answers store (confirmed and corrected only), on the
+    consumer runtime (one case's outcomes in offset order)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         names = TopicNames.from_settings(settings)
         self.store = TrustedStore(redis, settings)
         self._consumer = make_consumer(
             settings,
-            names.outcomes,
             group_id=names.trusted_group,
             client_id=f"ratifier-trusted-{settings.worker_id}",
+        )
+        # Only the outcomes writer writes the topic: a foreign record is skipped, never trusted.
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [names.outcomes],
+            self._handle,
+            limits=Limits(max_in_flight=_BATCH, order_by_key=True),
+            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
         )
         self.stored = 0
         self.skipped = 0
 
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
-
-    async def __aenter__(self) -> TrustedProjector:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
-            if not batches:
-                continue
-            for records in batches.values():
-                for record in records:
-                    await self._project(record.value or b"", record.headers)
-            await commit_processed(self._consumer, batches)
+    async def _handle(self, record: ConsumerRecord) -> None:
+        await self._project(record.value or b"", record.headers)
 
     async def _project(self, raw: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         try:
             outcome = codec.decode_as(raw, Outcome)
         except WireFormatError as exc:
-            # Only the outcomes writer writes the topic; a foreign record is logged, not trusted.
-            logger.error("skipping a record on the outcomes topic that is no outcome: %s", exc)
             self.skipped += 1
-            return
+            raise InvalidRecord(
+                DeadLetterReason.MALFORMED,
+                f"a record on the outcomes topic that is no outcome: {exc}",
+            ) from None
         if await self.store.put(outcome, seal_from_headers(headers)):
             self.stored += 1
         else:

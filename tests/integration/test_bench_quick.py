@@ -51,7 +51,11 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
     assert "throughput" in done.stdout  # the table was printed
     results = orjson.loads(out.read_bytes())
 
-    assert set(results) == {"meta", "throughput", "latency", "memory", "scaling"}
+    assert set(results) == {"meta", "throughput", "latency", "memory", "scaling", "validators"}
+    for run in results["validators"]["utilisation"]:
+        _positive(run, ("concurrency", "utilisation", "useful", "calls_per_s"), "validators")
+    assert {run["mode"] for run in results["validators"]["utilisation"]} == {"runtime", "barrier"}
+    _positive(results["validators"]["rss"], ("backlog", "rss_idle_mb", "rss_peak_mb"), "rss")
     engines = results["meta"]["engines"]
     assert engines, "no tally engine measured"
     assert set(engines) <= {"transactional", "faust"}

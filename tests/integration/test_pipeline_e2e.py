@@ -1,7 +1,8 @@
 """The whole pipeline through the real broker, as separate processes, the way users run it.
 
 One fleet (a tally, five validator groups with one scaled to two instances, a rogue validator
-the policy does not name, and the demo generator) serves a few hundred cases plus bad input.
+the policy does not name (and which therefore judges nothing), and the demo generator) serves a
+few hundred cases plus bad input.
 """
 
 from __future__ import annotations
@@ -196,9 +197,16 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
     assert len(unknown_policy_letters) == 1
     orphan = codec.decode_as(unknown_policy_letters[0].original, Candidate)
     assert orphan.candidate_id == unknown_policy.candidate_id
-    # The rogue group judged every candidate; the tally refused each of its verdicts.
+    # The rogue group is listed in no policy: it judged nothing, so nothing of it to refuse.
     rogue = [x for x in letters if x.reason is DeadLetterReason.UNKNOWN_VALIDATOR]
-    assert {codec.decode_as(x.original, Verdict).validator_id for x in rogue} == {"rogue"}
+    assert rogue == []
+    _, rogue_text = await scrape(procs.metrics_ports["validator-rogue-0"])
+    skipped = 'ratifier_validator_skipped_total{validator="rogue",why="not_listed"}'
+    assert value(rogue_text, skipped) >= NORMAL_CASES + DOOMED_CASES
+    # Its only verdict: for the candidate of a policy no validator knows (judged, not lost).
+    verdicts = [line for line in rogue_text.splitlines()
+                if line.startswith("ratifier_validator_verdicts_total{")]  # fmt: skip
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in verdicts) <= 1
     assert reasons[DeadLetterReason.PROCESSING_ERROR] == 0
 
     # Every record the tally wrote names the worker and the engine that wrote it.

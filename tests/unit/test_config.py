@@ -115,3 +115,9 @@ def test_a_bad_variable_is_one_line_naming_it_with_exit_code_2(
     assert main(["tally", "status"]) == 2
     err = capsys.readouterr().err
     assert err == "ratifier: error: RATIFIER_PARTITIONS must be an integer, got 'abc'\n"
+
+
+def test_poison_setting_is_dead_letter_or_skip() -> None:
+    assert Settings.from_env({"RATIFIER_POISON": "skip"}).poison == "skip"
+    with pytest.raises(ConfigError, match="RATIFIER_POISON must be dead-letter or skip"):
+        Settings.from_env({"RATIFIER_POISON": "ignore"})

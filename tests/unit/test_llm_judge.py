@@ -17,9 +17,10 @@ from aiohttp import web
 
 from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
 from ratifier.core.models import Candidate, Severity, Span, Vote
+from ratifier.io.rate_limits import Budget, LocalBuckets, RateLimiter
 from ratifier.validators.builtin import LLMJudge
 from ratifier.validators.builtin.llm_judge import backoff_s, parse_verdict, retry_after_s
-from ratifier.validators.runtime import judge_safely
+from ratifier.validators.runtime import judge_safely, reporting_to
 
 KEY_ENV = "RATIFIER_TEST_LLM_KEY"
 SECRET = "sk-test-do-not-leak-0123456789"
@@ -62,6 +63,7 @@ class FakeChatServer:
     received: list[Received] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)  # time.monotonic() of each request
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    usage: dict[str, int] | None = None  # the completion's token counts, when set
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -92,6 +94,8 @@ class FakeChatServer:
                 }
             ],
         }
+        if self.usage is not None:
+            completion["usage"] = self.usage
         return web.json_response(completion, status=self.status)
 
 
@@ -384,6 +388,19 @@ async def test_429_waits_as_long_as_retry_after_says(
     assert judgement.vote is Vote.ACCEPT
     first, second = server.received_at
     assert second - first >= 0.95
+
+
+async def test_tokens_and_a_429_reach_the_runtime_rate_limit(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    server.failures = [(429, {"Retry-After": "0.2"})]
+    server.usage = {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}
+    budget = Budget(requests_per_min=600)
+    limiter = RateLimiter(budget, LocalBuckets(budget))
+    with reporting_to(limiter) as call:
+        judgement = await make_judge(retry_backoff_s=0.01)(make_candidate())
+    assert judgement.vote is Vote.ACCEPT
+    assert (call.tokens, limiter.retry_afters) == (42, 1)
 
 
 async def test_retries_stop_where_the_runtime_time_limit_would_cut_them(

@@ -26,7 +26,7 @@ async def test_a_decided_attempt_is_skipped_without_calling_the_judge() -> None:
         worker.decided.add("case-1", 1)
         assert ("case-1", 1) in worker.decided
         assert ("case-1", 2) not in worker.decided
-        assert await worker._judge_one(candidate(1)) is None
+        assert await worker._judge_one(candidate(1)) is False
         assert (worker.skipped_decided, calls) == (1, [])
     finally:
         await worker.stop()  # never started: closes the clients it made

@@ -36,7 +36,7 @@ import orjson
 
 from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
 from ratifier.core.models import Candidate, Judgement, Reason, Severity, Span, Vote
-from ratifier.validators.runtime import time_left_s
+from ratifier.validators.runtime import report_retry_after, report_tokens, time_left_s
 
 __all__ = ["DEFAULT_PROMPT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "LLMJudge", "parse_verdict"]
 
@@ -118,6 +118,13 @@ class _Transient(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after_s = retry_after_s
+
+
+def _tokens_used(payload: Any) -> int:
+    """``usage.total_tokens`` of an OpenAI-compatible answer; 0 when it does not say."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) and total >= 0 else 0
 
 
 def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
@@ -413,6 +420,7 @@ class LLMJudge:
 
     async def __call__(self, candidate: Candidate) -> Judgement:
         payload = await self._post(self.build_request(candidate))
+        report_tokens(_tokens_used(payload))  # the runtime's tokens/min budget
         try:
             text, finish_reason = _answer_text(payload)
         except ValueError as exc:
@@ -517,7 +525,10 @@ class LLMJudge:
         if status >= 300:
             error = self._http_error(status, raw.decode("utf-8", "replace"), key)
             if status in _TRANSIENT_STATUSES:
-                raise _Transient(error, retry_after_s(retry_after))
+                pause = retry_after_s(retry_after)
+                if status == 429 and pause is not None:
+                    await report_retry_after(pause)  # every call of the group holds off
+                raise _Transient(error, pause)
             raise error
         try:
             return orjson.loads(raw)

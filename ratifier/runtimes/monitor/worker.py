@@ -1,14 +1,15 @@
 """The governance monitor: candidates, verdicts and decisions in; figures, alarms, read models out.
 
 A consumer group (``<prefix>.monitor``) over the candidates, verdicts and decision topics, so it
-scales and fails over like any group. Per batch:
+scales and fails over like any group, on the consumer runtime's batch mode. Per batch:
 
 1. decode the records, feed the decisions to the windowed figures (:mod:`.figures`);
 2. write the read models to Redis (:mod:`ratifier.io.readmodels`): case histories (idempotent
    fields) and the scoreboard's counts, applied once with the offsets they came from;
-3. only then commit the Kafka offsets. With Redis down the monitor waits, saying so in its log,
-   and commits nothing meanwhile: after a crash or a rebalance the records come again, and the
-   offsets recorded in Redis keep them from being counted twice.
+3. only then is the batch done, and the runtime commits its offsets (every second). With Redis
+   down the monitor waits, saying so in its log, and commits nothing meanwhile: after a crash
+   or a rebalance the records come again, and the offsets recorded in Redis keep them from
+   being counted twice.
 
 About once a second (and only once caught up, so half-rebuilt windows raise nothing) it
 evaluates the alarms; each alarm raised or cleared is published to ``<prefix>.alerts`` (Avro),
@@ -27,13 +28,12 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
@@ -41,6 +41,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import (
     Candidate,
+    DeadLetterReason,
     EscalationPacket,
     PassDecision,
     RetryRequest,
@@ -49,6 +50,14 @@ from ratifier.core.models import (
 )
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import (
+    ConsumerRuntime,
+    InvalidRecord,
+    Limits,
+    PoisonHandling,
+    PoisonMode,
+    RuntimeWorker,
+)
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.readmodels import OffsetGroup, ReadModels, case_fields, score_field
@@ -69,19 +78,13 @@ _REDIS_LOG_EVERY_S = 30.0
 _by_timestamp = attrgetter("timestamp")
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, monitor: MonitorWorker) -> None:
-        self.monitor = monitor
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self.monitor.forget()
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.monitor.restore_later()
+_BATCH = 500  # records per batch (aiokafka's default max_poll_records, as before the runtime)
 
 
-class MonitorWorker:
+class MonitorWorker(RuntimeWorker):
     """One monitor instance. ``async with`` it, or ``start()``, ``run(stop)``, ``stop()``."""
+
+    _producer: AIOKafkaProducer
 
     def __init__(
         self,
@@ -110,6 +113,17 @@ class MonitorWorker:
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
         self._producer = make_producer(settings, client_id=client_id)
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [self.names.candidates, self.names.verdicts, *self.names.decisions],
+            batch_handler=self._process,
+            limits=Limits(max_in_flight=_BATCH),
+            # The tally dead-letters undecodable input; the monitor counts and skips it.
+            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+            before_fetch=self._before_fetch,
+            on_assigned=lambda _: self.restore_later(),
+            on_revoked=lambda _: self.forget(),
+        )
         self.read_models = ReadModels(settings)
         self._lag = ConsumerLag(self.registry, self._consumer)
         self._decision_topics = frozenset(self.names.decisions)
@@ -127,45 +141,13 @@ class MonitorWorker:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await self._producer.start()
-        try:
-            topics = [self.names.candidates, self.names.verdicts, *self.names.decisions]
-            self._consumer.subscribe(topics, listener=_Rebalance(self))
-            await self._consumer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
-
-    async def stop(self) -> None:
-        try:
-            await self._consumer.stop()
-        finally:
-            try:
-                await self._producer.stop()
-            finally:
-                await self.read_models.aclose()
-
-    async def __aenter__(self) -> MonitorWorker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    async def on_stop(self) -> None:
+        await self.read_models.aclose()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self._stop = stop = stop or asyncio.Event()
         try:
-            while not stop.is_set():
-                if self._restore_pending:
-                    await self._restore()
-                    continue
-                batches = await self._consumer.getmany(timeout_ms=200)
-                if stop.is_set():
-                    break
-                if batches and not self._restore_pending:
-                    await self._process(batches)
-                await self._evaluate_when_due()
+            await self.runtime.run(stop)
         except _StoppedWaiting:
             logger.warning(
                 "stopped while waiting for Redis at %s: the last records' offsets are not "
@@ -203,6 +185,12 @@ class MonitorWorker:
         self._restore_pending = True
         self._restored = False
 
+    async def _before_fetch(self) -> None:
+        """Each turn of the runtime's loop: restore after an assignment, evaluate when due."""
+        if self._restore_pending:
+            await self._restore()
+        await self._evaluate_when_due()
+
     async def _restore(self) -> None:
         """Load the read models' offsets and alarms, and seek back to rebuild the windows."""
         self._restore_pending = False
@@ -236,6 +224,8 @@ class MonitorWorker:
                 if target < resume:
                     self._catching_up[tp] = resume
             self._consumer.seek(tp, target)
+        # Records read again below these (to rebuild the windows) never move a commit back.
+        self.runtime.resume_from(self._resume)
         self._restored = True
         logger.info(
             "monitor owns %d partitions; rebuilding windows from %d decision partition(s)",
@@ -262,7 +252,6 @@ class MonitorWorker:
         )
         for tp, group in groups.items():
             self._applied[f"{tp.topic}:{tp.partition}"] = group.next
-        await self._commit(batches)
         for tp, records in batches.items():
             target = self._catching_up.get(tp)
             if target is not None and records[-1].offset + 1 >= target:
@@ -280,7 +269,7 @@ class MonitorWorker:
             value = codec.decode(record.value or b"")
         except WireFormatError as exc:
             self.metrics.undecodable.labels(record.topic).inc()
-            logger.debug("skipping undecodable record %s@%d: %s", tp, record.offset, exc)
+            self.runtime.note_invalid(record, InvalidRecord(DeadLetterReason.MALFORMED, str(exc)))
             return
         fresh = record.offset >= self._resume.get(tp, 0)
         if isinstance(value, Candidate | Verdict):
@@ -318,21 +307,6 @@ class MonitorWorker:
                 group.increments[score_field(*base, vote.problem)] += 1
             self.metrics.verdicts.labels(vote.validator, vote.category, vote.vote).inc()
             self.metrics.latency.labels(vote.validator).observe(vote.latency_ms / 1000)
-
-    async def _commit(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        # Records re-read to rebuild the windows lie below the committed offset: never move it back.
-        offsets = {}
-        for tp, records in batches.items():
-            end = records[-1].offset + 1
-            if end > self._resume.get(tp, 0):
-                offsets[tp] = end
-                self._resume[tp] = end
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            logger.warning("commit skipped after a rebalance (records come again): %s", exc)
 
     # -- alarms ------------------------------------------------------------------------------
 

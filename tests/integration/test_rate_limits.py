@@ -1,0 +1,132 @@
+"""Rate limits shared through the real Redis, and through a validator on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from redis.asyncio import Redis
+
+from ratifier.core.config import Settings
+from ratifier.core.models import Candidate, Judgement, Vote
+from ratifier.core.topics import TopicNames
+from ratifier.io.kafka import make_producer
+from ratifier.io.rate_limits import Budget, RateLimiter, RedisBuckets
+from ratifier.io.redis_client import connect, key_prefix
+from ratifier.io.testing import wait_until, write_policy
+from ratifier.ops.stack import StackStatus
+from ratifier.schemas import codec
+from ratifier.validators.runtime import ValidatorWorker, report_retry_after, report_tokens
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def redis_settings(
+    stack: StackStatus, base_settings: Settings
+) -> AsyncIterator[tuple[Redis, Settings]]:
+    settings = base_settings.with_overrides(topic_prefix=f"rl{uuid.uuid4().hex[:10]}")
+    redis = connect(settings)
+    try:
+        yield redis, settings
+    finally:
+        keys = [k async for k in redis.scan_iter(match=f"{key_prefix(settings)}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+async def test_instances_share_one_budget(redis_settings: tuple[Redis, Settings]) -> None:
+    redis, settings = redis_settings
+    budget = Budget(requests_per_min=1200)  # 20/s, a burst of 20
+    first = RedisBuckets(redis, settings, "judge", budget)
+    second = RedisBuckets(redis, settings, "judge", budget)
+    waits = []
+    for _ in range(30):
+        waits.append(await first.reserve("requests", 1))
+        waits.append(await second.reserve("requests", 1))
+    # 60 requests against one bucket: the last waits for 40 refills (each alone: 10 refills).
+    assert max(waits) == pytest.approx(2.0, abs=0.2)
+    assert waits[:20] == [0.0] * 20
+    other = RedisBuckets(redis, settings, "another-judge", budget)
+    assert await other.reserve("requests", 1) == 0.0  # a budget per validator id
+
+
+async def test_a_retry_after_holds_off_every_instance(
+    redis_settings: tuple[Redis, Settings],
+) -> None:
+    redis, settings = redis_settings
+    budget = Budget(requests_per_min=600, tokens_per_min=60_000)
+    told = RateLimiter(budget, RedisBuckets(redis, settings, "judge", budget))
+    other = RedisBuckets(redis, settings, "judge", budget)
+    await told.retry_after(3.0)
+    assert await other.reserve("requests", 1) == pytest.approx(3.0, abs=0.2)
+    assert await other.reserve("tokens", 1) == pytest.approx(3.0, abs=0.2)
+    assert told.retry_afters == 1
+
+
+async def test_tokens_used_are_charged_to_the_shared_budget(
+    redis_settings: tuple[Redis, Settings],
+) -> None:
+    redis, settings = redis_settings
+    budget = Budget(tokens_per_min=600)  # 10/s, a burst of 10
+    limiter = RateLimiter(budget, RedisBuckets(redis, settings, "judge", budget))
+    _, reserved = await limiter.acquire()
+    await limiter.settle(reserved, 50)  # 40 in debt
+    other = RedisBuckets(redis, settings, "judge", budget)
+    assert await other.reserve("tokens", 10) == pytest.approx(5.0, abs=0.2)
+
+
+async def test_a_validator_reports_tokens_and_retry_after_to_its_shared_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    write_policy(tmp_path, "alpha", ["v"], accepts=1, window_seconds=10, max_attempts=1)
+    tuned = settings.with_overrides(policy_dir=tmp_path)
+    calls = 0
+
+    async def judge(candidate: Candidate) -> Judgement:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await report_retry_after(0.5)  # as the LLM judge does on a 429
+        report_tokens(7)
+        return Judgement(Vote.ACCEPT, 0.9)
+
+    budget = Budget(requests_per_min=6000, tokens_per_min=600_000)
+    worker = ValidatorWorker(tuned, "v", judge, rate_limit=budget, share_rate_limit=True)
+    assert worker.rate_limiter is not None
+    stop = asyncio.Event()
+    await worker.start()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        producer = make_producer(tuned, client_id="test")
+        await producer.start()
+        topic = TopicNames.from_settings(tuned).candidates
+        for n in range(15):
+            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
+            await producer.send_and_wait(topic, codec.encode(c), key=c.case_id.encode())
+        await producer.stop()
+
+        async def all_judged() -> bool:
+            return worker.judged == 15
+
+        await wait_until(all_judged, 60, "every candidate judged")
+    finally:
+        stop.set()
+        await task
+        redis = connect(tuned)
+        keys = sorted([k async for k in redis.scan_iter(match=f"{key_prefix(tuned)}ratelimit:*")])
+        await redis.aclose()
+        await worker.stop()
+    assert keys == [
+        f"{key_prefix(tuned)}ratelimit:v:requests".encode(),
+        f"{key_prefix(tuned)}ratelimit:v:tokens".encode(),
+    ]
+    assert worker.rate_limiter.retry_afters == 1
+    assert worker.rate_limiter.tokens_estimate > 0
+    scraped = generate_latest(worker.metrics.registry).decode()
+    assert 'ratifier_validator_rate_limit_wait_seconds_count{validator="v"} 15.0' in scraped
