@@ -57,6 +57,7 @@ def sample_args(tmp_path: Path) -> dict[str, list[str]]:
         "scoreboard": [],
         "demo": ["--cases", "1", "--metrics-port", "0", "--review-port", "0"],
         "gateway serve": ["--port", "0"],
+        "acl apply": [],
     }
 
 
