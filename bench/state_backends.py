@@ -1,6 +1,6 @@
 """The tally's disk store, chosen by measurement: finished-case markers in each candidate backend.
 
-    .venv/bin/python bench/state_backends.py                 # 10 million markers (~25 min)
+    .venv/bin/python bench/state_backends.py                 # 10 million markers (~40 min)
     .venv/bin/python bench/state_backends.py --quick         # 1 million, a smoke run (~3 min)
     .venv/bin/python bench/state_backends.py --markers 3000000 --only dict,rocksdb
 
@@ -12,7 +12,7 @@ Case states (~1 KB) are keyed by the bare case id, so they sort before both (ASC
 Per backend, in a fresh child process (so one does not pollute another's RSS):
 
 - *write*: N markers in write batches of 2 000 (each marker with its time key; one atomic
-  batch each, as one transaction commit), then 10 000 case states in batches of 1 000, five
+  batch each, as one transaction commit), then 10 000 case states in batches of 1 000, twenty
   times over;
 - *get miss* / *get hit*: random absent / present marker keys, µs per call;
 - *expire*: the oldest 1 % removed through the time index, in ten rounds that each seek from
@@ -59,7 +59,7 @@ SPAN_MS = 7 * 86_400_000  # the horizon the markers cover, whatever N is
 BATCH = 2_000
 STATES = 10_000
 STATE_BATCH = 1_000
-STATE_ROUNDS = 5
+STATE_ROUNDS = 20  # 200 MB: more than any memtable budget here, so flushes are measured
 STATE_BYTES = 1_024
 PROBES = 100_000
 EXPIRE_ROUNDS = 10
@@ -155,8 +155,8 @@ class DictStore:
 def rocksdb_options(
     *,
     bounded: bool = True,
-    cache_index_and_filters: bool = True,
-    write_buffer_mb: int = 16,
+    cache_index_and_filters: bool = False,
+    write_buffer_mb: int = 32,
 ) -> Any:
     """The RocksDB options measured here; ``bounded`` is the recommendation (docs/benchmarks.md).
 
@@ -324,9 +324,12 @@ class SqliteStore:
 BACKENDS: dict[str, Callable[[Path], Store]] = {
     "dict": DictStore,
     "rocksdb": lambda path: RocksStore(path, rocksdb_options()),
-    "rocksdb-wb64": lambda path: RocksStore(path, rocksdb_options(write_buffer_mb=64)),
-    "rocksdb-uncharged": lambda path: RocksStore(
-        path, rocksdb_options(cache_index_and_filters=False)
+    "rocksdb-wb16": lambda path: RocksStore(path, rocksdb_options(write_buffer_mb=16)),
+    "rocksdb-charged": lambda path: RocksStore(
+        path, rocksdb_options(cache_index_and_filters=True, write_buffer_mb=16)
+    ),
+    "rocksdb-charged-wb64": lambda path: RocksStore(
+        path, rocksdb_options(cache_index_and_filters=True, write_buffer_mb=64)
     ),
     "rocksdb-defaults": lambda path: RocksStore(path, rocksdb_options(bounded=False)),
     "lmdb": LmdbStore,

@@ -1,6 +1,6 @@
 """``bench/state_backends.py`` still runs, for the chosen backend, on 20 000 markers.
 
-The benchmark itself (10 million markers, every backend, ~25 minutes) is run on purpose, never in
+The benchmark itself (10 million markers, every backend, ~40 minutes) is run on purpose, never in
 the test suite; this keeps its code from rotting. ``measure`` runs both phases in child processes
 and checks every answer on the way (each get, the expired count, the states after the restart),
 so a wrong store fails here. Only completeness is asserted, never speed.
