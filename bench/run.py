@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--rounds", type=int, default=3, help="stores: rounds per store")
         parser.add_argument("--rate", type=float, default=300.0, help="stores: p99's rate")
         parser.add_argument("--duration", type=float, default=20.0, help="stores: p99's seconds")
+        parser.add_argument(
+            "--stores-markers", type=int, default=1_000_000, help="stores: markers held first"
+        )
         parser.add_argument("--timeout", type=float, default=1800.0)
         parser.add_argument("--out", type=Path, help="write the figures as JSON")
         ns = parser.parse_args(args[1:])
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             ns.duration,
             ns.timeout,
             ns.out,
+            ns.stores_markers,
         )
 
     from bench import suite

@@ -138,3 +138,34 @@ def _memory(opened: dict[str, object], pruned: dict[str, object], where: str) ->
     assert len(waves) == pruned["waves"]
     for key in ("after_minus_idle_mb", "growth_after_first_wave_mb"):  # may be zero or negative
         assert isinstance(pruned[key], int | float), f"{where}.pruned.{key} is {pruned.get(key)!r}"
+
+
+def test_finished_cases_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> None:
+    out = tmp_path / "finished.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "finished",
+            "--only",
+            "restart",
+            "--markers",
+            "2000",
+            "--open-cases",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ready after a clean stop" in done.stdout  # the table was printed
+    restart = orjson.loads(out.read_bytes())["restart"]
+    for start in ("empty_disk", "checkpoint", "after_kill", "memory_store"):
+        _positive(restart[start], ("ready_s", "rss_mb"), start)
+    _positive(restart, ("markers", "open_cases", "disk_bytes_per_marker", "idle_rss_mb"), "restart")

@@ -147,3 +147,18 @@ def test_two_workers_on_one_state_folder_get_slots_of_their_own(tmp_path: Path) 
     assert again == first
     second_lock.close()
     again_lock.close()
+
+
+def test_expiry_seeks_past_deleted_markers_and_still_finds_a_replayed_old_one(
+    tmp_path: Path,
+) -> None:
+    state = RocksDBState(tmp_path / "0")
+    keys = [marker_key(f"c{i}".encode()) for i in range(3)]
+    state.apply([(key, marker(100 + i)) for i, key in enumerate(keys)], Checkpoint(1, 0))
+    assert state.expired_markers(102, 10) == keys[:2]
+    state.apply([(keys[0], None), (keys[1], None)], None)
+    assert state.expired_markers(200, 10) == keys[2:]
+    replayed = marker_key(b"replayed")
+    state.apply([(replayed, marker(50))], None)  # a restore re-reading an older marker
+    assert state.expired_markers(200, 10) == [replayed, keys[2]]
+    state.close()
