@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -216,27 +216,32 @@ async def count_records(
     return arrivals
 
 
-async def live_keys(settings: Settings, topic: str, idle_s: float = 2.0) -> int:
-    """Keys of a compacted topic whose latest record is not a tombstone: a table's live entries.
+async def live_keys(
+    settings: Settings, topic: str, idle_s: float = 2.0, *, marked: Callable[[bytes], bool]
+) -> tuple[int, int]:
+    """Keys of a compacted topic whose latest record is not a tombstone: a table's live entries,
+    as (unmarked, marked) counts (``marked``: e.g. the tally's finished-case markers).
 
     Read from the start until nothing arrives for ``idle_s``; the keys themselves are not kept
     (their hashes are), so a changelog of millions of cases reads in bounded memory.
     """
     consumer = make_consumer(settings, group_id=None, client_id="bench-live-keys")
     await consumer.start()
-    live: set[int] = set()
+    live: dict[bool, set[int]] = {False: set(), True: set()}
     try:
         await assign_all(consumer, [topic], from_beginning=True)
         while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=10_000):
             for records in batch.values():
                 for record in records:
+                    key = record.key or b""
+                    keys = live[marked(key)]
                     if record.value is None:
-                        live.discard(hash(record.key))
+                        keys.discard(hash(key))
                     else:
-                        live.add(hash(record.key))
+                        keys.add(hash(key))
     finally:
         await consumer.stop()
-    return len(live)
+    return len(live[False]), len(live[True])
 
 
 async def wait_assigned(settings: Settings, group: str, members: int, timeout_s: float) -> float:

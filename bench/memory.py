@@ -25,6 +25,7 @@ from bench import harness
 from bench.engines import engine_ran
 from ratifier.core.topics import TopicNames
 from ratifier.io.testing import write_policy
+from ratifier.streams.finished import is_marker_key
 
 SETTLE_S = 2.0
 PRUNE_RETENTION_MS = 500
@@ -121,12 +122,16 @@ async def pruned(engine: str, count: int, waves: int, timeout_s: float) -> dict[
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-        # The table itself, as a restarting worker would rebuild it: every case must be gone.
-        live = await harness.live_keys(settings, names.tally_changelog)
+        # The table itself, as a restarting worker would rebuild it: every case's state must be
+        # gone; what stays is each finished case's 27-byte marker (streams/finished.py).
+        live, markers = await harness.live_keys(
+            settings, names.tally_changelog, marked=is_marker_key
+        )
         ran = await engine_ran(settings, names.decisions)
     return {
         "engine_ran": ran,
         "table_entries_after": live,
+        "finished_markers_after": markers,
         "cases": count * waves,
         "waves": waves,
         "cases_per_s": count * waves / seconds,

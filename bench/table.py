@@ -164,6 +164,7 @@ def _memory(engine: str, o: Mapping[str, Any], p: Mapping[str, Any]) -> list[Row
             "",
         ),
         ("  table entries left (changelog)", f"{p['table_entries_after']}", "", ""),
+        ("  finished-case markers kept", f"{p.get('finished_markers_after', 0)}", "", ""),
         (
             "  after last wave - idle (MB); after / idle",
             f"{p['after_minus_idle_mb']:.1f}",

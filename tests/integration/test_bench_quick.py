@@ -133,6 +133,7 @@ def _memory(opened: dict[str, object], pruned: dict[str, object], where: str) ->
         f"{where}.pruned",
     )
     assert pruned["table_entries_after"] == 0, "decided cases were not pruned from the table"
+    assert pruned["finished_markers_after"] == pruned["cases"], "a finished case left no marker"
     waves = pruned["rss_after_each_wave_mb"]
     assert isinstance(waves, list)
     assert len(waves) == pruned["waves"]
