@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ratifier.core.config import ENV_PREFIX, Settings
 from ratifier.core.errors import TopicsMissing, Unreachable
+from ratifier.io.admin import admin_client
 from ratifier.io.kafka import make_consumer
 from ratifier.io.redis_client import connect
 
@@ -63,7 +64,12 @@ async def require_kafka(settings: Settings, topics: Iterable[str] = ()) -> None:
             await consumer.start()
             # A metadata request: the broker answers, not merely accepts connections.
             existing = await consumer.topics()
-    except (TimeoutError, KafkaError, OSError) as exc:
+    except KafkaError as exc:
+        # Refused at once (a refused connection, TLS, credentials): the admin client's
+        # bootstrap says which, in its one line (e.g. "... refused the credentials").
+        await _explain(settings)
+        raise kafka_unreachable(settings) from exc
+    except (TimeoutError, OSError) as exc:
         raise kafka_unreachable(settings) from exc
     finally:
         with contextlib.suppress(Exception):
@@ -71,6 +77,13 @@ async def require_kafka(settings: Settings, topics: Iterable[str] = ()) -> None:
     missing = [topic for topic in wanted if topic not in existing]
     if missing:
         raise TopicsMissing(missing, settings.bootstrap_servers)
+
+
+async def _explain(settings: Settings) -> None:
+    """Raise the admin client's own one-line error for a broker that refuses this client (it
+    collects aiokafka's logged causes itself, so the logger is not silenced here)."""
+    async with asyncio.timeout(settings.connect_timeout_s), admin_client(settings):
+        pass
 
 
 async def require_redis(settings: Settings) -> None:
