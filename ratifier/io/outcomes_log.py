@@ -1,7 +1,7 @@
 """Reading ``<prefix>.outcomes``: every case's one final outcome, as committed (read_committed).
 
-The outcomes writer (``ratifier.runtimes.outcomes``) is the topic's only writer; a record that
-is not an outcome is logged and skipped, as the trusted store's projection does.
+The outcomes writer (``ratifier.features.outcomes.runtime``) is the topic's only writer; a record
+that is not an outcome is logged and skipped, as the trusted store's projection does.
 """
 
 from __future__ import annotations

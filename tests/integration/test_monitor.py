@@ -25,13 +25,13 @@ from ratifier.core.config import Settings
 from ratifier.core.models import Alert, EscalationPacket, PassDecision, RetryRequest
 from ratifier.core.policy import load_policies
 from ratifier.core.topics import TopicNames
+from ratifier.features.monitor.runtime.worker import MonitorWorker
 from ratifier.io.admin import ensure_topics
 from ratifier.io.client import Client
 from ratifier.io.metrics import serve_metrics
 from ratifier.io.readmodels import ReadModels
 from ratifier.io.testing import read_topics, wait_until
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.runtimes.monitor import MonitorWorker
 from ratifier.schemas import codec
 from tests.integration.monitor_support import free_port, free_ports, scrape, value
 

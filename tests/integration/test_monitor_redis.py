@@ -31,11 +31,11 @@ from ratifier.core.models import (
 )
 from ratifier.core.policy import load_policies
 from ratifier.core.topics import TopicNames
+from ratifier.features.monitor.runtime.worker import MonitorWorker
 from ratifier.io.kafka import make_producer
 from ratifier.io.metrics import serve_metrics
 from ratifier.io.readmodels import OffsetGroup, ReadModels
 from ratifier.io.testing import wait_until
-from ratifier.runtimes.monitor import MonitorWorker
 from ratifier.schemas import codec
 from tests.integration.monitor_support import free_port, scrape
 
@@ -154,7 +154,7 @@ async def _send(settings: Settings, numbers: range) -> None:
 async def test_redis_restart_during_load_loses_and_repeats_nothing(
     settings: Settings, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ratifier.runtimes.monitor.worker")
+    caplog.set_level(logging.INFO, logger="ratifier.features.monitor.runtime.worker")
     ours = settings.with_overrides(redis_url=own_redis.url, metrics_port=free_port())
     await wait_until(own_redis.answers, 10, "our redis-server")
     async with running_monitor(ours) as monitor:

@@ -14,17 +14,17 @@ from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
 from ratifier.core.models import DeadLetter, DeadLetterReason, Outcome, OutcomeClass
-from ratifier.core.review import Action, load_reviewers, outcome_id_for
 from ratifier.core.topics import TopicNames
+from ratifier.features.outcomes import runtime as outcomes_runtime
+from ratifier.features.outcomes.runtime import OutcomesWriter, TrustedProjector
+from ratifier.features.review.core import Action, load_reviewers, outcome_id_for
+from ratifier.features.review.io.metrics import AgreementStore
+from ratifier.features.review.io.queue import ReviewQueue
+from ratifier.features.review.runtime.feeder import ReviewFeeder
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
-from ratifier.io.review_metrics import AgreementStore
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
-from ratifier.runtimes import outcomes as outcomes_runtime
-from ratifier.runtimes.outcomes import OutcomesWriter, TrustedProjector
-from ratifier.runtimes.review_feeder import ReviewFeeder
 from ratifier.schemas import codec
 from tests.integration.review_support import packet, pass_decision, redis_for, write_reviewers
 

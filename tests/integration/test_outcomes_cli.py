@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from ratifier.core.config import Settings
-from ratifier.core.review import outcome_from_pass
 from ratifier.core.topics import TopicNames
+from ratifier.features.review.core import outcome_from_pass
 from ratifier.io.kafka import make_producer
 from ratifier.ops.fleet import Fleet
 from ratifier.schemas import codec

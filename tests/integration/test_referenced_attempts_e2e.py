@@ -14,12 +14,12 @@ import pytest
 
 from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, EscalationPacket, RetryRequest
+from ratifier.features.review.io.queue import ReviewQueue
+from ratifier.features.review.runtime.feeder import ReviewFeeder
 from ratifier.io.attempts import full_attempts
 from ratifier.io.client import Client
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import wait_until
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
-from ratifier.runtimes.review_feeder import ReviewFeeder
 from tests.integration.review_support import redis_for
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,12 @@ import pytest
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
 from ratifier.core.topics import TopicNames
+from ratifier.features.outcomes.runtime import OutcomesService
+from ratifier.features.review.io.queue import ReviewQueue
+from ratifier.features.review.runtime.web import ReviewService
 from ratifier.io.kafka import make_producer
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
-from ratifier.runtimes.outcomes import OutcomesService
-from ratifier.runtimes.review_web import ReviewService
 from ratifier.schemas import codec
 from tests.integration.review_browser import ReviewerBrowser, require_chromium
 from tests.integration.review_support import packet, redis_for, write_reviewers

@@ -13,9 +13,9 @@ import pytest
 from ratifier.app.cli import main
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
-from ratifier.core.review import outcome_id_for
+from ratifier.features.review.core import outcome_id_for
+from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.redis_client import connect
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.trusted_store import TrustedStore
 from tests.integration.review_support import packet, redis_for, write_reviewers
 

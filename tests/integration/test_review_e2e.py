@@ -23,12 +23,12 @@ from ratifier.app.demo.generator import chance
 from ratifier.app.demo.runner import demo_content, demo_processes
 from ratifier.core.config import Settings
 from ratifier.core.models import EscalationPacket, Outcome, OutcomeClass, PassDecision
-from ratifier.core.review import Action, load_reviewers
 from ratifier.core.topics import TopicNames
+from ratifier.features.review.core import Action, load_reviewers
+from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.admin import group_member_count
 from ratifier.io.client import Client
 from ratifier.io.redis_client import connect
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
 from ratifier.ops.fleet import Fleet, ProcessSpec

@@ -17,8 +17,8 @@ from ratifier.core.errors import (
     UnknownItem,
     UnknownReviewer,
 )
-from ratifier.core.review import Action, load_reviewers
-from ratifier.io.review_queue import ReviewQueue
+from ratifier.features.review.core import Action, load_reviewers
+from ratifier.features.review.io.queue import ReviewQueue
 from tests.integration.review_support import packet, redis_for, write_reviewers
 
 pytestmark = pytest.mark.integration

@@ -15,18 +15,18 @@ from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
 from ratifier.core.models import Reason, Span, Verdict, Vote
-from ratifier.core.review import load_reviewers
-from ratifier.io.review_metrics import AgreementStore, ReviewGauges
-from ratifier.io.review_queue import ReviewQueue
-from ratifier.io.review_sessions import ReviewSessions
-from ratifier.io.testing import self_signed_certificate
-from ratifier.runtimes.review_web import (
+from ratifier.features.review.core import load_reviewers
+from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
+from ratifier.features.review.io.queue import ReviewQueue
+from ratifier.features.review.io.sessions import ReviewSessions
+from ratifier.features.review.runtime.web import (
     COOKIE,
     ReviewApp,
     ReviewService,
     _reason_spans,
     highlight,
 )
+from ratifier.io.testing import self_signed_certificate
 from tests.integration.monitor_support import free_port
 from tests.integration.review_support import packet, redis_for, write_reviewers
 

@@ -13,15 +13,15 @@ import pytest
 
 from ratifier.core.config import Settings
 from ratifier.core.outcome_signing import UntrustedOutcome, seal_headers
-from ratifier.core.review import outcome_from_pass
 from ratifier.core.signing import Signer, encode_public_key
 from ratifier.core.topics import TopicNames
+from ratifier.features.outcomes.runtime import OutcomesService
+from ratifier.features.review.core import outcome_from_pass
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
 from ratifier.io.keys import write_private_key
 from ratifier.io.testing import wait_until
 from ratifier.ops.fleet import Fleet
-from ratifier.runtimes.outcomes import OutcomesService
 from ratifier.schemas import codec
 from tests.integration.review_support import pass_decision, redis_for
 

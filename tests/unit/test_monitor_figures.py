@@ -21,8 +21,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import MonitorSettings, Policy, Role, Threshold, ValidatorSpec
-from ratifier.runtimes.monitor import alarms
-from ratifier.runtimes.monitor.figures import PolicyFigures, decided_attempt
+from ratifier.features.monitor.core import alarms
+from ratifier.features.monitor.core.figures import PolicyFigures, decided_attempt
 
 POLICY = "p"
 

@@ -19,7 +19,7 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
-from ratifier.core.review import (
+from ratifier.features.review.core import (
     Action,
     Agreement,
     Resolution,

@@ -13,8 +13,18 @@ from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import proportions_ztest
 
-from ratifier.core.agreement import cohens_kappa, fleiss_kappa, fleiss_table, pairwise_labels
-from ratifier.core.windows import SlidingWindow, quantile, ratio, two_proportion_z_test
+from ratifier.features.monitor.core.agreement import (
+    cohens_kappa,
+    fleiss_kappa,
+    fleiss_table,
+    pairwise_labels,
+)
+from ratifier.features.monitor.core.windows import (
+    SlidingWindow,
+    quantile,
+    ratio,
+    two_proportion_z_test,
+)
 
 LABELS = ("ACCEPT", "REJECT", "ABSTAIN")
 

@@ -46,7 +46,7 @@ def run(ctx: click.Context, policy_dir: Path | None, window_s: float, window_cas
     Start more to share the partitions (one consumer group). Needs Redis (RATIFIER_REDIS_URL):
     while it is down the monitor waits, and says so in its log.
     """
-    from ratifier.runtimes.monitor import MonitorWorker
+    from ratifier.features.monitor.runtime.worker import MonitorWorker
 
     settings = settings_from(ctx, policy_dir=policy_dir)
     policies = load_policies(settings.policy_dir)

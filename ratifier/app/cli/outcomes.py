@@ -37,7 +37,7 @@ def run(ctx: click.Context) -> int:
 
     Run one per topic prefix: a second one fences the first and takes over.
     """
-    from ratifier.runtimes.outcomes import OutcomesService
+    from ratifier.features.outcomes.runtime import OutcomesService
 
     settings = settings_from(ctx)
     return run_worker(lambda: OutcomesService(settings), settings)

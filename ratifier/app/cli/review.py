@@ -29,7 +29,7 @@ from ratifier.core.jsonview import to_json
 from ratifier.core.models import now_ms
 
 if TYPE_CHECKING:
-    from ratifier.core.review import Reviewers
+    from ratifier.core.tokens import Reviewers
 
 T = TypeVar("T")
 
@@ -56,8 +56,8 @@ def _with_queue(
     ``reviewers``: who may resolve, for work that resolves; reading the queue needs none
     (whoever reaches Redis can read it anyway).
     """
+    from ratifier.features.review.io.queue import ReviewQueue
     from ratifier.io.redis_client import connect
-    from ratifier.io.review_queue import ReviewQueue
 
     async def main() -> T:
         redis = connect(settings)
@@ -73,7 +73,7 @@ def _with_queue(
 
 def _reviewer_of(settings: Settings, token_file: Path) -> tuple[Reviewers, str]:
     """The reviewer list (read once) and the reviewer the token file names in it."""
-    from ratifier.core.review import load_reviewers
+    from ratifier.features.review.core import load_reviewers
 
     try:
         token = token_file.read_text(encoding="utf-8").strip()
@@ -131,7 +131,7 @@ def serve(
     secure_cookies: bool,
 ) -> int:
     """Serve the reviewer web page, and feed the queue from <prefix>.decisions.escalate."""
-    from ratifier.runtimes.review_web import ReviewService
+    from ratifier.features.review.runtime.web import ReviewService
 
     settings = settings_from(ctx, review_tokens_file=review_tokens_file)
     return run_worker(

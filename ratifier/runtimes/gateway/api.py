@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ratifier.core.errors import CandidateRejected, RatifierError, UnknownReviewer
 from ratifier.core.jsonview import to_json
 from ratifier.core.models import Candidate, Decision, PassDecision, RetryRequest
-from ratifier.core.review import Reviewers
+from ratifier.core.tokens import Reviewers
 from ratifier.io.client import Decided
 from ratifier.runtimes.gateway.index import CaseIndex
 from ratifier.runtimes.gateway.openapi import CASE_REQUEST, document

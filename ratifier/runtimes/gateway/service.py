@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from ratifier.core.config import Settings
 from ratifier.core.models import Decision
-from ratifier.core.review import load_tokens
+from ratifier.core.tokens import load_tokens
 from ratifier.io.client import Client
 from ratifier.io.metrics import Observability, Readiness
 from ratifier.io.outcomes_log import committed_outcomes

@@ -47,8 +47,10 @@ from ratifier.core.models import (
     now_ms,
 )
 from ratifier.core.outcome_signing import seal_from_headers, seal_headers
-from ratifier.core.review import agreement, outcome_from_pass, outcome_from_resolution
 from ratifier.core.topics import TopicNames
+from ratifier.features.review.core import agreement, outcome_from_pass, outcome_from_resolution
+from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
+from ratifier.features.review.io.queue import ReviewQueue, StoredResolution
 from ratifier.io.client import assign_all
 from ratifier.io.consume import (
     ConsumerRuntime,
@@ -62,8 +64,6 @@ from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.keys import signer_from
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.redis_client import connect
-from ratifier.io.review_metrics import AgreementStore, ReviewGauges
-from ratifier.io.review_queue import ReviewQueue, StoredResolution
 from ratifier.io.trusted_store import TrustedStore
 from ratifier.schemas import codec
 

@@ -6,8 +6,8 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ratifier.features.monitor.core.figures import Figures
 from ratifier.io.metrics import LATENCY_BUCKETS
-from ratifier.runtimes.monitor.figures import Figures
 
 
 class MonitorMetrics:

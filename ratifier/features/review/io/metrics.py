@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
-from ratifier.core.review import Agreement
+from ratifier.features.review.core import Agreement
+from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.redis_client import key_prefix
-from ratifier.io.review_queue import ReviewQueue
 
 # KEYS: counts hash, counted set. ARGV: case id, then field/amount pairs.
 _RECORD_ONCE: Final = """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ratifier.core.models import Alert
 from ratifier.core.policy import MonitorSettings, Policy
-from ratifier.runtimes.monitor.figures import Figures
+from ratifier.features.monitor.core.figures import Figures
 
 __all__ = [
     "CORRELATED_VALIDATORS",

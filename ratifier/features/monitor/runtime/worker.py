@@ -50,6 +50,9 @@ from ratifier.core.models import (
 )
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
+from ratifier.features.monitor.core import alarms as rules
+from ratifier.features.monitor.core.figures import Figures, PolicyFigures, decided_attempt
+from ratifier.features.monitor.runtime.metrics import MonitorMetrics
 from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
@@ -61,9 +64,6 @@ from ratifier.io.consume import (
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.metrics import ConsumerLag, Observability, Readiness
 from ratifier.io.readmodels import OffsetGroup, ReadModels, case_fields, score_field
-from ratifier.runtimes.monitor import alarms as rules
-from ratifier.runtimes.monitor.figures import Figures, PolicyFigures, decided_attempt
-from ratifier.runtimes.monitor.metrics import MonitorMetrics
 from ratifier.schemas import codec
 
 logger = logging.getLogger(__name__)

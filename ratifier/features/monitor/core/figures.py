@@ -17,7 +17,6 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ratifier.core.agreement import cohens_kappa, fleiss_kappa, fleiss_table, pairwise_labels
 from ratifier.core.models import (
     Decision,
     PassDecision,
@@ -26,7 +25,18 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.time_to_decision import seconds_to_decision
-from ratifier.core.windows import SlidingWindow, quantile, ratio, two_proportion_z_test
+from ratifier.features.monitor.core.agreement import (
+    cohens_kappa,
+    fleiss_kappa,
+    fleiss_table,
+    pairwise_labels,
+)
+from ratifier.features.monitor.core.windows import (
+    SlidingWindow,
+    quantile,
+    ratio,
+    two_proportion_z_test,
+)
 
 __all__ = [
     "HOUR_MS",

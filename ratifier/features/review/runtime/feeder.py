@@ -20,6 +20,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import DeadLetterReason, EscalationPacket
 from ratifier.core.topics import TopicNames
+from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.attempts import full_attempts
 from ratifier.io.consume import (
     ConsumerRuntime,
@@ -30,7 +31,6 @@ from ratifier.io.consume import (
     dead_letter_sender,
 )
 from ratifier.io.kafka import make_consumer, make_producer
-from ratifier.io.review_queue import ReviewQueue
 from ratifier.schemas import codec
 
 logger = logging.getLogger(__name__)

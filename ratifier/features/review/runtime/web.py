@@ -44,12 +44,13 @@ from ratifier.core.errors import (
     UnknownReviewer,
 )
 from ratifier.core.models import AttemptRecord, Verdict, Vote, now_ms
-from ratifier.core.review import Reviewers, load_reviewers
+from ratifier.core.tokens import Reviewers
+from ratifier.features.review.core import load_reviewers
+from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
+from ratifier.features.review.io.queue import QueuedItem, ReviewQueue
+from ratifier.features.review.io.sessions import ReviewSessions
+from ratifier.features.review.runtime.feeder import ReviewFeeder
 from ratifier.io.redis_client import connect
-from ratifier.io.review_metrics import AgreementStore, ReviewGauges
-from ratifier.io.review_queue import QueuedItem, ReviewQueue
-from ratifier.io.review_sessions import ReviewSessions
-from ratifier.runtimes.review_feeder import ReviewFeeder
 
 logger = logging.getLogger(__name__)
 

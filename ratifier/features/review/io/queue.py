@@ -32,7 +32,8 @@ from redis.exceptions import ResponseError
 from ratifier.core.config import Settings
 from ratifier.core.errors import AlreadyResolved, StaleClaim, UnknownItem, UnknownReviewer
 from ratifier.core.models import EscalationPacket, now_ms
-from ratifier.core.review import Action, Resolution, Reviewers, validate_resolution
+from ratifier.core.tokens import Reviewers
+from ratifier.features.review.core import Action, Resolution, validate_resolution
 from ratifier.io.redis_client import key_prefix
 from ratifier.schemas import codec
 

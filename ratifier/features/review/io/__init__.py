@@ -1,0 +1,1 @@
+"""The review queue, its sessions and its figures, on Redis."""

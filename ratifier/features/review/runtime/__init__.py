@@ -1,0 +1,1 @@
+"""The review's processes: the queue's feeder from Kafka and the reviewer web page."""
