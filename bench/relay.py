@@ -2,7 +2,7 @@
 
 Every relay reads candidates and verdicts, decodes every record, and writes one record per case
 (the candidate's bytes) once the same votes are in that make the default policy pass a bench
-case: three accepting simulated voters and the red team (:class:`PassWatcher`). They differ only
+case: three accepting simulated voters and the red team (bench/pass_watcher.py). They differ only
 in the Kafka machinery underneath:
 
 - ``raw``: a plain aiokafka consumer-to-producer loop with Ratifier's client settings
@@ -24,57 +24,15 @@ import signal
 import time
 from typing import Any
 
+from bench.pass_watcher import PassWatcher
+from bench.transactional_relay import transactional_relay
 from ratifier.core.config import Settings
-from ratifier.core.models import Candidate, Verdict, Vote
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
-from ratifier.schemas import codec
 
-RED_TEAM = "redteam"
 COMMIT_INTERVAL_S = 1.0
 RAW, RAW_TRANSACTIONAL, FAUST = "raw", "raw-transactional", "faust"
 ENGINES = (RAW, RAW_TRANSACTIONAL, FAUST)
-
-
-class _Case:
-    __slots__ = ("accepts", "candidate", "red_team")
-
-    def __init__(self) -> None:
-        self.candidate: bytes | None = None
-        self.accepts = 0
-        self.red_team = False
-
-
-class PassWatcher:
-    """Decodes each record and says when a bench case has the votes the default policy needs."""
-
-    def __init__(self) -> None:
-        self.open_cases: dict[str, _Case] = {}
-        self.done: set[str] = set()
-
-    def feed(self, value: bytes | None) -> bytes | None:
-        """The candidate's bytes once this record completes its case's pass, else None."""
-        raw = value or b""
-        decoded = codec.decode(raw)
-        if not isinstance(decoded, (Candidate, Verdict)):
-            return None
-        case_id = decoded.case_id
-        if case_id in self.done:
-            return None
-        case = self.open_cases.get(case_id)
-        if case is None:
-            case = self.open_cases[case_id] = _Case()
-        if isinstance(decoded, Candidate):
-            case.candidate = raw
-        elif decoded.validator_id == RED_TEAM:
-            case.red_team = True
-        elif decoded.vote is Vote.ACCEPT:
-            case.accepts += 1
-        if case.candidate is None or not case.red_team or case.accepts < 3:
-            return None
-        del self.open_cases[case_id]
-        self.done.add(case_id)
-        return case.candidate
 
 
 async def raw_relay(settings: Settings, group: str, out_topic: str, stop: asyncio.Event) -> None:
@@ -136,9 +94,6 @@ def main(engine: str, group: str, out_topic: str) -> int:
     if engine == FAUST:
         faust_relay(settings, group, out_topic)
         return 0
-    # Imported here: it builds on this module's PassWatcher.
-    from bench.transactional_relay import transactional_relay
-
     relay = transactional_relay if engine == RAW_TRANSACTIONAL else raw_relay
 
     async def run() -> None:

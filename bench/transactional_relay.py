@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
-from bench.relay import PassWatcher
+from bench.pass_watcher import PassWatcher
 from ratifier.core.config import Settings
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
