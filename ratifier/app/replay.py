@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratifier.app.configs import endpoints
 from ratifier.core.calibration import LabelledSet, dawid_skene
 from ratifier.core.config import Settings
 from ratifier.core.models import Decision, EscalationPacket, PassDecision, RetryRequest
@@ -26,6 +27,7 @@ from ratifier.core.policy import NAME_PATTERN
 from ratifier.core.polling import wait_until
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.client import Client
+from ratifier.io.consume import PoisonHandling
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.runtimes.crowd import LabelCrowdWorker
 from ratifier.runtimes.generator import GeneratorWorker
@@ -104,9 +106,10 @@ async def replay_through_pipeline(
         try:
             await fleet.start(ProcessSpec.tally())
             await fleet.wait_ready(tuned, timeout_s=120)
+            where, poison = endpoints(tuned), PoisonHandling.from_settings(tuned)
             async with (
-                LabelCrowdWorker(tuned, labels) as crowd,
-                GeneratorWorker(tuned, next_label, generator_id="replay") as generator,
+                LabelCrowdWorker(where, poison, labels) as crowd,
+                GeneratorWorker(where, poison, next_label, generator_id="replay") as generator,
                 Client(tuned, producer="replay") as client,
             ):
                 stop = asyncio.Event()

@@ -80,6 +80,7 @@ from ratifier.core.connection import (
     RedisConnection,
     Secret,
     check_security,
+    mask_url_password,
     read_secret,
 )
 from ratifier.core.errors import ConfigError
@@ -91,10 +92,6 @@ TALLY_ENGINES = ("transactional", "faust")
 # Where the transactional tally keeps its state (docs/delivery.md, "State on disk").
 TALLY_STORES = ("rocksdb", "memory")
 FOREVER = "forever"  # RATIFIER_FINISHED_HORIZON_MS=forever
-
-
-def _mask_url_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +291,7 @@ class Settings:
 
     @property
     def redis_url_masked(self) -> str:
-        return _mask_url_password(self.redis_url)
+        return mask_url_password(self.redis_url)
 
     @property
     def kafka_url(self) -> str:

@@ -9,6 +9,7 @@ connection or exception never shows it; only ``reveal()`` hands the value to a c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +150,11 @@ class RedisConnection:
     password: Secret = NO_SECRET
     ssl_cafile: Path | None = None
 
+    @property
+    def masked_url(self) -> str:
+        """The URL with any password in it replaced by ``***`` (for logs and messages)."""
+        return mask_url_password(self.url)
+
     def __post_init__(self) -> None:
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
@@ -157,3 +163,8 @@ class RedisConnection:
             )
         if self.ssl_cafile is not None and not self.url.startswith("rediss://"):
             raise ConfigError("RATIFIER_REDIS_SSL_CAFILE needs a rediss:// URL")
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)

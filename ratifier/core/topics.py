@@ -19,6 +19,11 @@ class TopicNames:
         return cls(settings.topic_prefix)
 
     @property
+    def key_prefix(self) -> str:
+        """Every Redis key Ratifier writes starts with the topic prefix: one Redis serves many."""
+        return f"{self.prefix}:"
+
+    @property
     def candidates(self) -> str:
         return f"{self.prefix}.candidates"
 

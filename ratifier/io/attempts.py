@@ -16,7 +16,7 @@ from typing import cast
 
 from aiokafka import ConsumerRecord
 
-from ratifier.core.config import Settings
+from ratifier.core.connection import KafkaConnection
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import AttemptRecord, EscalationPacket, RetryRequest
 from ratifier.core.topics import TopicNames
@@ -27,7 +27,7 @@ __all__ = ["full_attempts"]
 
 
 async def full_attempts(
-    settings: Settings, packet: EscalationPacket, *, idle_s: float = 2.0
+    kafka: KafkaConnection, topics: TopicNames, packet: EscalationPacket, *, idle_s: float = 2.0
 ) -> tuple[AttemptRecord, ...]:
     """The packet's attempts, each stub replaced by the attempt its retry request carries (its
     late verdicts stay the stub's: a retry request is published before them). A retry request
@@ -36,11 +36,11 @@ async def full_attempts(
     found: dict[str, RetryRequest] = {}
     if wanted:
         key = packet.case_id.encode()
-        topic = TopicNames.from_settings(settings).retry
+        topic = topics.retry
         # An async generator (typed as an iterator): closing it stops its consumer on a break.
         records = cast(
             "AsyncGenerator[ConsumerRecord[bytes, bytes], None]",
-            read_from_beginning(settings, [topic], client_id="ratifier-attempts", idle_s=idle_s),
+            read_from_beginning(kafka, [topic], client_id="ratifier-attempts", idle_s=idle_s),
         )
         async with contextlib.aclosing(records):
             async for record in records:

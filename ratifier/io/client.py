@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ratifier.core.config import Settings
+from ratifier.core.connection import KafkaConnection
 from ratifier.core.errors import (
     CandidateRejected,
     ConfigError,
@@ -95,17 +96,21 @@ async def assign_all(
 
 
 async def read_from_beginning(
-    settings: Settings, topics: Iterable[str], *, client_id: str, idle_s: float | None
+    source: KafkaConnection | Settings,
+    topics: Iterable[str],
+    *,
+    client_id: str,
+    idle_s: float | None,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every committed record on ``topics`` from the beginning, as a group-less reader.
 
     Stops once none has arrived for ``idle_s``; with ``None``, follows the topics for good.
     """
-    consumer = make_consumer(settings, group_id=None, client_id=client_id)
+    consumer = make_consumer(source, group_id=None, client_id=client_id)
     await consumer.start()
     try:
         await assign_all(
-            consumer, topics, from_beginning=True, bootstrap_servers=settings.bootstrap_servers
+            consumer, topics, from_beginning=True, bootstrap_servers=source.bootstrap_servers
         )
         timeout_ms = 1_000 if idle_s is None else int(idle_s * 1000)
         while True:
@@ -373,7 +378,9 @@ class Client:
 
         redis = connect(self.settings)
         try:
-            return await TrustedStore(redis, self.settings).get(case_id, verify=verify)
+            return await TrustedStore.from_settings(redis, self.settings).get(
+                case_id, verify=verify
+            )
         finally:
             await redis.aclose()
 
@@ -385,7 +392,7 @@ class Client:
         """
         from ratifier.io.readmodels import ReadModels  # only callers of this method need Redis
 
-        async with ReadModels(self.settings) as models:
+        async with ReadModels.from_settings(self.settings) as models:
             return await models.case(case_id)
 
     async def decide(

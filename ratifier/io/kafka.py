@@ -103,9 +103,19 @@ def bootstrap_failures() -> Iterator[list[str]]:
         aiokafka_log.removeFilter(collect)
 
 
-def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+def _options_of(source: KafkaConnection | Settings) -> dict[str, Any]:
+    """Client options of a component's typed connection, or of the whole Settings (callers
+    not yet given a typed config)."""
+    if isinstance(source, KafkaConnection):
+        return client_options(source)
+    return connection_options(source)
+
+
+def make_producer(
+    source: KafkaConnection | Settings, *, client_id: str, **overrides: Any
+) -> AIOKafkaProducer:
     options: dict[str, Any] = {
-        **connection_options(settings),
+        **_options_of(source),
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": True,
@@ -116,10 +126,14 @@ def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AI
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group_id: str | None, client_id: str, **overrides: Any
+    source: KafkaConnection | Settings,
+    *topics: str,
+    group_id: str | None,
+    client_id: str,
+    **overrides: Any,
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
-        **connection_options(settings),
+        **_options_of(source),
         "group_id": group_id,
         "client_id": client_id,
         "enable_auto_commit": False,

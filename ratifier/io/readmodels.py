@@ -30,6 +30,7 @@ import orjson
 from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
+from ratifier.core.connection import RedisConnection
 from ratifier.core.models import (
     Alert,
     Candidate,
@@ -282,12 +283,18 @@ class OffsetGroup:
 class ReadModels:
     """Reads and writes the read models in Redis. ``async with`` it, or ``aclose()`` it."""
 
-    def __init__(self, settings: Settings, *, case_ttl_s: int = CASE_TTL_S) -> None:
-        self.url = settings.redis_url_masked
-        self.ns = namespace(settings)
+    def __init__(
+        self, redis: RedisConnection, key_prefix: str, *, case_ttl_s: int = CASE_TTL_S
+    ) -> None:
+        self.url = redis.masked_url
+        self.ns = key_prefix
         self.case_ttl_s = case_ttl_s
-        self._redis: Redis = connect(settings)
+        self._redis: Redis = connect(redis)
         self._apply_once = self._redis.register_script(_APPLY_ONCE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, case_ttl_s: int = CASE_TTL_S) -> ReadModels:
+        return cls(settings.redis_connection(), namespace(settings), case_ttl_s=case_ttl_s)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -7,15 +7,17 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ratifier.core.config import Settings
+from ratifier.core.connection import RedisConnection
+from ratifier.core.topics import TopicNames
 
 
-def connect(settings: Settings) -> Redis:
+def connect(source: RedisConnection | Settings) -> Redis:
     """A client of ``RATIFIER_REDIS_URL``; bytes in, bytes out (Avro values are not text).
 
     ``rediss://`` connects over TLS; the ACL user and password of ``RATIFIER_REDIS_USERNAME``
     and ``RATIFIER_REDIS_PASSWORD`` (or its ``_FILE``) win over any in the URL.
     """
-    connection = settings.redis_connection()
+    connection = source if isinstance(source, RedisConnection) else source.redis_connection()
     options: dict[str, Any] = {"decode_responses": False}
     if connection.username:
         options["username"] = connection.username
@@ -27,5 +29,5 @@ def connect(settings: Settings) -> Redis:
 
 
 def key_prefix(settings: Settings) -> str:
-    """Every key Ratifier writes starts with the topic prefix: one Redis serves many prefixes."""
-    return f"{settings.topic_prefix}:"
+    """Every key Ratifier writes starts with the topic prefix (``TopicNames.key_prefix``)."""
+    return TopicNames.from_settings(settings).key_prefix

@@ -38,15 +38,19 @@ logger = logging.getLogger(__name__)
 
 
 class TrustedStore:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, key_prefix: str, public_key: str | None) -> None:
+        """``public_key``: the outcomes key (base64 Ed25519); with it, only sealed outcomes in."""
         # Any: redis-py types replies as bytes | str (decode_responses is a runtime flag); the
         # client of connect() always answers bytes.
         self.redis: Any = redis
-        self._base = f"{key_prefix(settings)}trusted:"
+        self._base = f"{key_prefix}trusted:"
         self.index_key = f"{self._base}index"
-        key = settings.outcomes_public_key
-        self.public_key = decode_public_key(key) if key else None
+        self.public_key = decode_public_key(public_key) if public_key else None
         self.refused = 0  # outcomes not let in: no valid seal of the outcomes key
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> TrustedStore:
+        return cls(redis, key_prefix(settings), settings.outcomes_public_key)
 
     def key(self, case_id: str) -> str:
         return f"{self._base}case:{case_id}"

@@ -10,15 +10,15 @@ The verdicts go through the broker to the tally like any validator's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from ratifier.core.config import Settings
+from ratifier.core.endpoints import Endpoints
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, DeadLetterReason, Vote, verdict_on
-from ratifier.core.topics import TopicNames
 from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
@@ -40,20 +40,25 @@ class LabelCrowdWorker(RuntimeWorker):
 
     _producer: AIOKafkaProducer
 
-    def __init__(self, settings: Settings, labels: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        poison: PoisonHandling,
+        labels: Mapping[str, Sequence[tuple[str, str]]],
+    ) -> None:
         self.labels = labels
-        names = TopicNames.from_settings(settings)
+        names = endpoints.topics
         self._verdicts_topic = names.verdicts
         self._consumer = make_consumer(
-            settings, group_id=f"{settings.topic_prefix}.crowd", client_id="crowd"
+            endpoints.kafka, group_id=f"{names.prefix}.crowd", client_id="crowd"
         )
-        self._producer = make_producer(settings, client_id="crowd")
+        self._producer = make_producer(endpoints.kafka, client_id="crowd")
         # The tally dead-letters malformed candidates; the crowd only skips them, as validators do.
         self.runtime = ConsumerRuntime(
             self._consumer,
             [names.candidates],
             self._handle,
-            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+            poison=dataclasses.replace(poison, mode=PoisonMode.SKIP),
         )
 
     async def _handle(self, record: ConsumerRecord) -> None:

@@ -18,10 +18,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from ratifier.core.config import Settings
+from ratifier.core.endpoints import Endpoints
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, DeadLetterReason, RetryRequest, now_ms
-from ratifier.core.topics import TopicNames
 from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
@@ -79,7 +78,8 @@ class GeneratorWorker(RuntimeWorker):
 
     def __init__(
         self,
-        settings: Settings,
+        endpoints: Endpoints,
+        poison: PoisonHandling,
         improve: Improve,
         *,
         generator_id: str = "default",
@@ -87,19 +87,19 @@ class GeneratorWorker(RuntimeWorker):
     ) -> None:
         self.improve = improve
         self.generator_id = generator_id
-        names = TopicNames.from_settings(settings)
+        names = endpoints.topics
         self._candidates_topic = names.candidates
         client_id = f"generator-{generator_id}"
         self._consumer = make_consumer(
-            settings, group_id=names.generator_group(generator_id), client_id=client_id
+            endpoints.kafka, group_id=names.generator_group(generator_id), client_id=client_id
         )
-        self._producer = make_producer(settings, client_id=client_id)
+        self._producer = make_producer(endpoints.kafka, client_id=client_id)
         self.runtime = ConsumerRuntime(
             self._consumer,
             [names.retry],
             self._handle,
             limits=Limits(max_in_flight=concurrency),
-            poison=PoisonHandling.from_settings(settings),
+            poison=poison,
             dead_letter=dead_letter_sender(self._producer, names.deadletter),
         )
         self.produced = 0

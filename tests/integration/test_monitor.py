@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ratifier.app.configs import monitor_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Alert, EscalationPacket, PassDecision, RetryRequest
 from ratifier.core.policy import load_policies
@@ -73,7 +74,7 @@ async def governed(stack: object, settings: Settings, tmp_path: Path) -> AsyncIt
     tuned = settings.with_overrides(policy_dir=tmp_path / "policies", tick_interval_s=0.2)
     await ensure_topics(tuned)
     yield tuned
-    async with ReadModels(tuned) as models:
+    async with ReadModels.from_settings(tuned) as models:
         await models.delete_all()
 
 
@@ -92,7 +93,7 @@ async def test_alarms_read_models_and_metrics_end_to_end(governed: Settings) -> 
         ProcessSpec.validator("other", SIMULATED, {"error_rate": 0.3, "seed": 8}),
     ]
     monitor_settings = settings.with_overrides(metrics_port=free_port(), worker_id="monitor-1")
-    monitor = MonitorWorker(monitor_settings, load_policies(settings.policy_dir))
+    monitor = MonitorWorker(monitor_config(monitor_settings), load_policies(settings.policy_dir))
     stop = asyncio.Event()
     await fleet.start(ProcessSpec.tally(), *validators)
     try:
@@ -245,7 +246,7 @@ def _outcome(decision: object) -> str:
 
 
 def _read_models(settings: Settings) -> ReadModels:
-    return ReadModels(settings)
+    return ReadModels.from_settings(settings)
 
 
 async def _ready(port: int) -> bool:

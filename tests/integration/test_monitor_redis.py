@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from ratifier.app.configs import monitor_config
 from ratifier.core.config import Settings
 from ratifier.core.models import (
     Candidate,
@@ -115,7 +116,7 @@ def _expected(count: int) -> Counter[tuple[str, str]]:
 
 
 async def _scoreboard(settings: Settings) -> Counter[tuple[str, str]]:
-    async with ReadModels(settings) as models:
+    async with ReadModels.from_settings(settings) as models:
         rows = await models.scoreboard()
     board: Counter[tuple[str, str]] = Counter()
     for row in rows:
@@ -126,7 +127,7 @@ async def _scoreboard(settings: Settings) -> Counter[tuple[str, str]]:
 
 @contextlib.asynccontextmanager
 async def running_monitor(settings: Settings) -> AsyncIterator[MonitorWorker]:
-    monitor = MonitorWorker(settings, load_policies())
+    monitor = MonitorWorker(monitor_config(settings), load_policies())
     stop = asyncio.Event()
     async with serve_metrics(settings, monitor.observability()), monitor:
         task = asyncio.create_task(monitor.run(stop))
@@ -191,13 +192,13 @@ async def test_redis_restart_during_load_loses_and_repeats_nothing(
         async def rebuilt() -> bool:
             # Its windows were rebuilt from the topics: every final outcome of the hour, not
             # only the 50 decisions it read as new (a retry, every 5th, is not final).
-            async with ReadModels(ours) as models:
+            async with ReadModels.from_settings(ours) as models:
                 figures = (await models.figures()).get("default", {})
             return figures.get("final_outcomes") == 450 - 450 // 5
 
         await wait_until(rebuilt, 30, "the restarted monitor's windows rebuilt")
     assert await _scoreboard(ours) == _expected(450)
-    async with ReadModels(ours) as models:
+    async with ReadModels.from_settings(ours) as models:
         case = await models.case("case-399")
     assert case is not None
     assert case.status == "passed"
@@ -207,7 +208,7 @@ async def test_counts_are_applied_once_per_offset(settings: Settings, own_redis:
     ours = settings.with_overrides(redis_url=own_redis.url)
     await wait_until(own_redis.answers, 10, "our redis-server")
     group = OffsetGroup("t", 0, first=10, next=20, increments=Counter({"p|a|ACCEPT|x": 3}))
-    async with ReadModels(ours) as models:
+    async with ReadModels.from_settings(ours) as models:
         assert await models.apply_counts([group]) == 1
         assert await models.apply_counts([group]) == 0  # the same records again: skipped
         later = OffsetGroup("t", 0, first=20, next=25, increments=Counter({"p|a|ACCEPT|x": 1}))

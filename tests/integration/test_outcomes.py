@@ -12,6 +12,7 @@ import pytest
 from aiokafka.errors import ProducerFenced
 from redis.asyncio import Redis
 
+from ratifier.app.configs import outcomes_config, review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import DeadLetter, DeadLetterReason, Outcome, OutcomeClass
 from ratifier.core.topics import TopicNames
@@ -67,8 +68,8 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
 ) -> None:
     settings, redis = env
     names = TopicNames.from_settings(settings)
-    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
-    store = TrustedStore(redis, settings)
+    queue = ReviewQueue(redis, review_config(settings), load_reviewers(settings.review_tokens_file))
+    store = TrustedStore.from_settings(redis, settings)
     producer = make_producer(settings, client_id="test-outcomes")
     await producer.start()
     try:
@@ -85,9 +86,11 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
         await producer.send_and_wait(names.passed, b"\xc3\x01garbage", key=b"bad")
         await producer.send_and_wait(names.escalate, b"not avro", key=b"bad")
 
-        writer = OutcomesWriter(settings, redis)
+        writer = OutcomesWriter(outcomes_config(settings), redis)
         async with running(
-            ReviewFeeder(settings, redis), writer, TrustedProjector(settings, redis)
+            ReviewFeeder(review_config(settings), redis),
+            writer,
+            TrustedProjector(outcomes_config(settings), redis),
         ):
             await wait_until(lambda: _length_is(queue, 3), 30, "three queued escalations")
             first_candidate = escalations[0].attempts[0].candidate.candidate_id
@@ -151,7 +154,7 @@ async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_ans
 
     # Accuracy vs human: esc-0 confirmed attempt 1 (the tally rejected it: disagreed) and not
     # attempt 2 (agreed); esc-1 corrected: both rejections agreed; esc-2 compares nothing.
-    totals = await AgreementStore(redis, settings).totals()
+    totals = await AgreementStore(redis, review_config(settings)).totals()
     assert (totals.cases, totals.attempts, totals.attempts_agreed) == (2, 4, 3)
     assert totals.validators["fact"] == (3, 4)  # REJECT agreed except on esc-0's attempt 1
     assert totals.validators["style"] == (1, 4)  # ACCEPT agreed only there
@@ -163,7 +166,7 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
 ) -> None:
     settings, redis = env
     names = TopicNames.from_settings(settings)
-    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+    queue = ReviewQueue(redis, review_config(settings), load_reviewers(settings.review_tokens_file))
     await queue.ensure_groups()
     producer = make_producer(settings, client_id="test-outcomes")
     await producer.start()
@@ -173,7 +176,7 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         p = packet("case-2")
         await queue.enqueue(p)
         await queue.resolve("case-2", "ann", Action.UNRESOLVED, note="n", require_claim=False)
-        first = OutcomesWriter(settings, redis)
+        first = OutcomesWriter(outcomes_config(settings), redis)
         await first.start()
         try:
             await wait_until(lambda: _steps_until(first, 2), 30, "two outcomes")
@@ -188,7 +191,7 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         await queue.resolve("case-3", "bob", Action.UNRESOLVED, note="n", require_claim=False)
         taken = await queue.read_resolutions("writer", pending=False)  # case-2 again, and case-3
         monkeypatch.setattr(outcomes_runtime, "PENDING_CHECK_S", 0.5)
-        second = OutcomesWriter(settings, redis)
+        second = OutcomesWriter(outcomes_config(settings), redis)
         await second.start()
         try:
             assert second.decided == {"case-1", "case-2"}
@@ -222,11 +225,14 @@ async def test_two_live_writers_the_newer_fences_the_older_and_no_case_gets_two_
     input sent before and after, read by either writer, ends in exactly one outcome."""
     settings, redis = env
     monkeypatch.setattr(outcomes_runtime, "PENDING_CHECK_S", 0.5)
-    queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+    queue = ReviewQueue(redis, review_config(settings), load_reviewers(settings.review_tokens_file))
     await queue.ensure_groups()
     expected = {f"case-{n}" for n in range(40)} | {f"esc-{n}" for n in range(6)}
     stop = asyncio.Event()
-    older, newer = OutcomesWriter(settings, redis), OutcomesWriter(settings, redis)
+    older, newer = (
+        OutcomesWriter(outcomes_config(settings), redis),
+        OutcomesWriter(outcomes_config(settings), redis),
+    )
     await older.start()
     older_run = asyncio.create_task(older.run(stop))
     runs = [older_run]

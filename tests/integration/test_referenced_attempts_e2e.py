@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ratifier.app.configs import review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, EscalationPacket, RetryRequest
+from ratifier.core.topics import TopicNames
 from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.features.review.runtime.feeder import ReviewFeeder
 from ratifier.io.attempts import full_attempts
@@ -84,11 +86,13 @@ async def test_a_referenced_packet_resolves_to_its_retry_requests(
             await wait_until(escalated, 90, "the escalation after three rejected attempts")
             generator.cancel()
             [packet] = packets
-            resolved = await full_attempts(tuned, packet)
+            resolved = await full_attempts(
+                tuned.kafka_connection(), TopicNames.from_settings(tuned), packet
+            )
         # The review queue's feeder queues the packet with its attempts resolved.
         async with redis_for(tuned) as redis:
-            queue = ReviewQueue(redis, tuned, reviewers=None)
-            feeder = ReviewFeeder(tuned, redis)
+            queue = ReviewQueue(redis, review_config(tuned), reviewers=None)
+            feeder = ReviewFeeder(review_config(tuned), redis)
             stop = asyncio.Event()
             await feeder.start()
             feeding = asyncio.create_task(feeder.run(stop))

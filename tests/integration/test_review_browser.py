@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ratifier.app.configs import outcomes_config, review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
 from ratifier.core.topics import TopicNames
@@ -61,12 +62,12 @@ async def test_a_reviewer_resolves_cases_in_the_browser(settings: Settings, tmp_
         await producer.stop()
 
     port = free_port()
-    service = ReviewService(settings, host="127.0.0.1", port=port)
-    outcomes = OutcomesService(settings)
+    service = ReviewService(review_config(settings), host="127.0.0.1", port=port)
+    outcomes = OutcomesService(outcomes_config(settings))
     stop = asyncio.Event()
     async with redis_for(settings) as redis:
-        queue = ReviewQueue(redis, settings, None)
-        store = TrustedStore(redis, settings)
+        queue = ReviewQueue(redis, review_config(settings), None)
+        store = TrustedStore.from_settings(redis, settings)
         await service.start()
         await outcomes.start()
         tasks = [asyncio.create_task(service.run(stop)), asyncio.create_task(outcomes.run(stop))]

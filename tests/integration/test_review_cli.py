@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from ratifier.app.cli import main
+from ratifier.app.configs import review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
 from ratifier.features.review.core import outcome_id_for
@@ -35,7 +36,7 @@ def queued(
 
     async def enqueue() -> None:
         redis = connect(settings)
-        queue = ReviewQueue(redis, settings, None)
+        queue = ReviewQueue(redis, review_config(settings), None)
         await queue.ensure_groups()
         await queue.enqueue(packet("case-a"))
         await queue.enqueue(packet("case-b", attempts=3))
@@ -144,7 +145,7 @@ def test_answer_prints_trusted_answers_only(
 
     async def store() -> None:
         redis = connect(settings)
-        await TrustedStore(redis, settings).put(outcome)
+        await TrustedStore.from_settings(redis, settings).put(outcome)
         await redis.aclose()
 
     asyncio.run(store())

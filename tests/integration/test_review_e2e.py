@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from ratifier.app.configs import review_config
 from ratifier.app.demo.generator import chance
 from ratifier.app.demo.runner import demo_content, demo_processes
 from ratifier.core.config import Settings
@@ -133,8 +134,10 @@ async def test_every_case_ends_with_one_outcome_after_review(
     assert len(escalated) >= DOOMED_CASES, escalated
 
     async with contextlib.aclosing(connect(settings)) as redis:  # the fixture clears the keys
-        queue = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
-        store = TrustedStore(redis, settings)
+        queue = ReviewQueue(
+            redis, review_config(settings), load_reviewers(settings.review_tokens_file)
+        )
+        store = TrustedStore.from_settings(redis, settings)
 
         async def all_queued() -> bool:
             return (await queue.stats()).length == len(escalated)

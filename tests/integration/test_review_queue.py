@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from ratifier.app.configs import review_config
 from ratifier.core.config import Settings
 from ratifier.core.errors import (
     AlreadyResolved,
@@ -40,7 +41,7 @@ async def queue(
         review_claim_s=CLAIM_S,
     )
     async with redis_for(settings) as redis:
-        q = ReviewQueue(redis, settings, load_reviewers(settings.review_tokens_file))
+        q = ReviewQueue(redis, review_config(settings), load_reviewers(settings.review_tokens_file))
         await q.ensure_groups()
         yield q, redis
 

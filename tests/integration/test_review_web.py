@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from ratifier.app.configs import review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Reason, Span, Verdict, Vote
 from ratifier.features.review.core import load_reviewers
@@ -43,11 +44,13 @@ async def web(
     )
     async with redis_for(settings) as redis:
         reviewers = load_reviewers(settings.review_tokens_file)
-        queue = ReviewQueue(redis, settings, reviewers)
+        queue = ReviewQueue(redis, review_config(settings), reviewers)
         await queue.ensure_groups()
         registry = CollectorRegistry()
-        gauges = ReviewGauges(registry, queue, AgreementStore(redis, settings))
-        app = ReviewApp(queue, reviewers, gauges, registry, ReviewSessions(redis, settings))
+        gauges = ReviewGauges(registry, queue, AgreementStore(redis, review_config(settings)))
+        app = ReviewApp(
+            queue, reviewers, gauges, registry, ReviewSessions(redis, review_config(settings))
+        )
         async with TestClient(TestServer(app.app)) as client:
             yield client, queue, redis, tokens
 
@@ -220,7 +223,9 @@ async def test_the_page_serves_https_with_secure_cookies(
         topic_prefix=f"w{uuid.uuid4().hex[:10]}", review_tokens_file=tmp_path / "reviewers.txt"
     )
     port = free_port()
-    service = ReviewService(settings, host="127.0.0.1", port=port, feed=False, cert=cert, key=key)
+    service = ReviewService(
+        review_config(settings), host="127.0.0.1", port=port, feed=False, cert=cert, key=key
+    )
     trust = ssl.create_default_context(cafile=str(cert))
     async with redis_for(settings):
         await service.start()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ratifier.app.configs import outcomes_config
 from ratifier.core.config import Settings
 from ratifier.core.outcome_signing import UntrustedOutcome, seal_headers
 from ratifier.core.signing import Signer, encode_public_key
@@ -55,7 +56,7 @@ async def test_a_forged_confirmed_outcome_never_reaches_the_trusted_store(
     finally:
         await producer.stop()
 
-    service = OutcomesService(signed)
+    service = OutcomesService(outcomes_config(signed))
     stop = asyncio.Event()
     await service.start()
     task = asyncio.create_task(service.run(stop))

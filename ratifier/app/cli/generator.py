@@ -33,12 +33,15 @@ def run(ctx: click.Context, target: str, generator_id: str, params: tuple[str, .
 
     MODULE:CALLABLE is an async function RetryRequest -> str | Revision (or a factory of one).
     """
+    from ratifier.app.configs import endpoints
+    from ratifier.io.consume import PoisonHandling
     from ratifier.runtimes.generator import GeneratorWorker
 
     improve = load_target(target, parse_params(params))
     settings = settings_from(ctx)
+    where, poison = endpoints(settings), PoisonHandling.from_settings(settings)
     return run_worker(
-        lambda: GeneratorWorker(settings, improve, generator_id=generator_id), settings
+        lambda: GeneratorWorker(where, poison, improve, generator_id=generator_id), settings
     )
 
 

@@ -46,12 +46,14 @@ def run(ctx: click.Context, policy_dir: Path | None, window_s: float, window_cas
     Start more to share the partitions (one consumer group). Needs Redis (RATIFIER_REDIS_URL):
     while it is down the monitor waits, and says so in its log.
     """
+    from ratifier.app.configs import monitor_config
     from ratifier.features.monitor.runtime.worker import MonitorWorker
 
     settings = settings_from(ctx, policy_dir=policy_dir)
     policies = load_policies(settings.policy_dir)
+    config = monitor_config(settings)
     return run_worker(
-        lambda: MonitorWorker(settings, policies, window_s=window_s, window_cases=window_cases),
+        lambda: MonitorWorker(config, policies, window_s=window_s, window_cases=window_cases),
         settings,
     )
 
@@ -72,7 +74,7 @@ def case(ctx: click.Context, case_id: str) -> int:
     settings = settings_from(ctx)
 
     async def main() -> Any:
-        async with ReadModels(settings) as models:
+        async with ReadModels.from_settings(settings) as models:
             return await models.case(case_id)
 
     view = asyncio.run(main())
@@ -104,7 +106,7 @@ async def read_board(settings: Settings) -> dict[str, Any]:
     """The scoreboard, figures and alarms as plain data (also used by the demo)."""
     from ratifier.io.readmodels import ReadModels
 
-    async with ReadModels(settings) as models:
+    async with ReadModels.from_settings(settings) as models:
         rows = await models.scoreboard()
         figures = await models.figures()
         alarms = await models.alarms()

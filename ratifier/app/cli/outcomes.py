@@ -37,10 +37,12 @@ def run(ctx: click.Context) -> int:
 
     Run one per topic prefix: a second one fences the first and takes over.
     """
+    from ratifier.app.configs import outcomes_config
     from ratifier.features.outcomes.runtime import OutcomesService
 
     settings = settings_from(ctx)
-    return run_worker(lambda: OutcomesService(settings), settings)
+    config = outcomes_config(settings)
+    return run_worker(lambda: OutcomesService(config), settings)
 
 
 @outcomes.command(

@@ -56,13 +56,16 @@ def _with_queue(
     ``reviewers``: who may resolve, for work that resolves; reading the queue needs none
     (whoever reaches Redis can read it anyway).
     """
+    from ratifier.app.configs import review_config
     from ratifier.features.review.io.queue import ReviewQueue
     from ratifier.io.redis_client import connect
 
+    config = review_config(settings)
+
     async def main() -> T:
-        redis = connect(settings)
+        redis = connect(config.endpoints.redis)
         try:
-            queue = ReviewQueue(redis, settings, reviewers)
+            queue = ReviewQueue(redis, config, reviewers)
             await queue.ensure_groups()
             return await work(queue)
         finally:
@@ -131,12 +134,14 @@ def serve(
     secure_cookies: bool,
 ) -> int:
     """Serve the reviewer web page, and feed the queue from <prefix>.decisions.escalate."""
+    from ratifier.app.configs import review_config
     from ratifier.features.review.runtime.web import ReviewService
 
     settings = settings_from(ctx, review_tokens_file=review_tokens_file)
+    config = review_config(settings)
     return run_worker(
         lambda: ReviewService(
-            settings,
+            config,
             host=host,
             port=port,
             feed=not no_feed,
@@ -283,7 +288,7 @@ def answer(ctx: click.Context, case_id: str, verify: bool) -> int:
     async def main() -> Any:
         redis = connect(settings)  # what Client.trusted_answer reads, without a Kafka client
         try:
-            return await TrustedStore(redis, settings).get(case_id, verify=verify)
+            return await TrustedStore.from_settings(redis, settings).get(case_id, verify=verify)
         finally:
             await redis.aclose()
 

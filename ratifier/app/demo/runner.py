@@ -160,7 +160,7 @@ async def _collect(client: Client, into: list[Decision], finals: set[str]) -> No
 
 
 async def _monitor_figures(settings: Settings) -> dict[str, Any]:
-    async with ReadModels(settings) as models:
+    async with ReadModels.from_settings(settings) as models:
         return (await models.figures()).get("default", {})
 
 
@@ -168,7 +168,7 @@ async def _monitor_line(settings: Settings) -> str:
     """The monitor's live figures for the demo policy, from its read models in Redis."""
     try:
         f = await _monitor_figures(settings)
-        async with ReadModels(settings) as models:
+        async with ReadModels.from_settings(settings) as models:
             alarms = len(await models.alarms())
     except Exception as exc:  # the demo goes on without the monitor's figures
         return f"monitor: no figures ({exc})"

@@ -27,6 +27,7 @@ enough).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,6 @@ from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import (
     AUTO_REVIEWER,
@@ -47,7 +47,7 @@ from ratifier.core.models import (
     now_ms,
 )
 from ratifier.core.outcome_signing import seal_from_headers, seal_headers
-from ratifier.core.topics import TopicNames
+from ratifier.features.outcomes.config import OutcomesConfig
 from ratifier.features.review.core import agreement, outcome_from_pass, outcome_from_resolution
 from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
 from ratifier.features.review.io.queue import ReviewQueue, StoredResolution
@@ -56,7 +56,6 @@ from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
     Limits,
-    PoisonHandling,
     PoisonMode,
     RuntimeWorker,
 )
@@ -88,28 +87,29 @@ class OutcomesWriter:
     """Pass decisions and resolutions in, one outcome per case out. ``async with`` it."""
 
     def __init__(
-        self, settings: Settings, redis: Redis, *, registry: CollectorRegistry | None = None
+        self, config: OutcomesConfig, redis: Redis, *, registry: CollectorRegistry | None = None
     ) -> None:
-        self.settings = settings
-        self.names = TopicNames.from_settings(settings)
-        self.queue = ReviewQueue(redis, settings, reviewers=None)
-        self.agreement = AgreementStore(redis, settings)
+        self.config = config
+        self._kafka = kafka = config.endpoints.kafka
+        self.names = config.endpoints.topics
+        self.queue = ReviewQueue(redis, config.review, reviewers=None)
+        self.agreement = AgreementStore(redis, config.review)
         # One name for every writer: a restarted (or replacing) writer re-reads the resolutions
         # its predecessor read but did not acknowledge, which are pending under this name.
         self.consumer_name = "writer"
-        self._client_id = client_id = f"ratifier-outcomes-{settings.worker_id}"
+        self._client_id = client_id = f"ratifier-outcomes-{config.endpoints.worker_id}"
         self._producer = make_producer(
-            settings,
+            kafka,
             client_id=client_id,
             transactional_id=self.names.outcomes_group,
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-            max_request_size=settings.max_record_bytes,
+            max_request_size=config.endpoints.max_record_bytes,
         )
         self._consumer = make_consumer(
-            settings, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
+            kafka, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
-        self._signer = signer_from(settings.outcomes_signing_key)  # None: outcomes unsigned
+        self._signer = signer_from(config.signing_key)  # None: outcomes unsigned
         # Re-read what was delivered but not acked: at the first step, then every PENDING_CHECK_S.
         self._pending_resolutions = False
         self._next_pending_check = 0.0
@@ -157,7 +157,7 @@ class OutcomesWriter:
     async def _restore(self) -> set[str]:
         """The case ids of every committed outcome (read_committed, to each partition's end)."""
         consumer = make_consumer(
-            self.settings,
+            self._kafka,
             group_id=None,
             client_id=f"{self._client_id}-restore",
         )
@@ -169,7 +169,7 @@ class OutcomesWriter:
                 consumer,
                 [topic],
                 from_beginning=True,
-                bootstrap_servers=self.settings.bootstrap_servers,
+                bootstrap_servers=self._kafka.bootstrap_servers,
             )
             partitions = list(consumer.assignment())
             ends = await consumer.end_offsets(partitions)
@@ -299,13 +299,13 @@ class TrustedProjector(RuntimeWorker):
     """``<prefix>.outcomes`` -> the trusted answers store (confirmed and corrected only), on the
     consumer runtime (one case's outcomes in offset order)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        names = TopicNames.from_settings(settings)
-        self.store = TrustedStore(redis, settings)
+    def __init__(self, config: OutcomesConfig, redis: Redis) -> None:
+        names = config.endpoints.topics
+        self.store = TrustedStore(redis, names.key_prefix, config.public_key)
         self._consumer = make_consumer(
-            settings,
+            config.endpoints.kafka,
             group_id=names.trusted_group,
-            client_id=f"ratifier-trusted-{settings.worker_id}",
+            client_id=f"ratifier-trusted-{config.endpoints.worker_id}",
         )
         # Only the outcomes writer writes the topic: a foreign record is skipped, never trusted.
         self.runtime = ConsumerRuntime(
@@ -313,7 +313,7 @@ class TrustedProjector(RuntimeWorker):
             [names.outcomes],
             self._handle,
             limits=Limits(max_in_flight=_BATCH, order_by_key=True),
-            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+            poison=dataclasses.replace(config.poison, mode=PoisonMode.SKIP),
         )
         self.stored = 0
         self.skipped = 0
@@ -339,11 +339,11 @@ class TrustedProjector(RuntimeWorker):
 class OutcomesService:
     """``ratifier outcomes run``: the writer and the trusted store's projection, one process."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.redis = connect(settings)
+    def __init__(self, config: OutcomesConfig) -> None:
+        self.redis = connect(config.endpoints.redis)
         self.registry = CollectorRegistry()
-        self.writer = OutcomesWriter(settings, self.redis, registry=self.registry)
-        self.projector = TrustedProjector(settings, self.redis)
+        self.writer = OutcomesWriter(config, self.redis, registry=self.registry)
+        self.projector = TrustedProjector(config, self.redis)
         self.gauges = ReviewGauges(self.registry, self.writer.queue, self.writer.agreement)
 
     def observability(self) -> Observability:

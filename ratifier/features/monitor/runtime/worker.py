@@ -37,7 +37,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import (
     Candidate,
@@ -49,7 +48,7 @@ from ratifier.core.models import (
     now_ms,
 )
 from ratifier.core.policy import Policy
-from ratifier.core.topics import TopicNames
+from ratifier.features.monitor.config import MonitorConfig
 from ratifier.features.monitor.core import alarms as rules
 from ratifier.features.monitor.core.figures import Figures, PolicyFigures, decided_attempt
 from ratifier.features.monitor.runtime.metrics import MonitorMetrics
@@ -57,7 +56,6 @@ from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
     Limits,
-    PoisonHandling,
     PoisonMode,
     RuntimeWorker,
 )
@@ -88,43 +86,44 @@ class MonitorWorker(RuntimeWorker):
 
     def __init__(
         self,
-        settings: Settings,
+        config: MonitorConfig,
         policies: Mapping[str, Policy],
         *,
         window_s: float = WINDOW_S,
         window_cases: int = WINDOW_CASES,
         evaluate_every_s: float = EVALUATE_EVERY_S,
     ) -> None:
-        self.settings = settings
+        self.config = config
+        endpoints = config.endpoints
         self.policies = policies
-        self.names = TopicNames.from_settings(settings)
+        self.names = endpoints.topics
         self.window_ms = int(window_s * 1000)
         self.window_cases = window_cases
         self.evaluate_every_s = evaluate_every_s
         self.registry = CollectorRegistry()
         self.metrics = MonitorMetrics(self.registry)
-        client_id = f"ratifier-monitor-{settings.worker_id}"
+        client_id = f"ratifier-monitor-{endpoints.worker_id}"
         self._consumer: AIOKafkaConsumer = make_consumer(
-            settings,
+            endpoints.kafka,
             group_id=self.names.monitor_group,
             client_id=client_id,
             # Candidates, verdicts and decisions are all keyed by case id: range assignment gives
             # an instance the same partitions of each, so a case's records meet in one instance.
             partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        self._producer = make_producer(settings, client_id=client_id)
+        self._producer = make_producer(endpoints.kafka, client_id=client_id)
         self.runtime = ConsumerRuntime(
             self._consumer,
             [self.names.candidates, self.names.verdicts, *self.names.decisions],
             batch_handler=self._process,
             limits=Limits(max_in_flight=_BATCH),
             # The tally dead-letters undecodable input; the monitor counts and skips it.
-            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.SKIP),
+            poison=dataclasses.replace(config.poison, mode=PoisonMode.SKIP),
             before_fetch=self._before_fetch,
             on_assigned=lambda _: self.restore_later(),
             on_revoked=lambda _: self.forget(),
         )
-        self.read_models = ReadModels(settings)
+        self.read_models = ReadModels(endpoints.redis, endpoints.topics.key_prefix)
         self._lag = ConsumerLag(self.registry, self._consumer)
         self._decision_topics = frozenset(self.names.decisions)
         self.figures: dict[str, PolicyFigures] = {}
@@ -333,7 +332,7 @@ class MonitorWorker(RuntimeWorker):
         alerts = []
         at = now_ms()
         for state, alarm in rules.changes(before, holding):
-            alert = rules.alert_for(alarm, state, monitor=self.settings.worker_id, at_ms=at)
+            alert = rules.alert_for(alarm, state, monitor=self.config.endpoints.worker_id, at_ms=at)
             alerts.append((state, alarm, alert))
         for state, alarm, alert in alerts:
             await self._producer.send_and_wait(

@@ -18,10 +18,9 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
-from ratifier.core.config import Settings
+from ratifier.features.review.config import ReviewConfig
 from ratifier.features.review.core import Agreement
 from ratifier.features.review.io.queue import ReviewQueue
-from ratifier.io.redis_client import key_prefix
 
 # KEYS: counts hash, counted set. ARGV: case id, then field/amount pairs.
 _RECORD_ONCE: Final = """
@@ -45,11 +44,11 @@ class AgreementTotals:
 
 
 class AgreementStore:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, config: ReviewConfig) -> None:
         # Any: redis-py types replies as bytes | str (decode_responses is a runtime flag); the
         # client of connect() always answers bytes.
         self.redis: Any = redis
-        base = f"{key_prefix(settings)}review:agreement"
+        base = f"{config.key_prefix}review:agreement"
         self.counts_key = base
         self.cases_key = f"{base}:cases"
         self._record = redis.register_script(_RECORD_ONCE)

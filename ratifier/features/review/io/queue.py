@@ -29,12 +29,11 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import AlreadyResolved, StaleClaim, UnknownItem, UnknownReviewer
 from ratifier.core.models import EscalationPacket, now_ms
 from ratifier.core.tokens import Reviewers
+from ratifier.features.review.config import ReviewConfig
 from ratifier.features.review.core import Action, Resolution, validate_resolution
-from ratifier.io.redis_client import key_prefix
 from ratifier.schemas import codec
 
 REVIEWERS_GROUP: Final = "reviewers"
@@ -137,13 +136,13 @@ def _text(value: bytes | None) -> str | None:
 class ReviewQueue:
     """The queue of one topic prefix. ``reviewers`` decides who may claim and resolve."""
 
-    def __init__(self, redis: Redis, settings: Settings, reviewers: Reviewers | None) -> None:
+    def __init__(self, redis: Redis, config: ReviewConfig, reviewers: Reviewers | None) -> None:
         # Any: redis-py types replies as bytes | str (decode_responses is a runtime flag); the
         # client of connect() always answers bytes.
         self.redis: Any = redis
         self.reviewers = reviewers
-        self.claim_ms = int(settings.review_claim_s * 1000)
-        base = f"{key_prefix(settings)}review:"
+        self.claim_ms = int(config.claim_s * 1000)
+        base = f"{config.key_prefix}review:"
         self.queue_key = f"{base}queue"
         self.resolutions_key = f"{base}resolutions"
         self._item_base = f"{base}item:"

@@ -14,17 +14,16 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from ratifier.core.config import Settings
-from ratifier.io.redis_client import key_prefix
+from ratifier.features.review.config import ReviewConfig
 
 SESSION_TTL_S: Final = 12 * 3600  # a working day: then log in again
 
 
 class ReviewSessions:
-    def __init__(self, redis: Redis, settings: Settings, ttl_s: int = SESSION_TTL_S) -> None:
+    def __init__(self, redis: Redis, config: ReviewConfig, ttl_s: int = SESSION_TTL_S) -> None:
         self.redis: Any = redis
         self.ttl_s = ttl_s
-        self._base = f"{key_prefix(settings)}review:session:"
+        self._base = f"{config.key_prefix}review:session:"
 
     def _key(self, session_id: str) -> str:
         return self._base + hashlib.sha256(session_id.encode()).hexdigest()

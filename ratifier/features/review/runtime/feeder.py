@@ -16,17 +16,15 @@ import logging
 from aiokafka import ConsumerRecord
 from redis.asyncio import Redis
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import DeadLetterReason, EscalationPacket
-from ratifier.core.topics import TopicNames
+from ratifier.features.review.config import ReviewConfig
 from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.attempts import full_attempts
 from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
     Limits,
-    PoisonHandling,
     RuntimeWorker,
     dead_letter_sender,
 )
@@ -37,21 +35,21 @@ logger = logging.getLogger(__name__)
 
 
 class ReviewFeeder(RuntimeWorker):
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self._settings = settings
-        self.names = TopicNames.from_settings(settings)
-        self.queue = ReviewQueue(redis, settings, reviewers=None)
-        client_id = f"ratifier-review-feed-{settings.worker_id}"
+    def __init__(self, config: ReviewConfig, redis: Redis) -> None:
+        self._kafka = kafka = config.endpoints.kafka
+        self.names = config.endpoints.topics
+        self.queue = ReviewQueue(redis, config, reviewers=None)
+        client_id = f"ratifier-review-feed-{config.endpoints.worker_id}"
         self._consumer = make_consumer(
-            settings, group_id=self.names.review_feed_group, client_id=client_id
+            kafka, group_id=self.names.review_feed_group, client_id=client_id
         )
-        self._producer = make_producer(settings, client_id=client_id)
+        self._producer = make_producer(kafka, client_id=client_id)
         self.runtime = ConsumerRuntime(
             self._consumer,
             [self.names.escalate],
             self._handle,
             limits=Limits(max_in_flight=64),
-            poison=PoisonHandling.from_settings(settings),
+            poison=config.poison,
             dead_letter=dead_letter_sender(self._producer, self.names.deadletter),
         )
         self.queued = 0
@@ -69,7 +67,7 @@ class ReviewFeeder(RuntimeWorker):
             ) from None
         if any(a.retry_decision_id and not a.candidate.content for a in packet.attempts):
             # Earlier attempts carried by reference: reviewers need them in full.
-            attempts = await full_attempts(self._settings, packet)
+            attempts = await full_attempts(self._kafka, self.names, packet)
             packet = dataclasses.replace(packet, attempts=attempts)
         if await self.queue.enqueue(packet):
             self.queued += 1

@@ -33,7 +33,6 @@ from urllib.parse import quote
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import (
     AlreadyResolved,
     ConfigError,
@@ -45,6 +44,7 @@ from ratifier.core.errors import (
 )
 from ratifier.core.models import AttemptRecord, Verdict, Vote, now_ms
 from ratifier.core.tokens import Reviewers
+from ratifier.features.review.config import ReviewConfig
 from ratifier.features.review.core import load_reviewers
 from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
 from ratifier.features.review.io.queue import QueuedItem, ReviewQueue
@@ -402,7 +402,7 @@ class ReviewService:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ReviewConfig,
         *,
         host: str,
         port: int,
@@ -411,21 +411,21 @@ class ReviewService:
         key: Path | None = None,
         secure_cookies: bool = False,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.host = host
         self.port = port
         self.tls = _server_tls(cert, key)
-        self.redis = connect(settings)
-        reviewers = load_reviewers(settings.review_tokens_file)
-        self.queue = ReviewQueue(self.redis, settings, reviewers)
+        self.redis = connect(config.endpoints.redis)
+        reviewers = load_reviewers(config.tokens_file)
+        self.queue = ReviewQueue(self.redis, config, reviewers)
         registry = CollectorRegistry()
-        gauges = ReviewGauges(registry, self.queue, AgreementStore(self.redis, settings))
-        sessions = ReviewSessions(self.redis, settings)
+        gauges = ReviewGauges(registry, self.queue, AgreementStore(self.redis, config))
+        sessions = ReviewSessions(self.redis, config)
         secure = secure_cookies or self.tls is not None
         self.web = ReviewApp(
             self.queue, reviewers, gauges, registry, sessions, secure_cookies=secure
         )
-        self.feeder = ReviewFeeder(settings, self.redis) if feed else None
+        self.feeder = ReviewFeeder(config, self.redis) if feed else None
         self._runner = web.AppRunner(self.web.app, access_log=None)  # tokens stay out of logs
 
     async def start(self) -> None:
