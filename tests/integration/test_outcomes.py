@@ -17,8 +17,9 @@ from ratifier.core.config import Settings
 from ratifier.core.models import DeadLetter, DeadLetterReason, Outcome, OutcomeClass
 from ratifier.core.topics import TopicNames
 from ratifier.features.outcomes import runtime as outcomes_runtime
+from ratifier.features.outcomes.core import outcome_id_for
 from ratifier.features.outcomes.runtime import OutcomesWriter, TrustedProjector
-from ratifier.features.review.core import Action, load_reviewers, outcome_id_for
+from ratifier.features.review.core import Action, load_reviewers
 from ratifier.features.review.io.metrics import AgreementStore
 from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.features.review.runtime.feeder import ReviewFeeder

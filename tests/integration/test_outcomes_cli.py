@@ -12,7 +12,7 @@ import pytest
 
 from ratifier.core.config import Settings
 from ratifier.core.topics import TopicNames
-from ratifier.features.review.core import outcome_from_pass
+from ratifier.features.outcomes.core import outcome_from_pass
 from ratifier.io.kafka import make_producer
 from ratifier.ops.fleet import Fleet
 from ratifier.schemas import codec

@@ -14,7 +14,7 @@ from ratifier.app.cli import main
 from ratifier.app.configs import review_config
 from ratifier.core.config import Settings
 from ratifier.core.models import Outcome, OutcomeClass
-from ratifier.features.review.core import outcome_id_for
+from ratifier.features.outcomes.core import outcome_id_for
 from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.io.redis_client import connect
 from ratifier.io.trusted_store import TrustedStore

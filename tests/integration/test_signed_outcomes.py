@@ -16,8 +16,8 @@ from ratifier.core.config import Settings
 from ratifier.core.outcome_signing import UntrustedOutcome, seal_headers
 from ratifier.core.signing import Signer, encode_public_key
 from ratifier.core.topics import TopicNames
+from ratifier.features.outcomes.core import outcome_from_pass
 from ratifier.features.outcomes.runtime import OutcomesService
-from ratifier.features.review.core import outcome_from_pass
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
 from ratifier.io.keys import write_private_key

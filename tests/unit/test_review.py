@@ -19,15 +19,17 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
+from ratifier.core.tokens import Reviewers
+from ratifier.features.outcomes.core import (
+    outcome_from_pass,
+    outcome_from_resolution,
+    outcome_id_for,
+)
 from ratifier.features.review.core import (
     Action,
     Agreement,
     Resolution,
-    Reviewers,
     agreement,
-    outcome_from_pass,
-    outcome_from_resolution,
-    outcome_id_for,
     tally_agreements,
     validate_resolution,
 )

@@ -48,7 +48,8 @@ from ratifier.core.models import (
 )
 from ratifier.core.outcome_signing import seal_from_headers, seal_headers
 from ratifier.features.outcomes.config import OutcomesConfig
-from ratifier.features.review.core import agreement, outcome_from_pass, outcome_from_resolution
+from ratifier.features.outcomes.core import outcome_from_pass, outcome_from_resolution
+from ratifier.features.review.core import agreement
 from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
 from ratifier.features.review.io.queue import ReviewQueue, StoredResolution
 from ratifier.io.client import assign_all
