@@ -8,10 +8,13 @@ from ratifier.io.consume.poison import (
     PoisonLimitExceeded,
     PoisonMode,
 )
-from ratifier.io.consume.runtime import ConsumerRuntime, Handler, Limits
+from ratifier.io.consume.runtime import Batch, BatchHandler, ConsumerRuntime, Handler, Limits
+from ratifier.io.consume.transactional import TransactionalCommits
 from ratifier.io.consume.worker import RuntimeWorker, dead_letter_sender
 
 __all__ = [
+    "Batch",
+    "BatchHandler",
     "ConsumerRuntime",
     "Handler",
     "InvalidRecord",
@@ -23,5 +26,6 @@ __all__ = [
     "PoisonLimitExceeded",
     "PoisonMode",
     "RuntimeWorker",
+    "TransactionalCommits",
     "dead_letter_sender",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "PoisonLimitExceeded",
     "PoisonMode",
     "dead_letter_for",
+    "dead_letter_key",
 ]
 
 # The ratio check waits for this many records: a worker whose first record is bad is not broken.
@@ -111,3 +112,8 @@ def dead_letter_for(
     value: bytes, topic: str, partition: int, offset: int, error: InvalidRecord
 ) -> DeadLetter:
     return DeadLetter(value, topic, partition, offset, error.reason, error.detail, now_ms())
+
+
+def dead_letter_key(letter: DeadLetter) -> bytes:
+    """A dead letter's record key: where the record came from."""
+    return f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()

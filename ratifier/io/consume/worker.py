@@ -15,6 +15,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ratifier.core.models import DeadLetter
+from ratifier.io.consume.poison import dead_letter_key
 from ratifier.io.consume.runtime import ConsumerRuntime
 from ratifier.schemas import codec
 
@@ -69,7 +70,6 @@ def dead_letter_sender(
     """A runtime's dead-letter sink: ``letter`` to ``topic``, keyed by where it came from."""
 
     async def send(letter: DeadLetter) -> None:
-        key = f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()
-        await producer.send_and_wait(topic, codec.encode(letter), key=key)
+        await producer.send_and_wait(topic, codec.encode(letter), key=dead_letter_key(letter))
 
     return send
