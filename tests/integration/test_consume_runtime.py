@@ -243,7 +243,7 @@ async def test_the_brake_logs_its_stop_once_however_many_records_are_in_flight(
 
     poison = PoisonHandling(PoisonMode.SKIP, max_consecutive=3, max_ratio=None)
     options = {"poison": poison, "limits": Limits(max_in_flight=64, commit_interval_s=0.05)}
-    with caplog.at_level(logging.INFO, logger="ratifier.io.consume.runtime"):
+    with caplog.at_level(logging.INFO, logger="ratifier.io.consume"):
         async with running(settings, unique_group("brake-once"), handler, **options) as (
             rt, c, task,
         ):  # fmt: skip

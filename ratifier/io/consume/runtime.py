@@ -54,7 +54,7 @@ from ratifier.core.models import DeadLetter
 from ratifier.io.consume.offsets import OffsetTracker
 from ratifier.io.consume.poison import (
     InvalidRecord,
-    PoisonBrake,
+    PoisonGate,
     PoisonHandling,
     PoisonLimitExceeded,
     PoisonMode,
@@ -132,8 +132,7 @@ class ConsumerRuntime:
         self._transaction = transaction
         self._empty_batches = empty_batches
         self._batch_letters: list[tuple[DeadLetter, InvalidRecord]] = []
-        self._tripped: PoisonLimitExceeded | None = None
-        self._brake = PoisonBrake(self.poison)
+        self._gate = PoisonGate(self.poison)
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Per-key ordering: the records waiting behind the one of their key that runs.
@@ -146,7 +145,6 @@ class ConsumerRuntime:
         self.in_flight = 0
         self.in_flight_bytes = 0
         self.completed = 0
-        self.invalid = 0
         self.dead_lettered = 0
         self.pauses = 0
         consumer.subscribe(topics=list(topics), listener=_Rebalance(self))
@@ -215,32 +213,23 @@ class ConsumerRuntime:
             self.in_flight = 0
             self._batch_letters = []
         self.completed += len(records)
-        self._brake.ok(len(records) - (self.invalid - invalid_before))
+        self._gate.ok(len(records) - (self.invalid - invalid_before))
+
+    @property
+    def invalid(self) -> int:
+        """Invalid records counted (by the brake: not those after it tripped)."""
+        return self._gate.invalid
 
     def note_invalid(self, record: ConsumerRecord, error: InvalidRecord) -> None:
         """For a batch handler: ``record`` cannot be used. The brake is applied (raises
         :class:`PoisonLimitExceeded` past a limit); then it is skipped (counted, logged) or, in
         dead-letter mode, dead-lettered once the handler returns, before the batch's commit."""
-        self._apply_brake(record, error)
-        if self.poison.mode is PoisonMode.SKIP or self._dead_letter is None:
-            _log_skipped(record, error)
+        if not self._gate.reject(_where(record), error):
             return
         letter = dead_letter_for(
             record.value or b"", record.topic, record.partition, record.offset, error
         )
         self._batch_letters.append((letter, error))
-
-    def _apply_brake(self, record: ConsumerRecord, error: InvalidRecord) -> None:
-        """Count ``record`` invalid; past a limit log the stop (once) and raise."""
-        if self._tripped is not None:  # tripped already: neither counted nor logged again
-            raise self._tripped
-        self.invalid += 1
-        try:
-            self._brake.invalid(f"{_where(record)}: {error.detail}")
-        except PoisonLimitExceeded as limit:
-            self._tripped = limit
-            logger.error("stopping: %s", limit)
-            raise
 
     async def _send_dead_letter(self, letter: DeadLetter, error: InvalidRecord) -> None:
         assert self._dead_letter is not None  # dead-letter mode is refused without a sink
@@ -309,7 +298,7 @@ class ConsumerRuntime:
         try:
             try:
                 await self._handler(record)
-                self._brake.ok()
+                self._gate.ok()
                 finished = True
             except InvalidRecord as exc:
                 finished = await self._poisoned(record, exc)
@@ -330,12 +319,11 @@ class ConsumerRuntime:
         if self._failure is not None:  # stopping (the brake, a bug): read again after the fix
             return False
         try:
-            self._apply_brake(record, exc)
+            dead_letter = self._gate.reject(_where(record), exc)
         except PoisonLimitExceeded as limit:
             self._fail(limit)
             return False
-        if self.poison.mode is PoisonMode.SKIP or self._dead_letter is None:
-            _log_skipped(record, exc)
+        if not dead_letter:
             return True
         letter = dead_letter_for(
             record.value or b"", record.topic, record.partition, record.offset, exc
@@ -429,10 +417,6 @@ def _where(record: ConsumerRecord) -> str:
 
 def _where_letter(letter: DeadLetter) -> str:
     return f"{letter.source_topic}[{letter.partition}]@{letter.offset}"
-
-
-def _log_skipped(record: ConsumerRecord, error: InvalidRecord) -> None:
-    logger.warning("skipped invalid record %s (%s): %s", _where(record), error.reason, error.detail)
 
 
 def _size(record: ConsumerRecord) -> int:
