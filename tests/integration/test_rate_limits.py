@@ -25,6 +25,20 @@ from ratifier.validators.runtime import ValidatorWorker, report_retry_after, rep
 pytestmark = pytest.mark.timeout(120)
 
 
+async def send_candidates(settings: Settings, count: int) -> None:
+    """``count`` candidates of policy ``alpha`` on the candidates topic."""
+    producer = make_producer(settings, client_id="test")
+    await producer.start()
+    try:
+        topic = TopicNames.from_settings(settings).candidates
+        for n in range(count):
+            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
+            await producer.send(topic, codec.encode(c), key=c.case_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 @pytest.fixture
 async def redis_settings(
     stack: StackStatus, base_settings: Settings
@@ -103,13 +117,7 @@ async def test_a_validator_reports_tokens_and_retry_after_to_its_shared_limit(
     await worker.start()
     task = asyncio.create_task(worker.run(stop))
     try:
-        producer = make_producer(tuned, client_id="test")
-        await producer.start()
-        topic = TopicNames.from_settings(tuned).candidates
-        for n in range(15):
-            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
-            await producer.send_and_wait(topic, codec.encode(c), key=c.case_id.encode())
-        await producer.stop()
+        await send_candidates(tuned, 15)
 
         async def all_judged() -> bool:
             return worker.judged == 15
@@ -165,13 +173,7 @@ async def test_two_instances_on_the_broker_keep_to_one_shared_request_budget(
             return all(w._consumer.assignment() for w in workers)
 
         await wait_until(both_assigned, 60, f"both instances assigned in {group}")
-        producer = make_producer(tuned, client_id="test")
-        await producer.start()
-        topic = TopicNames.from_settings(tuned).candidates
-        for n in range(40):
-            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
-            await producer.send(topic, codec.encode(c), key=c.case_id.encode())
-        await producer.stop()
+        await send_candidates(tuned, 40)
 
         async def all_judged() -> bool:
             return sum(w.judged for w in workers) == 40
