@@ -8,15 +8,22 @@ must); ``useful`` leaves that time out. The baseline is the validator loop befor
 kept here: fetch up to 256 candidates, judge them all, wait for every call, commit, fetch again.
 
 RSS: one ``ratifier validator run`` process with a backlog of candidates, sampled while it works.
+
+Routing: two policies listing disjoint validators (``alpha``: a1, ``beta``: b1), one instance of
+each, half the candidates under each policy: the judge calls spent on the other policy's
+candidates (0 on the runtime; the barrier loop judged every candidate under the prefix).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +35,7 @@ from bench import harness
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, Judgement, Vote
+from ratifier.core.polling import wait_until
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.testing import write_policy
@@ -42,6 +50,7 @@ HANG_EVERY = 200
 VALIDATOR = "bench-v"
 BARRIER_BATCH = 256  # the old loop's max_batch
 RSS_SAMPLE_S = 0.5
+ROUTED = {"alpha": "a1", "beta": "b1"}  # policy -> its one validator (disjoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +61,11 @@ class Plan:
     timeout_s: float  # the validator's --timeout (a hung call's length)
     rss_backlog: int
     rss_run_s: float
+    routing_cases: int
 
 
-QUICK = Plan((16,), 0.5, 2.0, 1.0, 2_000, 3.0)  # completeness only (tests/integration)
-FULL = Plan((16, 64, 256), 3.0, 20.0, 5.0, 100_000, 30.0)
+QUICK = Plan((16,), 0.5, 2.0, 1.0, 2_000, 3.0, 200)  # completeness only (tests/integration)
+FULL = Plan((16, 64, 256), 3.0, 20.0, 5.0, 100_000, 30.0, 2_000)
 
 
 class BusyMeter:
@@ -112,6 +122,20 @@ class LognormalJudge:
         return Judgement(Vote.ACCEPT, 0.9)
 
 
+class PolicyCounter:
+    """A judge that answers at once and counts its calls by the candidate's policy."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    async def __call__(self, candidate: Candidate) -> Judgement:
+        self.calls[candidate.policy] += 1
+        return Judgement(Vote.ACCEPT, 0.9)
+
+
+Judge = Callable[[Candidate], Awaitable[Judgement]]
+
+
 class Runner(Protocol):
     async def start(self) -> None: ...
 
@@ -124,14 +148,20 @@ class BarrierValidator:
     """The validator loop before the consumer runtime (the baseline), reduced to its algorithm."""
 
     def __init__(
-        self, settings: Settings, judge: LognormalJudge, concurrency: int, timeout_s: float
+        self,
+        settings: Settings,
+        judge: Judge,
+        concurrency: int,
+        timeout_s: float,
+        validator_id: str = VALIDATOR,
     ) -> None:
         names = TopicNames.from_settings(settings)
         self._topic = names.verdicts
         self._judge = judge
         self._timeout_s = timeout_s
+        self._validator_id = validator_id
         self._limit = asyncio.Semaphore(concurrency)
-        group = names.validator_group(VALIDATOR)
+        group = names.validator_group(validator_id)
         self._consumer = make_consumer(
             settings, names.candidates, group_id=group, client_id="bench-barrier",
             max_poll_records=BARRIER_BATCH,
@@ -170,7 +200,7 @@ class BarrierValidator:
             started = time.perf_counter()
             judgement = await judge_safely(self._judge, candidate, self._timeout_s)
             latency_ms = int((time.perf_counter() - started) * 1000)
-        verdict = to_verdict(candidate, judgement, validator_id=VALIDATOR,
+        verdict = to_verdict(candidate, judgement, validator_id=self._validator_id,
                              validator_version="bench", latency_ms=latency_ms)  # fmt: skip
         delivery: asyncio.Future[Any] = await self._producer.send(
             self._topic, codec.encode(verdict), key=candidate.case_id.encode()
@@ -268,6 +298,72 @@ async def rss(plan: Plan, concurrency: int) -> dict[str, Any]:
     }
 
 
+async def routing(mode: str, cases: int) -> dict[str, Any]:
+    """Judge calls of one validator per policy (disjoint) over ``cases`` candidates, half under
+    each policy; ``mode`` runtime or barrier (every candidate judged, the baseline)."""
+    with tempfile.TemporaryDirectory(prefix="ratifier-bench-policy-") as tmp:
+        for policy, validator_id in ROUTED.items():
+            write_policy(
+                Path(tmp), policy, [validator_id], accepts=1, window_seconds=60, max_attempts=1
+            )
+        settings = harness.base_settings(
+            topic_prefix=harness.unique_prefix("vr"), policy_dir=Path(tmp)
+        )
+        names = TopicNames.from_settings(settings)
+        async with harness.topics_for(settings):
+            await _send_routed(settings, cases)
+            judges = {validator_id: PolicyCounter() for validator_id in ROUTED.values()}
+            workers: list[Runner] = []
+            for validator_id, judge in judges.items():
+                if mode == "runtime":
+                    workers.append(ValidatorWorker(settings, validator_id, judge, concurrency=16))
+                else:
+                    workers.append(BarrierValidator(settings, judge, 16, 5.0, validator_id))
+            stop = asyncio.Event()
+            for worker in workers:
+                await worker.start()
+            tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+
+            async def all_read() -> bool:
+                done = [
+                    await harness.committed(settings, names.validator_group(vid), names.candidates)
+                    for vid in ROUTED.values()
+                ]
+                return all(n >= cases for n in done)
+
+            try:
+                await wait_until(all_read, 300, "every candidate read by both validators")
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+                for worker in workers:
+                    await worker.stop()
+    own = sum(judges[vid].calls[policy] for policy, vid in ROUTED.items())
+    total = sum(sum(judge.calls.values()) for judge in judges.values())
+    return {
+        "mode": mode,
+        "cases": cases,
+        "own_policy_calls": own,
+        "other_policy_calls": total - own,
+    }
+
+
+async def _send_routed(settings: Settings, cases: int) -> None:
+    names = TopicNames.from_settings(settings)
+    producer = make_producer(settings, client_id="bench-routing")
+    await producer.start()
+    try:
+        policies = list(ROUTED)
+        for n in range(cases):
+            cand = dataclasses.replace(
+                harness.candidate(f"r{n:08d}"), policy=policies[n % len(policies)]
+            )
+            await producer.send(names.candidates, codec.encode(cand), key=cand.case_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def run(quick: bool) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     runs = []
@@ -278,7 +374,10 @@ async def run(quick: bool) -> dict[str, Any]:
                 print(f"[bench] validators {_row(figures)}", flush=True)
                 runs.append(figures)
     memory = await rss(plan, max(plan.concurrencies))
-    return {"utilisation": runs, "rss": memory}
+    routed = [await routing(mode, plan.routing_cases) for mode in ("runtime", "barrier")]
+    for figures in routed:
+        print(f"[bench] validators routing {figures}", flush=True)
+    return {"utilisation": runs, "rss": memory, "routing": routed}
 
 
 def _row(f: dict[str, Any]) -> str:
@@ -306,5 +405,13 @@ def table(results: dict[str, Any]) -> str:
     rows.append(
         f"validator RSS, backlog {m['backlog']}, c={m['concurrency']}: idle "
         f"{m['rss_idle_mb']:.1f} MB, peak {m['rss_peak_mb']:.1f} MB"
+    )
+    by_mode = {f["mode"]: f for f in results["routing"]}
+    runtime, barrier = by_mode["runtime"], by_mode["barrier"]
+    rows.append(
+        f"judge calls for another policy's candidates (two policies, disjoint validators, "
+        f"{runtime['cases']} candidates): runtime {runtime['other_policy_calls']} "
+        f"(own {runtime['own_policy_calls']}), barrier {barrier['other_policy_calls']} "
+        f"(own {barrier['own_policy_calls']})"
     )
     return "\n".join(rows)

@@ -124,6 +124,34 @@ async def read_from_beginning(
         await consumer.stop()
 
 
+async def read_to_end(
+    source: KafkaConnection | Settings, topics: Iterable[str], *, client_id: str
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every committed record on ``topics`` up to each partition's end when the read began
+    (read_committed: the last stable offset), as a group-less reader; a one-shot read, done
+    when every partition's position reached its end however busy the topics are."""
+    consumer = make_consumer(source, group_id=None, client_id=client_id)
+    await consumer.start()
+    try:
+        await assign_all(
+            consumer, topics, from_beginning=True, bootstrap_servers=source.bootstrap_servers
+        )
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1_000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
 async def _require_topics(
     consumer: AIOKafkaConsumer, topics: list[str], bootstrap_servers: str | None
 ) -> None:

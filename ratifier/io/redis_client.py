@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from ratifier.core.config import Settings
 from ratifier.core.connection import RedisConnection
@@ -18,6 +18,8 @@ def connect(source: RedisConnection | Settings) -> Redis:
     and ``RATIFIER_REDIS_PASSWORD`` (or its ``_FILE``) win over any in the URL.
     """
     connection = source if isinstance(source, RedisConnection) else source.redis_connection()
+    # A blocking pool: a worker with more records in flight than the pool's 100 connections
+    # waits for one (up to 20 s) instead of failing with "Too many connections".
     options: dict[str, Any] = {"decode_responses": False}
     if connection.username:
         options["username"] = connection.username
@@ -25,7 +27,7 @@ def connect(source: RedisConnection | Settings) -> Redis:
         options["password"] = connection.password.reveal()
     if connection.ssl_cafile is not None:
         options["ssl_ca_certs"] = str(connection.ssl_cafile)
-    return Redis.from_url(connection.url, **options)
+    return Redis.from_pool(BlockingConnectionPool.from_url(connection.url, **options))
 
 
 def key_prefix(settings: Settings) -> str:

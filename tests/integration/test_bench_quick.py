@@ -56,6 +56,10 @@ def test_quick_bench_writes_every_figure(stack: StackStatus, tmp_path: Path) -> 
         _positive(run, ("concurrency", "utilisation", "useful", "calls_per_s"), "validators")
     assert {run["mode"] for run in results["validators"]["utilisation"]} == {"runtime", "barrier"}
     _positive(results["validators"]["rss"], ("backlog", "rss_idle_mb", "rss_peak_mb"), "rss")
+    routing = {f["mode"]: f for f in results["validators"]["routing"]}
+    assert routing["runtime"]["other_policy_calls"] == 0
+    assert routing["runtime"]["own_policy_calls"] == routing["runtime"]["cases"]
+    assert routing["barrier"]["other_policy_calls"] == routing["barrier"]["cases"]
     engines = results["meta"]["engines"]
     assert engines, "no tally engine measured"
     assert set(engines) <= {"transactional", "faust"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -221,6 +222,41 @@ async def test_the_brake_stops_a_worker_that_would_dead_letter_everything(
     assert len(letters) == 5
     assert {letter.reason for letter in letters} == {DeadLetterReason.MALFORMED}
     assert all(letter.detail.startswith("bad b'") for letter in letters)
+
+
+async def test_the_brake_logs_its_stop_once_however_many_records_are_in_flight(
+    settings: Settings, unique_group: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """20 garbage records all in flight when the brake trips at the 4th: one "stopping" line;
+    the others are neither counted, logged, nor committed (read again after the fix)."""
+    topic = TopicNames.from_settings(settings).candidates
+    await produce(settings, topic, per_partition=5)
+    started: list[Where] = []
+    all_started = asyncio.Event()
+
+    async def handler(record: ConsumerRecord) -> None:
+        started.append((record.partition, record.offset))
+        if len(started) == 20:
+            all_started.set()
+        await all_started.wait()
+        raise InvalidRecord(DeadLetterReason.MALFORMED, f"garbage {record.value!r}")
+
+    poison = PoisonHandling(PoisonMode.SKIP, max_consecutive=3, max_ratio=None)
+    options = {"poison": poison, "limits": Limits(max_in_flight=64, commit_interval_s=0.05)}
+    with caplog.at_level(logging.INFO, logger="ratifier.io.consume"):
+        async with running(settings, unique_group("brake-once"), handler, **options) as (
+            rt, c, task,
+        ):  # fmt: skip
+            with pytest.raises(PoisonLimitExceeded, match="4 invalid records in a row"):
+                await asyncio.wait_for(task, 30)
+            assert (rt.invalid, rt.completed, rt.in_flight) == (4, 3, 0)
+            offsets = [await committed(c, TopicPartition(topic, p)) for p in range(4)]
+    stopping = [r for r in caplog.records if r.getMessage().startswith("stopping:")]
+    assert len(stopping) == 1
+    skipped = [r for r in caplog.records if r.getMessage().startswith("skipped invalid")]
+    assert len(skipped) == 3
+    # Only a finished prefix may be committed: at most the three skipped records in all.
+    assert sum(o or 0 for o in offsets) <= 3
 
 
 async def test_skip_mode_counts_and_commits_past_invalid_records(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,10 +24,11 @@ from ratifier.features.review.core import Action, load_reviewers
 from ratifier.features.review.io.metrics import AgreementStore
 from ratifier.features.review.io.queue import ReviewQueue
 from ratifier.features.review.runtime.feeder import ReviewFeeder
-from ratifier.io.client import Client
+from ratifier.io.client import Client, read_to_end
 from ratifier.io.kafka import make_producer
 from ratifier.io.testing import read_records, wait_until
 from ratifier.io.trusted_store import TrustedStore
+from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 from tests.integration.review_support import packet, pass_decision, redis_for, write_reviewers
 
@@ -62,6 +64,13 @@ async def outcomes_on(settings: Settings) -> list[Outcome]:
         codec.decode_as(r.value or b"", Outcome)
         for r in await read_records(settings, [names.outcomes], 1.5)
     ]
+
+
+async def outcome_keys(settings: Settings) -> list[str]:
+    """The case ids of the outcomes committed so far (a busy topic's read ends too)."""
+    names = TopicNames.from_settings(settings)
+    reader = read_to_end(settings, [names.outcomes], client_id="test-outcome-keys")
+    return [r.key.decode() async for r in reader if r.key is not None]
 
 
 async def test_every_case_gets_exactly_one_outcome_and_the_trusted_store_the_answers(
@@ -178,11 +187,8 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         await queue.enqueue(p)
         await queue.resolve("case-2", "ann", Action.UNRESOLVED, note="n", require_claim=False)
         first = OutcomesWriter(outcomes_config(settings), redis)
-        await first.start()
-        try:
-            await wait_until(lambda: _steps_until(first, 2), 30, "two outcomes")
-        finally:
-            await first.stop()
+        async with running(first):
+            await wait_until(lambda: _written(first, 2), 30, "two outcomes")
         # Crash between the commit and the acknowledgement, replay of the pass topic, and a
         # second pass decision for the case: all seen again by a new writer.
         await redis.xgroup_setid(queue.resolutions_key, "outcomes", "0")
@@ -194,9 +200,14 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
         monkeypatch.setattr(outcomes_runtime, "PENDING_CHECK_S", 0.5)
         second = OutcomesWriter(outcomes_config(settings), redis)
         await second.start()
+        assert second.decided == {"case-1", "case-2"}
+        stop = asyncio.Event()
+        run = asyncio.create_task(second.run(stop))
         try:
-            assert second.decided == {"case-1", "case-2"}
-            assert [await second.step() for _ in range(10)] == [1] + [0] * 9
+            await wait_until(lambda: _written(second, 3), 30, "case-3 written")
+            # Every input read again (the replayed pass decision, the re-delivered resolution)
+            # found its case decided: nothing written for it.
+            await wait_until(lambda: _duplicates(second, 2), 30, "two inputs ignored")
             assert second.decided == {"case-1", "case-2", "case-3"}
             # The fenced writer, still running, reads one more after the new one started: the
             # new one's periodic re-read of the pending resolutions writes it.
@@ -204,8 +215,10 @@ async def test_a_new_writer_fences_the_old_and_writes_no_second_outcome(
             await queue.resolve("case-4", "bob", Action.UNRESOLVED, note="n", require_claim=False)
             late = await queue.read_resolutions("writer", pending=False)
             assert [t.resolution.case_id for t in late] == ["case-4"]
-            await wait_until(lambda: _steps_until(second, 4), 30, "case-4 re-read and written")
+            await wait_until(lambda: _written(second, 4), 30, "case-4 re-read and written")
         finally:
+            stop.set()
+            await run
             await second.stop()
         assert await redis.xpending(queue.resolutions_key, "outcomes") == {
             "pending": 0, "min": None, "max": None, "consumers": []
@@ -265,6 +278,67 @@ async def test_two_live_writers_the_newer_fences_the_older_and_no_case_gets_two_
     assert max(counts.values()) == 1
 
 
+async def test_killed_mid_stream_and_restarted_the_writer_loses_and_doubles_no_outcome(
+    env: tuple[Settings, Redis],
+) -> None:
+    """``ratifier outcomes run`` SIGKILLed twice while pass decisions and resolutions stream in
+    (each time once it is ready and has written some), restarted each time: every case ends with
+    exactly one outcome on the topic."""
+    settings, redis = env
+    queue = ReviewQueue(redis, review_config(settings), load_reviewers(settings.review_tokens_file))
+    await queue.ensure_groups()
+    sent: set[str] = set()
+    streaming = asyncio.Event()
+    streaming.set()
+
+    async def stream() -> None:
+        chunk = 0
+        while streaming.is_set():  # 20 pass decisions and one resolution at a time
+            await _send_passes(settings, range(chunk * 20, chunk * 20 + 20))
+            await _resolve(queue, f"esc-{chunk}")
+            sent.update({f"case-{n}" for n in range(chunk * 20, chunk * 20 + 20)}, {f"esc-{chunk}"})
+            chunk += 1
+
+    fleet = Fleet(
+        Fleet.env_for(settings), settings.state_dir / "it-outcomes" / settings.topic_prefix
+    )
+    log = fleet.log_dir / "outcomes.log"
+    async with fleet:
+        await fleet.start(ProcessSpec.outcomes())
+        sending = asyncio.create_task(stream())
+        try:
+            for writers in (1, 2):
+                at_start: list[int] = []
+
+                async def writing(writers: int = writers, at_start: list[int] = at_start) -> bool:
+                    assert not fleet.exited(), f"writer died: {fleet.exited()} ({fleet.log_dir})"
+                    assert not sending.done()
+                    if log.read_text(errors="replace").count("outcomes writer ready") < writers:
+                        return False
+                    written = len(await outcome_keys(settings))
+                    at_start[:] = at_start or [written]
+                    return written >= at_start[0] + 40  # this writer wrote some: mid-stream
+
+                await wait_until(writing, 120, f"writer {writers} ready and writing")
+                assert await fleet.kill_process("outcomes") == -signal.SIGKILL
+                await fleet.start(ProcessSpec.outcomes())
+            streaming.clear()
+            await sending
+
+            async def all_written() -> bool:
+                assert not fleet.exited(), f"writer died: {fleet.exited()} ({fleet.log_dir})"
+                return set(await outcome_keys(settings)) >= sent
+
+            await wait_until(all_written, 120, "an outcome for every case")
+        finally:
+            streaming.clear()
+            await asyncio.gather(sending, return_exceptions=True)
+    counts = Counter(o.case_id for o in await outcomes_on(settings))
+    assert set(counts) == sent
+    assert max(counts.values()) == 1, [c for c, n in counts.items() if n > 1]
+    assert log.read_text(errors="replace").count("outcomes writer ready") == 3
+
+
 async def _send_passes(settings: Settings, numbers: range) -> None:
     names = TopicNames.from_settings(settings)
     producer = make_producer(settings, client_id="test-outcomes-passes")
@@ -299,6 +373,6 @@ async def _covers(writer: OutcomesWriter, cases: set[str]) -> bool:
     return writer.decided >= cases
 
 
-async def _steps_until(writer: OutcomesWriter, n: int) -> bool:
-    await writer.step()
-    return len(writer.decided) >= n
+async def _duplicates(writer: OutcomesWriter, n: int) -> bool:
+    samples = writer.duplicates.collect()[0].samples
+    return sum(s.value for s in samples if s.name.endswith("_total")) >= n

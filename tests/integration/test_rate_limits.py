@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,20 @@ from ratifier.schemas import codec
 from ratifier.validators.runtime import ValidatorWorker, report_retry_after, report_tokens
 
 pytestmark = pytest.mark.timeout(120)
+
+
+async def send_candidates(settings: Settings, count: int) -> None:
+    """``count`` candidates of policy ``alpha`` on the candidates topic."""
+    producer = make_producer(settings, client_id="test")
+    await producer.start()
+    try:
+        topic = TopicNames.from_settings(settings).candidates
+        for n in range(count):
+            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
+            await producer.send(topic, codec.encode(c), key=c.case_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 @pytest.fixture
@@ -103,13 +117,7 @@ async def test_a_validator_reports_tokens_and_retry_after_to_its_shared_limit(
     await worker.start()
     task = asyncio.create_task(worker.run(stop))
     try:
-        producer = make_producer(tuned, client_id="test")
-        await producer.start()
-        topic = TopicNames.from_settings(tuned).candidates
-        for n in range(15):
-            c = Candidate(f"case-{n}", 1, f"cand-{n}", "alpha", "general", "q", "a", "t", 1)
-            await producer.send_and_wait(topic, codec.encode(c), key=c.case_id.encode())
-        await producer.stop()
+        await send_candidates(tuned, 15)
 
         async def all_judged() -> bool:
             return worker.judged == 15
@@ -130,3 +138,54 @@ async def test_a_validator_reports_tokens_and_retry_after_to_its_shared_limit(
     assert worker.rate_limiter.tokens_estimate > 0
     scraped = generate_latest(worker.metrics.registry).decode()
     assert 'ratifier_validator_rate_limit_wait_seconds_count{validator="v"} 15.0' in scraped
+
+
+async def test_two_instances_on_the_broker_keep_to_one_shared_request_budget(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two instances of one validator (one group, partitions split) and 40 candidates under a
+    budget of 10 requests/s with a 1 s burst: both judge, and together they never go faster
+    than the budget (the first 10 calls may come at once, the other 30 need >= 3 s)."""
+    write_policy(tmp_path, "alpha", ["v"], accepts=1, window_seconds=30, max_attempts=1)
+    tuned = settings.with_overrides(policy_dir=tmp_path)
+    calls: list[tuple[int, float]] = []  # (instance, when)
+
+    def judge_of(instance: int) -> Callable[[Candidate], Awaitable[Judgement]]:
+        async def judge(candidate: Candidate) -> Judgement:
+            calls.append((instance, asyncio.get_running_loop().time()))
+            return Judgement(Vote.ACCEPT, 0.9)
+
+        return judge
+
+    budget = Budget(requests_per_min=600, burst_s=1.0)
+    workers = [
+        ValidatorWorker(tuned, "v", judge_of(n), rate_limit=budget, share_rate_limit=True)
+        for n in range(2)
+    ]
+    stop = asyncio.Event()
+    for worker in workers:
+        await worker.start()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        group = TopicNames.from_settings(tuned).validator_group("v")
+
+        async def both_assigned() -> bool:
+            return all(w._consumer.assignment() for w in workers)
+
+        await wait_until(both_assigned, 60, f"both instances assigned in {group}")
+        await send_candidates(tuned, 40)
+
+        async def all_judged() -> bool:
+            return sum(w.judged for w in workers) == 40
+
+        await wait_until(all_judged, 60, "every candidate judged")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for worker in workers:
+            await worker.stop()
+    assert {instance for instance, _ in calls} == {0, 1}
+    times = sorted(when for _, when in calls)
+    assert len(times) == 40
+    # Beyond the burst, 30 calls at 10/s: the limiter's pace (a slower machine only adds time).
+    assert times[-1] - times[0] >= 30 / 10 * 0.9

@@ -11,7 +11,9 @@ from ratifier.app.chaos.checker import (
     DUPLICATE_IDS,
     GOOD_DEAD_LETTERED,
     MISSING_FINAL,
+    MISSING_OUTCOME,
     MULTIPLE_FINALS,
+    MULTIPLE_OUTCOMES,
     RULES,
     TWO_CONTENTS,
     UNDECIDED,
@@ -38,6 +40,7 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
+from ratifier.features.outcomes.core import outcome_from_pass
 from ratifier.schemas import codec
 from ratifier.streams.tally import decision_id
 
@@ -297,3 +300,18 @@ def test_verdicts_on_a_resubmission_of_a_finished_case_must_be_closed() -> None:
     )
     result = check(cases, outputs, injected, closed_candidate_ids={"again"})
     assert counts(result) == {GOOD_DEAD_LETTERED: 1}
+
+
+def test_with_the_outcomes_writer_every_passed_case_has_exactly_one_outcome() -> None:
+    cases, outputs, injected = clean_run()
+    one_each = [outcome_from_pass(d) for d in outputs.decisions if isinstance(d, PassDecision)]
+    assert [o.case_id for o in one_each] == ["c1", "c2"]  # c3 escalated: no outcome needed
+    good = dataclasses.replace(outputs, outcomes=one_each)
+    assert check(cases, good, injected, outcomes_checked=True).ok
+    assert check(cases, outputs, injected).ok  # without the writer, outcomes are not checked
+    twice = dataclasses.replace(outputs, outcomes=[one_each[0], one_each[0]])  # c2 has none
+    result = check(cases, twice, injected, outcomes_checked=True)
+    assert counts(result) == {MISSING_OUTCOME: 1, MULTIPLE_OUTCOMES: 1}
+    assert result.rules[RULES.index(MISSING_OUTCOME)].examples == (
+        "case c2 passed and has no outcome",
+    )

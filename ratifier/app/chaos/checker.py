@@ -11,7 +11,9 @@ applies the rules to what it read. The rules, one counter each:
 - no decision counts one validator's vote twice (re-sent verdicts count once);
 - every injected bad record is dead-lettered exactly once, with its expected reason, and the
   injected records that must not be (re-sent and late verdicts) are not;
-- no other record (the good load) is dead-lettered.
+- no other record (the good load) is dead-lettered;
+- with the outcomes writer running (``outcomes_checked``): every load case that passed has
+  exactly one outcome on ``<prefix>.outcomes``, and no case has two.
 
 Dead letters are matched to injected records by where the record was written (topic,
 partition, offset from the produce acknowledgement), which each dead letter names.
@@ -32,6 +34,7 @@ from ratifier.core.models import (
     DeadLetterReason,
     Decision,
     EscalationPacket,
+    Outcome,
     PassDecision,
     RetryRequest,
     Verdict,
@@ -54,6 +57,8 @@ DOUBLE_VOTES = "votes counted twice"
 BAD_INPUT_WRONG = "bad input handled wrong"
 GOOD_DEAD_LETTERED = "good records dead-lettered"
 UNREADABLE = "unreadable output records"
+MISSING_OUTCOME = "passed cases without an outcome"
+MULTIPLE_OUTCOMES = "cases with more than one outcome"
 RULES = (
     MISSING_FINAL,
     MULTIPLE_FINALS,
@@ -65,6 +70,8 @@ RULES = (
     BAD_INPUT_WRONG,
     GOOD_DEAD_LETTERED,
     UNREADABLE,
+    MISSING_OUTCOME,
+    MULTIPLE_OUTCOMES,
 )
 
 
@@ -93,6 +100,7 @@ class Outputs:
     decisions: list[Decision]
     dead_letters: list[DeadLetter]
     unreadable: list[str] = field(default_factory=list)  # where, and why it did not decode
+    outcomes: list[Outcome] = field(default_factory=list)  # read only when they are checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,7 @@ def check(
     *,
     replayed_inputs: bool = False,
     closed_candidate_ids: Collection[str] = (),
+    outcomes_checked: bool = False,
 ) -> CheckResult:
     """Apply every rule. ``case_ids`` are the load's cases; ``bad_case_ids`` are cases whose
     candidate was itself injected bad: the validators' verdicts for such a candidate are
@@ -167,7 +176,8 @@ def check(
     ``replayed_inputs``: the tally read its inputs again (a rewind), so the load's records of
     finished cases are dead-lettered CASE_CLOSED, each naming its case's one final decision.
     ``closed_candidate_ids``: candidates injected for finished cases, whose verdicts must be
-    dead-lettered CASE_CLOSED too."""
+    dead-lettered CASE_CLOSED too. ``outcomes_checked``: the outcomes writer ran, so every
+    passed case must have exactly one outcome."""
     rules = {name: _Rule(name) for name in RULES}
     cases = set(case_ids)
 
@@ -247,6 +257,15 @@ def check(
     for where in outputs.unreadable:
         rules[UNREADABLE].fail(where)
 
+    if outcomes_checked:
+        per_case = Counter(outcome.case_id for outcome in outputs.outcomes)
+        passed = {c for c in cases if any(kind == "pass" for kind, _ in finals.get(c, ()))}
+        for case_id in sorted(passed - per_case.keys()):
+            rules[MISSING_OUTCOME].fail(f"case {case_id} passed and has no outcome")
+        for case_id, n in sorted(per_case.items()):
+            if n > 1:
+                rules[MULTIPLE_OUTCOMES].fail(f"case {case_id} has {n} outcomes")
+
     return CheckResult(
         cases=len(cases),
         final_outcomes=sum(1 for c in cases if finals.get(c)),
@@ -292,19 +311,25 @@ def _follows_bad_case(letter: DeadLetter, bad_case_ids: Collection[str]) -> bool
     return verdict.case_id in bad_case_ids
 
 
-async def read_outputs(settings: Settings, timeout_s: float = 120.0) -> Outputs:
-    """Every candidate, decision and dead letter on the topics, from the beginning to the end.
+async def read_outputs(
+    settings: Settings, timeout_s: float = 120.0, *, outcomes: bool = False
+) -> Outputs:
+    """Every candidate, decision and dead letter on the topics (with ``outcomes``, every
+    outcome too), from the beginning to the end.
 
     read_committed: a transactional tally's aborted writes are not outputs, and no consumer
     downstream would see them. The end is each partition's end offset when reading starts (the
     last stable offset, under read_committed), so the fleet should be stopped first.
     """
     names = TopicNames.from_settings(settings)
-    topics = (names.candidates, *names.decisions, names.deadletter)
+    topics: tuple[str, ...] = (names.candidates, *names.decisions, names.deadletter)
+    if outcomes:
+        topics += (names.outcomes,)
     consumer = make_consumer(settings, group_id=None, client_id="ratifier-chaos-checker")
     candidates: list[Candidate] = []
     decisions: list[Decision] = []
     dead_letters: list[DeadLetter] = []
+    written: list[Outcome] = []
     unreadable: list[str] = []
     await consumer.start()
     try:
@@ -330,6 +355,8 @@ async def read_outputs(settings: Settings, timeout_s: float = 120.0) -> Outputs:
                         dead_letters.append(value)
                     elif isinstance(value, PassDecision | RetryRequest | EscalationPacket):
                         decisions.append(value)
+                    elif isinstance(value, Outcome):
+                        written.append(value)
     finally:
         await consumer.stop()
-    return Outputs(candidates, decisions, dead_letters, unreadable)
+    return Outputs(candidates, decisions, dead_letters, unreadable, written)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 TALLY = "tally"  # the name demo_processes gives the tally
 SIM_A = "sim-a"  # the demo's validator group with two instances
 REJOIN_TIMEOUT_S = 90.0
+OUTCOMES = "outcomes"
 # A SIGSTOPped worker stays stopped this long past the moment its group dropped it, so its
 # successor has read and decided some of the partitions it owned before it wakes up.
 PAUSE_PAST_TAKEOVER_S = 5.0
@@ -119,6 +120,22 @@ class TallyKill(FleetFault):
         await self.fleet.start(ProcessSpec.tally(TALLY))
         took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S, other_than=before)
         return f"tally killed and restarted; group whole after {took:.1f}s"
+
+
+@dataclass
+class OutcomesKill(FleetFault):
+    """kill -9 the outcomes writer mid-transaction, start it again at once (a successor that
+    fences the killed one's transaction and reads the outcomes back)."""
+
+    name: str = "outcomes-kill"
+
+    async def apply(self, index: int) -> str:
+        group = self.names.outcomes_group
+        before = await stable_members(self.settings, group) or frozenset()
+        await self.fleet.kill_process(OUTCOMES)
+        await self.fleet.start(ProcessSpec.outcomes(OUTCOMES))
+        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S, other_than=before)
+        return f"outcomes writer killed and restarted; group whole after {took:.1f}s"
 
 
 @dataclass

@@ -19,7 +19,14 @@ from aiokafka.errors import KafkaError
 from ratifier.app.chaos.checker import SourceRef
 from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import DeadLetter, Decision, EscalationPacket, PassDecision, RetryRequest
+from ratifier.core.models import (
+    DeadLetter,
+    Decision,
+    EscalationPacket,
+    Outcome,
+    PassDecision,
+    RetryRequest,
+)
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import assign_all
 from ratifier.io.kafka import make_consumer
@@ -43,6 +50,8 @@ class VerdictRecord:
 class Observer:
     settings: Settings
     finals: set[str] = field(default_factory=set)  # case ids with a pass or an escalation
+    passed: set[str] = field(default_factory=set)  # case ids with a pass
+    with_outcome: set[str] = field(default_factory=set)  # case ids on <prefix>.outcomes
     dead_lettered: set[SourceRef] = field(default_factory=set)
     last_record_at: float = field(default_factory=time.monotonic)
     # The load's verdicts and every decision, for the bad-input injector (unbounded: a run's
@@ -61,7 +70,9 @@ class Observer:
         await consumer.start()
         try:
             await assign_all(
-                consumer, (names.verdicts, *names.decisions, names.deadletter), from_beginning=True
+                consumer,
+                (names.verdicts, *names.decisions, names.deadletter, names.outcomes),
+                from_beginning=True,
             )
         except BaseException:
             await consumer.stop()
@@ -101,10 +112,14 @@ class Observer:
             decoded = codec.decode(value)
         except WireFormatError:
             return  # the checker reports unreadable outputs
-        if isinstance(decoded, DeadLetter):
+        if isinstance(decoded, Outcome):
+            self.with_outcome.add(decoded.case_id)
+        elif isinstance(decoded, DeadLetter):
             source = SourceRef(decoded.source_topic, decoded.partition, decoded.offset)
             self.dead_lettered.add(source)
         elif isinstance(decoded, PassDecision | RetryRequest | EscalationPacket):
             if not isinstance(decoded, RetryRequest):
                 self.finals.add(decoded.case_id)
+            if isinstance(decoded, PassDecision):
+                self.passed.add(decoded.case_id)
             self.decisions.put_nowait(decoded)

@@ -24,7 +24,7 @@ from ratifier.core.config import Settings
 from ratifier.core.polling import in_background
 from ratifier.io.admin import admin_client, delete_topics, ensure_topics
 from ratifier.io.client import Client
-from ratifier.ops.fleet import Fleet
+from ratifier.ops.fleet import Fleet, ProcessSpec
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ async def run_scenario(
             bad = BadInput(client, lambda: load.case_set, forger=forger)
             await bad.start()
             try:
-                await fleet.start(*demo_processes())
+                outcomes = [ProcessSpec.outcomes()] if scenario.outcomes else []
+                await fleet.start(*demo_processes(), *outcomes)
                 await fleet.wait_ready(settings, START_TIMEOUT_S)
                 context = FaultContext(settings, fleet, options.brokers, bad, observer)
                 fault = scenario.make_fault(context)
@@ -129,7 +130,11 @@ async def run_scenario(
                         group.create_task(load.run())
                         group.create_task(strike())
                     progress(f"   load of {len(load.case_ids)} cases sent; settling")
-                    if not await settle(observer, load.case_set, bad, settings, options, progress):
+                    settled = await settle(
+                        observer, load.case_set, bad, settings, options, progress,
+                        outcomes=scenario.outcomes,
+                    )  # fmt: skip
+                    if not settled:
                         notes.append(f"not settled within {options.settle_timeout:.0f}s")
             finally:
                 await bad.stop()
@@ -138,7 +143,7 @@ async def run_scenario(
                 notes.append(f"{load.send_retries} load sends repeated (broker away)")
             if bad.send_failures:
                 notes.append(f"{bad.send_failures} bad records could not be written")
-        outputs = await read_outputs(settings)
+        outputs = await read_outputs(settings, outcomes=scenario.outcomes)
     except Exception as exc:
         logger.exception("scenario %s could not run", scenario.name)
         while isinstance(exc, ExceptionGroup):  # from the task group: say what failed
@@ -162,6 +167,7 @@ async def run_scenario(
         bad.bad_case_ids,
         replayed_inputs=scenario.replays_inputs,
         closed_candidate_ids=bad.closed_candidate_ids,
+        outcomes_checked=scenario.outcomes,
     )
     if not options.keep_topics:
         await _delete_run_topics(settings)
@@ -183,12 +189,15 @@ async def settle(
     settings: Settings,
     options: RunOptions,
     progress: Progress,
+    *,
+    outcomes: bool = False,
 ) -> bool:
     """Wait until every case is final, every expected dead letter is out, and all is quiet.
 
     A dead letter that never comes (a tally that does not know a reason yet) must not hold the
     run up forever: once every case is final and nothing was written for longer than a held
-    verdict can wait, the run is over and the check will say what is missing.
+    verdict can wait, the run is over and the check will say what is missing. With
+    ``outcomes``, every passed case's outcome must be written too.
     """
     deadline = time.monotonic() + options.settle_timeout
     held_s = settings.hold_ms / 1000
@@ -198,12 +207,21 @@ async def settle(
         expected = {r.source for r in bad.injected if r.expected_reason is not None}
         pending = len(expected - observer.dead_lettered)
         quiet = observer.quiet_for_s
-        if final == len(cases) and quiet >= QUIET_S and (not pending or quiet >= held_s + QUIET_S):
+        unwritten = len((observer.passed & cases) - observer.with_outcome) if outcomes else 0
+        if (
+            final == len(cases)
+            and not unwritten
+            and quiet >= QUIET_S
+            and (not pending or quiet >= held_s + QUIET_S)
+        ):
             return True
         if time.monotonic() > deadline:
             return False
         if time.monotonic() >= next_report:
-            progress(f"   final {final}/{len(cases)}, dead letters pending {pending}")
+            progress(
+                f"   final {final}/{len(cases)}, dead letters pending {pending}"
+                + (f", outcomes unwritten {unwritten}" if outcomes else "")
+            )
             next_report += 10.0
         await asyncio.sleep(0.5)
 

@@ -15,6 +15,7 @@ from ratifier.app.chaos.faults import (
     Fault,
     LateReplay,
     OffsetRewind,
+    OutcomesKill,
     TallyKill,
     TallyPause,
     TallyScale,
@@ -52,6 +53,8 @@ class Scenario:
     # records, naming the case's final decision, are expected (checker.check, replayed_inputs).
     replays_inputs: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)  # overrides for its processes
+    # Also run the outcomes writer, and check one outcome per passed case (checker.check).
+    outcomes: bool = False
 
     def fault_count(self, quick: bool) -> int:
         return (self.quick_faults or 1) if quick else self.faults
@@ -124,6 +127,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         quick_faults=1,
         replays_inputs=True,
         settings={"retention_ms": SHORT_RETENTION_MS},
+    ),
+    Scenario(
+        "outcomes-kill",
+        "kill -9 the outcomes writer under load, restarted at once; every passed case must get "
+        "exactly one outcome",
+        lambda ctx: OutcomesKill(ctx.settings, ctx.fleet),
+        faults=5,
+        quick_faults=2,
+        outcomes=True,
     ),
     Scenario(
         "broker-stall",

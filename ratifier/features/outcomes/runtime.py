@@ -8,7 +8,8 @@ resolutions stream in Redis) into :class:`Outcome` records.
 Exactly one outcome per case, and why it holds (docs/review.md):
 
 * Outcomes are written in Kafka transactions, with the pass decisions' consumer offsets in the
-  same transaction (consume-process-produce, as the transactional tally does).
+  same transaction (consume-process-produce): the consumer runtime's transactional commit step,
+  ratifier.io.consume.transactional.
 * The writer's transactional id is fixed (``<prefix>.outcomes``). Starting a writer fences any
   earlier one (its open transaction is aborted and it can commit nothing more), and only then
   does the new writer read ``<prefix>.outcomes`` back (read_committed) to learn which cases have
@@ -30,35 +31,30 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import (
-    AUTO_REVIEWER,
-    DeadLetter,
-    DeadLetterReason,
-    Outcome,
-    PassDecision,
-    now_ms,
-)
+from ratifier.core.models import AUTO_REVIEWER, DeadLetterReason, Outcome, PassDecision
 from ratifier.core.outcome_signing import seal_from_headers, seal_headers
 from ratifier.features.outcomes.config import OutcomesConfig
 from ratifier.features.outcomes.core import outcome_from_pass, outcome_from_resolution
 from ratifier.features.review.core import agreement
 from ratifier.features.review.io.metrics import AgreementStore, ReviewGauges
 from ratifier.features.review.io.queue import ReviewQueue, StoredResolution
-from ratifier.io.client import assign_all
+from ratifier.io.client import read_to_end
 from ratifier.io.consume import (
+    Batch,
     ConsumerRuntime,
     InvalidRecord,
     Limits,
     PoisonMode,
     RuntimeWorker,
+    TransactionalCommits,
 )
 from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.keys import signer_from
@@ -70,22 +66,26 @@ from ratifier.schemas import codec
 logger = logging.getLogger(__name__)
 
 TRANSACTION_TIMEOUT_MS = 10_000
-_POLL_MS = 200
 _BATCH = 256
 PENDING_CHECK_S = 30.0
 
 
 @dataclass(slots=True)
-class _Batch:
+class _Written:
+    """What one batch's transaction carries, for the work after its commit."""
+
     outcomes: list[Outcome] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
     resolutions: list[StoredResolution] = field(default_factory=list)
     duplicates: int = 0
 
 
-class OutcomesWriter:
-    """Pass decisions and resolutions in, one outcome per case out. ``async with`` it."""
+class OutcomesWriter(RuntimeWorker):
+    """Pass decisions and resolutions in, one outcome per case out. ``async with`` it.
+
+    On the consumer runtime in transactional batch mode (ratifier.io.consume.transactional):
+    each fetch of pass decisions, with the resolutions read from Redis beside it, is one batch
+    whose outcomes, dead letters and offsets commit in one transaction.
+    """
 
     def __init__(
         self, config: OutcomesConfig, redis: Redis, *, registry: CollectorRegistry | None = None
@@ -107,11 +107,22 @@ class OutcomesWriter:
             max_request_size=config.endpoints.max_record_bytes,
         )
         self._consumer = make_consumer(
-            kafka, self.names.passed, group_id=self.names.outcomes_group, client_id=client_id
+            kafka, group_id=self.names.outcomes_group, client_id=client_id
+        )
+        self.transaction = TransactionalCommits(self._producer, self.names.outcomes_group)
+        self.runtime = ConsumerRuntime(
+            self._consumer,
+            [self.names.passed],
+            batch_handler=self._write,
+            limits=Limits(max_in_flight=_BATCH),
+            poison=config.poison,
+            dead_letter=self.transaction.dead_letter_sink(self.names.deadletter),
+            transaction=self.transaction,
+            empty_batches=True,  # resolutions arrive while no pass decision does
         )
         self.decided: set[str] = set()  # case ids with a committed outcome
         self._signer = signer_from(config.signing_key)  # None: outcomes unsigned
-        # Re-read what was delivered but not acked: at the first step, then every PENDING_CHECK_S.
+        # Re-read what was delivered but not acked: at the first batch, then every PENDING_CHECK_S.
         self._pending_resolutions = False
         self._next_pending_check = 0.0
         registry = registry or CollectorRegistry()
@@ -128,72 +139,60 @@ class OutcomesWriter:
         )
         self.ready = False
 
-    async def start(self) -> None:
+    async def on_start(self) -> None:
+        # The producer started first (RuntimeWorker.start): its init_transactions fenced every
+        # earlier writer, so the outcomes read back now are complete (see above).
         await self.queue.ensure_groups()
-        # First the fencing (init_transactions inside start), then the read-back: see above.
-        await self._producer.start()
-        try:
-            self.decided = await self._restore()
-            await self._consumer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
+        self.decided = await self._restore()
         self.ready = True
         logger.info("outcomes writer ready: %d cases already have an outcome", len(self.decided))
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
         self.ready = False
-        try:
-            await self._consumer.stop()
-        finally:
-            await self._producer.stop()
-
-    async def __aenter__(self) -> OutcomesWriter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def _restore(self) -> set[str]:
         """The case ids of every committed outcome (read_committed, to each partition's end)."""
-        consumer = make_consumer(
-            self._kafka,
-            group_id=None,
-            client_id=f"{self._client_id}-restore",
+        reader = read_to_end(
+            self._kafka, [self.names.outcomes], client_id=f"{self._client_id}-restore"
         )
-        await consumer.start()
-        decided: set[str] = set()
-        try:
-            topic = self.names.outcomes
-            await assign_all(
-                consumer,
-                [topic],
-                from_beginning=True,
-                bootstrap_servers=self._kafka.bootstrap_servers,
+        return {record.key.decode() async for record in reader if record.key is not None}
+
+    async def _write(self, batch: Batch) -> None:
+        """One batch: its outcomes into the runtime's transaction; the rest after the commit."""
+        written = _Written(resolutions=await self._read_resolutions())
+        fresh: set[str] = set()
+
+        def add(outcome: Outcome) -> None:
+            if outcome.case_id in self.decided or outcome.case_id in fresh:
+                written.duplicates += 1
+                logger.info(
+                    "case %s has an outcome already: %s ignored", outcome.case_id, outcome.reviewer
+                )
+                return
+            fresh.add(outcome.case_id)
+            written.outcomes.append(outcome)
+
+        for records in batch.values():
+            for record in records:
+                try:
+                    decision = codec.decode_as(record.value or b"", PassDecision)
+                except WireFormatError as exc:
+                    error = InvalidRecord(DeadLetterReason.MALFORMED, f"not a pass decision: {exc}")
+                    self.runtime.note_invalid(record, error)
+                    continue
+                add(outcome_from_pass(decision))
+        for stored in written.resolutions:
+            add(outcome_from_resolution(stored.packet, stored.resolution))
+        for outcome in written.outcomes:
+            await self.transaction.send(
+                self.names.outcomes,
+                codec.encode(outcome),
+                key=outcome.case_id.encode(),
+                headers=seal_headers(self._signer, outcome),
             )
-            partitions = list(consumer.assignment())
-            ends = await consumer.end_offsets(partitions)
-            remaining = {tp for tp in partitions if ends[tp] > 0}
-            while remaining:
-                batches = await consumer.getmany(*remaining, timeout_ms=1_000)
-                for records in batches.values():
-                    decided.update(r.key.decode() for r in records if r.key is not None)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
-        return decided
+        self.transaction.after_commit(lambda: self._committed(written))
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            await self.step()
-
-    async def step(self) -> int:
-        """One poll of both inputs and one transaction; the number of outcomes written."""
-        records = await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=_BATCH)
+    async def _read_resolutions(self) -> list[StoredResolution]:
         now = time.monotonic()
         if now >= self._next_pending_check:
             # Now and then again: a fenced writer still running may have read some since.
@@ -204,96 +203,21 @@ class OutcomesWriter:
         )
         if self._pending_resolutions and not resolutions:
             self._pending_resolutions = False
-        batch = self._collect(records, resolutions)
-        if batch.outcomes or batch.dead_letters or batch.offsets:
-            await self._commit(batch)
-        # After the commit: a crash before this re-reads them, and the case is decided by then.
-        await self.queue.acknowledge([r.entry_id for r in batch.resolutions])
-        await self._count_agreement(batch)
-        return len(batch.outcomes)
+        return list(resolutions)
 
-    def _collect(
-        self,
-        records: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
-        resolutions: Sequence[StoredResolution],
-    ) -> _Batch:
-        batch = _Batch(resolutions=list(resolutions))
-        fresh: set[str] = set()
-
-        def add(outcome: Outcome) -> None:
-            if outcome.case_id in self.decided or outcome.case_id in fresh:
-                batch.duplicates += 1
-                logger.info(
-                    "case %s has an outcome already: %s ignored", outcome.case_id, outcome.reviewer
-                )
-                return
-            fresh.add(outcome.case_id)
-            batch.outcomes.append(outcome)
-
-        for tp, items in records.items():
-            for record in items:
-                try:
-                    decision = codec.decode_as(record.value or b"", PassDecision)
-                except WireFormatError as exc:
-                    batch.dead_letters.append(_dead_letter(record, str(exc)))
-                    continue
-                add(outcome_from_pass(decision))
-            if items:
-                batch.offsets[tp] = items[-1].offset + 1
-        for stored in resolutions:
-            add(outcome_from_resolution(stored.packet, stored.resolution))
-        return batch
-
-    async def _commit(self, batch: _Batch) -> None:
-        await self._producer.begin_transaction()
-        try:
-            for outcome in batch.outcomes:
-                await self._producer.send(
-                    self.names.outcomes,
-                    codec.encode(outcome),
-                    key=outcome.case_id.encode(),
-                    headers=seal_headers(self._signer, outcome),
-                )
-            for letter in batch.dead_letters:
-                key = f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()
-                await self._producer.send(self.names.deadletter, codec.encode(letter), key=key)
-            if batch.offsets:
-                await self._producer.send_offsets_to_transaction(
-                    batch.offsets, self.names.outcomes_group
-                )
-            await self._producer.commit_transaction()
-        except BaseException:
-            # Fenced (another writer took over) or the broker failed: nothing of it counts.
-            logger.exception("outcomes transaction failed; aborting it")
-            try:
-                await self._producer.abort_transaction()
-            except Exception:  # fenced producers cannot abort: the new owner already did
-                logger.warning("abort failed too; the transaction times out on the broker")
-            raise
-        for outcome in batch.outcomes:
+    async def _committed(self, written: _Written) -> None:
+        for outcome in written.outcomes:
             self.decided.add(outcome.case_id)
             origin = "auto" if outcome.reviewer == AUTO_REVIEWER else "review"
             self.written.labels(outcome.kind.value, origin).inc()
-        self.duplicates.inc(batch.duplicates)
-
-    async def _count_agreement(self, batch: _Batch) -> None:
-        written = {o.case_id: o for o in batch.outcomes}
-        for stored in batch.resolutions:
-            outcome = written.get(stored.resolution.case_id)
-            if outcome is not None and outcome.reviewer == stored.resolution.reviewer:
-                await self.agreement.record(outcome.case_id, agreement(stored.packet, outcome))
-
-
-def _dead_letter(record: ConsumerRecord[bytes, bytes], detail: str) -> DeadLetter:
-    return DeadLetter(
-        original=record.value or b"",
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        reason=DeadLetterReason.MALFORMED,
-        detail=f"not a pass decision: {detail}",
-        dead_at_ms=now_ms(),
-    )
+        self.duplicates.inc(written.duplicates)
+        # After the commit: a crash before this re-reads them, and the case is decided by then.
+        await self.queue.acknowledge([r.entry_id for r in written.resolutions])
+        by_case = {o.case_id: o for o in written.outcomes}
+        for stored in written.resolutions:
+            resolved = by_case.get(stored.resolution.case_id)
+            if resolved is not None and resolved.reviewer == stored.resolution.reviewer:
+                await self.agreement.record(resolved.case_id, agreement(stored.packet, resolved))
 
 
 class TrustedProjector(RuntimeWorker):

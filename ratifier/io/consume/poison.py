@@ -20,6 +20,7 @@ the fix, it is read again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -31,11 +32,15 @@ __all__ = [
     "BRAKE_MIN_RECORDS",
     "InvalidRecord",
     "PoisonBrake",
+    "PoisonGate",
     "PoisonHandling",
     "PoisonLimitExceeded",
     "PoisonMode",
     "dead_letter_for",
+    "dead_letter_key",
 ]
+
+logger = logging.getLogger(__name__)
 
 # The ratio check waits for this many records: a worker whose first record is bad is not broken.
 BRAKE_MIN_RECORDS = 100
@@ -107,7 +112,51 @@ class PoisonBrake:
             )
 
 
+class PoisonGate:
+    """The poison setting and its brake for one worker loop: what the consumer runtime applies
+    to every invalid record, and what a loop of its own (the tally engine) calls.
+
+    :meth:`ok` counts valid records; :meth:`reject` counts an invalid one and says whether to
+    dead-letter it (True) or skip it (False, logged here). Past a brake limit it logs the stop
+    once and raises :class:`PoisonLimitExceeded`, and raises that same error, without counting
+    or logging, for every invalid record after it (records still in flight).
+    """
+
+    def __init__(self, handling: PoisonHandling) -> None:
+        self.handling = handling
+        self._brake = PoisonBrake(handling)
+        self.tripped: PoisonLimitExceeded | None = None
+
+    @property
+    def invalid(self) -> int:
+        return self._brake.invalid_total
+
+    def ok(self, count: int = 1) -> None:
+        self._brake.ok(count)
+
+    def reject(self, where: str, error: InvalidRecord) -> bool:
+        """``where`` (topic[partition]@offset) is invalid: True to dead-letter it, False if
+        skipped; raises :class:`PoisonLimitExceeded` past a limit."""
+        if self.tripped is not None:
+            raise self.tripped
+        try:
+            self._brake.invalid(f"{where}: {error.detail}")
+        except PoisonLimitExceeded as limit:
+            self.tripped = limit
+            logger.error("stopping: %s", limit)
+            raise
+        if self.handling.mode is PoisonMode.SKIP:
+            logger.warning("skipped invalid record %s (%s): %s", where, error.reason, error.detail)
+            return False
+        return True
+
+
 def dead_letter_for(
     value: bytes, topic: str, partition: int, offset: int, error: InvalidRecord
 ) -> DeadLetter:
     return DeadLetter(value, topic, partition, offset, error.reason, error.detail, now_ms())
+
+
+def dead_letter_key(letter: DeadLetter) -> bytes:
+    """A dead letter's record key: where the record came from."""
+    return f"{letter.source_topic}:{letter.partition}:{letter.offset}".encode()

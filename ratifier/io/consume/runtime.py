@@ -24,6 +24,16 @@ after it like single records. ``before_fetch``, ``on_assigned`` and ``on_revoked
 worker restore its state after a rebalance; :meth:`ConsumerRuntime.resume_from` tells the
 runtime which offsets are committed already, so records read again below them (to rebuild
 state) never move a commit back.
+
+With ``transaction`` (:mod:`.transactional`) a batch worker is exactly once: each batch's
+output, dead letters and offsets are committed in one Kafka transaction right after the batch,
+and nothing else commits the group's offsets. ``empty_batches`` hands the handler fetches that
+brought nothing too (a worker with a second input outside Kafka, as the outcomes writer's
+resolutions in Redis).
+
+After the poison brake trips or a handler fails, records still in flight finish without being
+counted, logged or dead-lettered: they stay uncommitted and are read again after the fix, and
+the stop is logged once.
 """
 
 from __future__ import annotations
@@ -44,12 +54,13 @@ from ratifier.core.models import DeadLetter
 from ratifier.io.consume.offsets import OffsetTracker
 from ratifier.io.consume.poison import (
     InvalidRecord,
-    PoisonBrake,
+    PoisonGate,
     PoisonHandling,
     PoisonLimitExceeded,
     PoisonMode,
     dead_letter_for,
 )
+from ratifier.io.consume.transactional import TransactionalCommits
 
 __all__ = ["Batch", "BatchHandler", "ConsumerRuntime", "Handler", "Limits"]
 
@@ -97,6 +108,8 @@ class ConsumerRuntime:
         before_fetch: Callable[[], Awaitable[None]] | None = None,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
+        transaction: TransactionalCommits | None = None,
+        empty_batches: bool = False,
     ) -> None:
         self.limits = limits or Limits()
         self.poison = poison or PoisonHandling(
@@ -106,6 +119,8 @@ class ConsumerRuntime:
             raise ValueError("poison mode dead-letter needs a dead-letter sink")
         if (handler is None) == (batch_handler is None):
             raise ValueError("give a handler or a batch_handler, not both")
+        if (transaction is not None or empty_batches) and batch_handler is None:
+            raise ValueError("transaction and empty_batches need a batch_handler")
         self._consumer = consumer
         self._handler = handler
         self._batch_handler = batch_handler
@@ -114,7 +129,10 @@ class ConsumerRuntime:
         self.on_revoked = on_revoked
         self._dead_letter = dead_letter
         self._commits = commits
-        self._brake = PoisonBrake(self.poison)
+        self._transaction = transaction
+        self._empty_batches = empty_batches
+        self._batch_letters: list[tuple[DeadLetter, InvalidRecord]] = []
+        self._gate = PoisonGate(self.poison)
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._tasks: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         # Per-key ordering: the records waiting behind the one of their key that runs.
@@ -127,7 +145,6 @@ class ConsumerRuntime:
         self.in_flight = 0
         self.in_flight_bytes = 0
         self.completed = 0
-        self.invalid = 0
         self.dead_lettered = 0
         self.pauses = 0
         consumer.subscribe(topics=list(topics), listener=_Rebalance(self))
@@ -170,29 +187,55 @@ class ConsumerRuntime:
         batch = await self._consumer.getmany(
             timeout_ms=self.limits.poll_timeout_ms, max_records=self.limits.max_in_flight
         )
-        if not batch or stop.is_set():
+        if stop.is_set() or not (batch or self._empty_batches):
             return
         records = [(tp, record.offset) for tp, rs in batch.items() for record in rs]
         for tp, offset in records:
             self._offsets.start(tp, offset)
         self.in_flight = len(records)
         invalid_before = self.invalid
+        self._batch_letters = []
         try:
             await handler(batch)  # any exception stops the runtime; the batch is not committed
+            for letter, error in self._batch_letters:  # before the commit (in its transaction)
+                await self._send_dead_letter(letter, error)
+            for tp, offset in records:
+                self._offsets.complete(tp, offset)
+            if self._transaction is not None:
+                offsets = self._offsets.pending_commits({tp for tp, _ in records})
+                await self._transaction.commit(offsets)
+                self._offsets.committed(offsets)
+        except BaseException:
+            if self._transaction is not None:
+                await self._transaction.abort()
+            raise
         finally:
             self.in_flight = 0
-        for tp, offset in records:
-            self._offsets.complete(tp, offset)
+            self._batch_letters = []
         self.completed += len(records)
-        self._brake.ok(len(records) - (self.invalid - invalid_before))
+        self._gate.ok(len(records) - (self.invalid - invalid_before))
+
+    @property
+    def invalid(self) -> int:
+        """Invalid records counted (by the brake: not those after it tripped)."""
+        return self._gate.invalid
 
     def note_invalid(self, record: ConsumerRecord, error: InvalidRecord) -> None:
-        """For a batch handler: ``record`` cannot be used and is skipped (counted, logged, and
-        the brake applied: raises :class:`PoisonLimitExceeded` past a limit)."""
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        self.invalid += 1
-        self._brake.invalid(f"{where}: {error.detail}")
-        logger.warning("skipped invalid record %s (%s): %s", where, error.reason, error.detail)
+        """For a batch handler: ``record`` cannot be used. The brake is applied (raises
+        :class:`PoisonLimitExceeded` past a limit); then it is skipped (counted, logged) or, in
+        dead-letter mode, dead-lettered once the handler returns, before the batch's commit."""
+        if not self._gate.reject(_where(record), error):
+            return
+        letter = dead_letter_for(
+            record.value or b"", record.topic, record.partition, record.offset, error
+        )
+        self._batch_letters.append((letter, error))
+
+    async def _send_dead_letter(self, letter: DeadLetter, error: InvalidRecord) -> None:
+        assert self._dead_letter is not None  # dead-letter mode is refused without a sink
+        await self._dead_letter(letter)
+        self.dead_lettered += 1
+        logger.error("dead-lettered %s (%s): %s", _where_letter(letter), error.reason, error.detail)
 
     def resume_from(self, offsets: Mapping[TopicPartition, int]) -> None:
         """These offsets are committed already: never commit below them."""
@@ -255,7 +298,7 @@ class ConsumerRuntime:
         try:
             try:
                 await self._handler(record)
-                self._brake.ok()
+                self._gate.ok()
                 finished = True
             except InvalidRecord as exc:
                 finished = await self._poisoned(record, exc)
@@ -272,23 +315,20 @@ class ConsumerRuntime:
             self._finished.set()
 
     async def _poisoned(self, record: ConsumerRecord, exc: InvalidRecord) -> bool:
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        self.invalid += 1
+        """Skip or dead-letter ``record``; False (not finished) when the runtime is stopping."""
+        if self._failure is not None:  # stopping (the brake, a bug): read again after the fix
+            return False
         try:
-            self._brake.invalid(f"{where}: {exc.detail}")
+            dead_letter = self._gate.reject(_where(record), exc)
         except PoisonLimitExceeded as limit:
-            logger.error("stopping: %s", limit)
             self._fail(limit)
             return False
-        if self.poison.mode is PoisonMode.SKIP or self._dead_letter is None:
-            logger.warning("skipped invalid record %s (%s): %s", where, exc.reason, exc.detail)
+        if not dead_letter:
             return True
         letter = dead_letter_for(
             record.value or b"", record.topic, record.partition, record.offset, exc
         )
-        await self._dead_letter(letter)
-        self.dead_lettered += 1
-        logger.error("dead-lettered %s (%s): %s", where, exc.reason, exc.detail)
+        await self._send_dead_letter(letter, exc)
         return True
 
     def _next_of_key(self, tp: TopicPartition, record: ConsumerRecord, *, go_on: bool) -> None:
@@ -319,8 +359,8 @@ class ConsumerRuntime:
     async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
         """Commit the finished prefix of ``partitions`` (default: every assigned one)."""
         self._last_commit = time.monotonic()
-        if not self._commits:
-            return
+        if not self._commits or self._transaction is not None:
+            return  # transactional: offsets are committed with each batch's transaction only
         assigned = self._consumer.assignment()
         chosen = assigned if partitions is None else [tp for tp in partitions if tp in assigned]
         offsets = self._offsets.pending_commits(chosen)
@@ -369,6 +409,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         runtime._paused = False  # a new assignment starts unpaused
         if runtime.on_assigned is not None:
             runtime.on_assigned(assigned)
+
+
+def _where(record: ConsumerRecord) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def _where_letter(letter: DeadLetter) -> str:
+    return f"{letter.source_topic}[{letter.partition}]@{letter.offset}"
 
 
 def _size(record: ConsumerRecord) -> int:
