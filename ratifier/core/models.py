@@ -193,7 +193,7 @@ class RoundRecord:
 class PeerVerdict:
     """A verdict of the previous round as the next round's validators see it."""
 
-    peer: str  # the validator id, or "peer 1".."peer n" when the policy anonymises
+    peer: str  # in a RoundRequest the validator id; shown to a judge as "peer n" or "you"
     vote: Vote
     confidence: float
     severity: Severity | None
@@ -210,7 +210,8 @@ class RoundRequest:
     candidate_id: str
     policy: str
     round: int  # >= 2: round 1 is the candidate itself
-    peers: tuple[PeerVerdict, ...]  # the previous round's verdicts
+    peers: tuple[PeerVerdict, ...]  # the previous round's verdicts, by validator id
+    anonymise: bool  # the policy's debate.anonymise: judges see "peer n", not ids
     opened_at_ms: int
     closes_at_ms: int  # when its window closes, in the tally's time
 

@@ -314,6 +314,7 @@ round_requests = st.builds(
             reasons=_tuples(reasons),
         )
     ),
+    anonymise=st.booleans(),
     opened_at_ms=timestamps,
     closes_at_ms=timestamps,
 )
@@ -396,6 +397,7 @@ def _sample(kind: type) -> Any:
             "p",
             2,
             (PeerVerdict("peer 1", Vote.REJECT, 0.9, Severity.MAJOR, (Reason("x", "y"),)),),
+            True,
             5,
             6,
         ),
