@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ratifier.core.config import Settings
 from ratifier.core.debate import NextStep, RoundTally, after_round, peers_of
-from ratifier.core.errors import PolicyError
+from ratifier.core.errors import ConfigError, PolicyError
 from ratifier.core.models import (
     Candidate,
     DeadLetterReason,
@@ -24,6 +25,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Debate, Policy
+from ratifier.schemas import codec
+from ratifier.streams.limits import MAX_VERDICT_BYTES, SizeLimits
 from ratifier.streams.state import CaseState, CaseStatus, decode_state, encode_state
 from ratifier.streams.tally import (
     SourceRef,
@@ -394,3 +397,46 @@ def test_a_policy_without_debate_refuses_round_two_verdicts() -> None:
     run.round("AAA--", 1)
     assert isinstance(run.decisions[0], PassDecision)
     assert run.decisions[0].rounds == ()
+
+
+# --- record size: a 5-validator 4-round debate fits (docs/debate.md, "Record size") -------------
+
+
+@pytest.mark.parametrize(
+    ("attempts", "earlier"), [(1, "full"), (2, "referenced")], ids=["one-attempt", "referenced"]
+)
+def test_a_five_validator_four_round_debate_fits_a_record(attempts: int, earlier: str) -> None:
+    limits = SizeLimits.from_settings(Settings())  # 200 000 B candidates, 1 048 576 B records
+    rules = debate_policy(4, 4, max_attempts=attempts, earlier_attempts=earlier)
+    limits.check_policy(rules)
+    bound = limits.worst_case_bytes(rules)
+    assert bound <= limits.max_record_bytes
+    with pytest.raises(ConfigError, match="more than RATIFIER_MAX_RECORD_BYTES"):
+        limits.check_policy(debate_policy(4, 4, max_attempts=2))  # two attempts in full: no
+    content = "x" * (limits.max_candidate_bytes - 1_000)
+    reasons = tuple(Reason(f"r{i}", "m" * ((MAX_VERDICT_BYTES - 600) // 4)) for i in range(4))
+    state: CaseState | None = None
+    largest_state = largest_output = 0
+    decisions: list[Any] = []
+    for attempt in range(1, attempts + 1):
+        cand = replace(candidate(attempt), content=content)
+        assert len(codec.encode(cand)) <= limits.max_candidate_bytes
+        step = on_candidate(state, cand, rules, T0, SETTINGS)
+        state = step.state
+        for round_ in range(1, 5):
+            for v in FIVE:
+                big = replace(verdict(v, Vote.REJECT, round_, attempt), reasons=reasons)
+                assert len(codec.encode(big)) <= MAX_VERDICT_BYTES
+                step = on_verdict(state, big, SOURCE, {"p": rules}, T0, SETTINGS)
+                state = step.state
+                assert state is not None
+                largest_state = max(largest_state, len(encode_state(state)))
+                for record in (*step.decisions, *step.rounds):
+                    largest_output = max(largest_output, len(codec.encode(record)))
+                decisions += step.decisions
+    packet = decisions[-1]
+    assert isinstance(packet, EscalationPacket)
+    assert [r.round for r in packet.attempts[-1].rounds] == [1, 2, 3]
+    assert largest_state <= bound
+    assert largest_output <= bound
+    assert largest_output > 500_000  # the records really were near the bound
