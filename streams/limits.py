@@ -55,7 +55,13 @@ class SizeLimits:
             raise ConfigError(
                 f"policy {policy.name!r}: {policy.max_attempts} attempts of candidates up to "
                 f"RATIFIER_MAX_CANDIDATE_BYTES={self.max_candidate_bytes} with "
-                f"{len(policy.validators)} verdicts of up to {self.max_verdict_bytes} bytes make "
+                f"{len(policy.validators)} verdicts"
+                + (
+                    f" in each of {policy.debate.max_rounds} debate rounds"
+                    if policy.debate is not None
+                    else ""
+                )
+                + f" of up to {self.max_verdict_bytes} bytes make "
                 f"cases of up to {worst} bytes, more than RATIFIER_MAX_RECORD_BYTES="
                 f"{self.max_record_bytes}: lower the candidate limit or raise the record limit"
                 + (

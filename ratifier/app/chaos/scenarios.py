@@ -52,6 +52,7 @@ class Scenario:
     # records, naming the case's final decision, are expected (checker.check, replayed_inputs).
     replays_inputs: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)  # overrides for its processes
+    policy: str | None = None  # the tally's policy (policies.py); None: the run's --policy
 
     def fault_count(self, quick: bool) -> int:
         return (self.quick_faults or 1) if quick else self.faults
@@ -106,6 +107,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         faults=10,
         quick_faults=3,
         bad_input=True,
+    ),
+    Scenario(
+        "debate-tally-kill",
+        "kill -9 the tally under a [debate] policy (2 to 3 rounds), restarted at once "
+        "(transactional engine only)",
+        lambda ctx: TallyKill(ctx.settings, ctx.fleet),
+        faults=10,
+        policy="debate",
     ),
     Scenario(
         "late-replay",
