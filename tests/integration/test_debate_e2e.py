@@ -22,14 +22,22 @@ from ratifier.core.models import (
     FailureReason,
     Judgement,
     PassDecision,
+    PeerVerdict,
     Reason,
+    RoundRequest,
     Severity,
+    Verdict,
     Vote,
+    now_ms,
 )
+from ratifier.core.topics import TopicNames
 from ratifier.io.client import Client
-from ratifier.io.testing import wait_until
+from ratifier.io.kafka import make_producer
+from ratifier.io.testing import read_records, wait_until
 from ratifier.ops.fleet import Fleet, ProcessSpec
-from ratifier.validators.runtime import Peers, ValidatorWorker
+from ratifier.schemas import codec
+from ratifier.streams.tally import round_request_id
+from ratifier.validators.runtime import CandidateCache, Peers, ValidatorWorker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -163,3 +171,52 @@ async def test_a_debate_runs_its_rounds_through_the_broker(
     assert isinstance(restart, PassDecision)
     assert [r.round for r in restart.rounds] == [1]
     assert {v.round for v in restart.votes} == {2}
+
+
+async def test_a_validator_that_never_saw_the_candidate_reads_it_for_its_round(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A restarted validator (or another instance) gets round 2 with an empty cache: it reads the
+    # candidate from the case's partition of the candidates topic, judges it with the peers and
+    # answers with the round.
+    (tmp_path / "debate.toml").write_text(POLICY)
+    tuned = settings.with_overrides(policy_dir=tmp_path)
+    names = TopicNames.from_settings(tuned)
+    release = asyncio.Event()
+    release.set()
+    judge = Debater("a", release)
+    worker = ValidatorWorker(tuned, "a", judge)
+    worker.candidates = CandidateCache(entries=0)  # it keeps nothing: every round reads
+    async with Client(tuned) as client:
+        for n in range(20):  # other cases' candidates around it on the partitions
+            await client.send(client.candidate(f"other {n}", policy="debate", case_id=f"o{n}"))
+        wanted = client.candidate("the answer", policy="debate", case_id="late-joiner")
+        await client.send(wanted)
+    peers = (PeerVerdict("b", Vote.REJECT, 0.9, Severity.MAJOR, (Reason("x", "b's reason"),)),)
+    request = RoundRequest(
+        round_request_id("late-joiner", 1, 2), "late-joiner", 1, wanted.candidate_id, "debate",
+        2, peers, False, now_ms(), now_ms() + 60_000,
+    )  # fmt: skip
+    producer = make_producer(tuned, client_id="test-rounds")
+    await producer.start()
+    try:
+        await producer.send_and_wait(names.rounds, codec.encode(request), key=b"late-joiner")
+    finally:
+        await producer.stop()
+    async with judging([worker]):
+
+        async def answered() -> bool:
+            return any(c == "late-joiner" and r == 2 for c, r, _ in judge.seen)
+
+        await wait_until(answered, 60, "the round-2 call for the late joiner")
+    assert worker.rounds_judged == 1
+    assert worker.rounds_without_candidate == 0
+    ((_, _, shown),) = [s for s in judge.seen if s[0] == "late-joiner" and s[1] == 2]
+    assert shown is not None
+    assert [(p.peer, p.reasons[0].message) for p in shown.verdicts] == [("b", "b's reason")]
+    verdicts = [
+        codec.decode_as(r.value or b"", Verdict)
+        for r in await read_records(tuned, [names.verdicts])
+        if r.key == b"late-joiner"
+    ]
+    assert sorted(v.round or 1 for v in verdicts) == [1, 2]
