@@ -7,9 +7,7 @@ killed while a round is open restarts with the round in its changelog state and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +31,7 @@ from ratifier.core.models import (
 from ratifier.core.topics import TopicNames
 from ratifier.io.client import Client
 from ratifier.io.kafka import make_producer
-from ratifier.io.testing import read_records, wait_until
+from ratifier.io.testing import read_records, running, wait_until
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
 from ratifier.streams.tally import round_request_id
@@ -84,21 +82,6 @@ class Debater:
         return Judgement(vote, 0.8, severity, (why,))
 
 
-@contextlib.asynccontextmanager
-async def judging(workers: list[ValidatorWorker]) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    for worker in workers:
-        await worker.start()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        for worker in workers:
-            await worker.stop()
-
-
 async def test_a_debate_runs_its_rounds_through_the_broker(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -112,7 +95,7 @@ async def test_a_debate_runs_its_rounds_through_the_broker(
         await fleet.start(ProcessSpec.tally())
         await fleet.wait_ready(tuned)
         workers = [ValidatorWorker(tuned, v, judges[v]) for v in VALIDATORS]
-        async with judging(workers), Client(tuned) as client:
+        async with running(*workers), Client(tuned) as client:
 
             async def watch() -> None:
                 async for decision in client.decisions(from_beginning=True):
@@ -203,7 +186,7 @@ async def test_a_validator_that_never_saw_the_candidate_reads_it_for_its_round(
         await producer.send_and_wait(names.rounds, codec.encode(request), key=b"late-joiner")
     finally:
         await producer.stop()
-    async with judging([worker]):
+    async with running(worker):
 
         async def answered() -> bool:
             return any(c == "late-joiner" and r == 2 for c, r, _ in judge.seen)
