@@ -2,27 +2,37 @@
 
     .venv/bin/python bench/run.py debate [--cases 4000] [--error-rate 0.25] [--seed 1]
 
-Offline: the tally's own rules (``on_candidate`` / ``on_verdict``) decide, and five
-:class:`SimulatedValidator` judges answer each round with what the validator runtime would
-show them (:func:`peer_verdicts`). Ground truth is simulated (half the candidates acceptable):
-the judges' errors are independent draws, so this measures the protocol, not a model. Compared
-in the same run: one round of 3 of 5 (no debate, the baseline), a debate of independent judges
-(each round a fresh draw), and debates whose judges herd (copy the majority shown with
-probability h).
+Offline: the tally's own rules (``on_candidate`` / ``on_verdict``) decide, and five judges
+answer each round with what the validator runtime would show them (:func:`peer_verdicts`).
+Compared in the same run: one round of 3 of 5 (no debate, the baseline), a debate of independent
+judges (each round a fresh draw), and debates whose judges herd (copy the majority shown with
+probability h). Two sources of votes:
+
+* simulated truth, half the candidates acceptable, :class:`SimulatedValidator` judges with
+  independent errors: the protocol alone;
+* real history, RTE of ``../shared/datasets/snow2008`` (800 items, 10 crowd labels each, gold),
+  when present: a judge's vote in a round is one of the item's real labels, drawn at random, so
+  hard items stay hard in every round (errors correlated through the item, as with real judges).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ratifier.core.calibration import LabelledItem, read_standardized_tsv
 from ratifier.core.models import (
     Candidate,
     Decision,
     EscalationPacket,
     FailureReason,
+    Judgement,
     PassDecision,
     Verdict,
+    Vote,
 )
 from ratifier.core.policy import Policy
 from ratifier.streams.state import CaseState
@@ -34,6 +44,10 @@ VALIDATORS = ("v1", "v2", "v3", "v4", "v5")
 SETTINGS = TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=60_000)
 SOURCE = SourceRef("bench", 0, 0)
 HERDING = (0.0, 0.5, 0.9)
+RTE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "snow2008"
+RTE = RTE / "rte.standardized.tsv"
+# A judge of a debate: (validator id, candidate, peers shown or None in round 1) -> judgement.
+JudgeOf = Callable[[str, Candidate, Peers | None], Judgement]
 
 
 @dataclass(slots=True)
@@ -69,18 +83,45 @@ def policy(debate: bool) -> Policy:
 
 
 def run(name: str, debate: bool, herding: float, cases: int, error: float, seed: int) -> Figures:
-    rules = policy(debate)
+    """Simulated truth, half the candidates acceptable; judges wrong with ``error``."""
     judges = {
         v: SimulatedValidator(error_rate=error, seed=f"{seed}/{v}", herding=herding)
         for v in VALIDATORS
     }
+    truths = ["accept" if n % 2 == 0 else "reject" for n in range(cases)]
+    return _run(name, policy(debate), truths, lambda v, c, p: judges[v].decide(c, p))
+
+
+def run_history(name: str, debate: bool, herding: float, items: list[LabelledItem]) -> Figures:
+    """Real history: each vote one of the item's real labels (positive: the larger label)."""
+    positive = max(label for item in items for _, label in item.labels)
+
+    def judge(validator: str, candidate: Candidate, peers: Peers | None) -> Judgement:
+        item = items[int(candidate.case_id.removeprefix("case-"))]
+        key = f"{candidate.case_id}/{validator}/{peers.round if peers else 1}"
+        if peers is not None and _uniform(key + "/herd") < herding:
+            accepts = sum(p.vote is Vote.ACCEPT for p in peers.verdicts)
+            if 2 * accepts != len(peers.verdicts):
+                return Judgement(Vote.ACCEPT if 2 * accepts > len(peers.verdicts) else Vote.REJECT)
+        _, label = item.labels[int(_uniform(key) * len(item.labels))]
+        return Judgement(Vote.ACCEPT if label == positive else Vote.REJECT)
+
+    truths = ["accept" if item.gold == positive else "reject" for item in items]
+    return _run(name, policy(debate), truths, judge)
+
+
+def _uniform(key: str) -> float:
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) * 2.0**-53
+
+
+def _run(name: str, rules: Policy, truths: list[str], judge: JudgeOf) -> Figures:
     figures = Figures(name)
-    for n in range(cases):
-        truth = "accept" if n % 2 == 0 else "reject"
+    for n, truth in enumerate(truths):
         candidate = Candidate(
             f"case-{n}", 1, f"cand-{n}", "bench", "g", "q", "a", "bench", 0, (), {"truth": truth}
         )
-        decision = _decide(rules, candidate, judges, figures)
+        decision = _decide(rules, candidate, judge, figures)
         figures.cases += 1
         passed = isinstance(decision, PassDecision)
         if isinstance(decision, EscalationPacket):
@@ -93,9 +134,7 @@ def run(name: str, debate: bool, herding: float, cases: int, error: float, seed:
     return figures
 
 
-def _decide(
-    rules: Policy, candidate: Candidate, judges: dict[str, SimulatedValidator], figures: Figures
-) -> Decision:
+def _decide(rules: Policy, candidate: Candidate, judge: JudgeOf, figures: Figures) -> Decision:
     policies = {rules.name: rules}
     step = on_candidate(None, candidate, rules, 0, SETTINGS)
     state: CaseState | None = step.state
@@ -103,9 +142,9 @@ def _decide(
     round_: int | None = None
     while True:
         figures.rounds += 1
-        figures.calls += len(judges)  # every validator judges every round it is sent
-        for validator, judge in judges.items():
-            judgement = judge.decide(candidate, shown[validator])
+        figures.calls += len(VALIDATORS)  # every validator judges every round it is sent
+        for validator in VALIDATORS:
+            judgement = judge(validator, candidate, shown[validator])
             verdict: Verdict = to_verdict(
                 candidate,
                 judgement,
@@ -138,6 +177,15 @@ def main(cases: int, error: float, seed: int) -> int:
     for h in HERDING:
         label = "debate, independent" if h == 0 else f"debate, herding h = {h:g}"
         print(run(label, True, h, cases, error, seed).row())
+    if RTE.exists():
+        items = list(read_standardized_tsv(RTE).items)
+        print(f"real history: {RTE.name}, {len(items)} items; each vote one of the item's labels")
+        print(run_history("one round, 3 of 5", False, 0.0, items).row())
+        for h in HERDING:
+            label = "debate, independent" if h == 0 else f"debate, herding h = {h:g}"
+            print(run_history(label, True, h, items).row())
+    else:
+        print(f"real history skipped: {RTE} is not there")
     print("calls: judge calls per case (every validator judges every round, as in the runtime)")
     print("accuracy: right decisions / decided cases; undecided: NO_SUPERMAJORITY (to a human)")
     return 0

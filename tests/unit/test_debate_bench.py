@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ratifier.core.calibration import LabelledItem
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,3 +40,15 @@ def test_the_debate_simulation_counts_rounds_calls_and_decisions() -> None:
     # Judges that always copy the majority they were shown never change it: two rounds each.
     herd = bench.run("herd", True, 1.0, 200, 0.25, 1)
     assert herd.rounds == 2 * 200
+
+
+def test_the_history_variant_votes_the_items_own_labels() -> None:
+    bench = _bench()
+    # Items every annotator got right (or wrong): their votes can only be those labels.
+    right = LabelledItem("r", "1", tuple((f"w{n}", "1") for n in range(10)))
+    wrong = LabelledItem("w", "0", tuple((f"w{n}", "1") for n in range(10)))
+    figures = bench.run_history("history", True, 0.0, [right, wrong] * 5)
+    assert figures.cases == 10
+    assert figures.rounds == 2 * 10  # unanimous rounds: decided at min_rounds
+    assert figures.right == 5
+    assert figures.wrong_pass == 5
