@@ -54,6 +54,7 @@ demo: stack-up
 bench: stack-up
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py finished
+	$(BIN)/python bench/run.py debate
 
 # The full chaos suite (docs/chaos.md): on a single broker, then on the 3-node cluster, and the
 # cluster tests (pytest marker `cluster`) on that same cluster. It restarts brokers, so it runs on

@@ -64,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         ns = parser.parse_args(args[1:])
         return codec.main(ns.rounds, ns.baseline, ns.child)
 
+    if args[:1] == ["debate"]:  # debate rounds with simulated judges, offline (bench/debate.py)
+        from bench import debate
+
+        parser = argparse.ArgumentParser(prog="bench/run.py debate")
+        parser.add_argument("--cases", type=int, default=4_000)
+        parser.add_argument("--error-rate", type=float, default=0.25)
+        parser.add_argument("--seed", type=int, default=1)
+        ns = parser.parse_args(args[1:])
+        return debate.main(ns.cases, ns.error_rate, ns.seed)
+
     if args[:1] == ["packets"]:  # complete packets' cost, offline (see bench/packets.py)
         from bench import packets
 

@@ -51,6 +51,7 @@ from ratifier.core.models import (
     PassDecision,
     Record,
     RetryRequest,
+    RoundRequest,
     Verdict,
 )
 from ratifier.schemas import binding
@@ -84,6 +85,7 @@ RECORD_TYPES: Final[tuple[type[Record], ...]] = (
     DeadLetter,
     Outcome,
     Alert,
+    RoundRequest,
 )
 
 # Bound, not constrained: a caller holding a union of record types (``type[Candidate] |

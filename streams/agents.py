@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
 from ratifier.io.metrics import serve_metrics
@@ -138,6 +139,15 @@ def install_tally(
     app: faust.App, settings: Settings, policies: dict[str, Policy]
 ) -> TallyProcessor:
     """Add the tally's table, agent and timer to ``app``; returns the processor they feed."""
+    debating = sorted(name for name, policy in policies.items() if policy.debate is not None)
+    if debating:
+        # A round request must leave with the state change that opens its round (one
+        # transaction); this adapter publishes at least once, apart from its changelog.
+        raise ConfigError(
+            f"policies {', '.join(debating)} have [debate]: debate rounds need the "
+            f"transactional tally engine (RATIFIER_TALLY_ENGINE=transactional, the default), "
+            f"not the faust adapter (docs/debate.md)"
+        )
     names = TopicNames.from_settings(settings)
     table = app.Table(
         TALLY_TABLE,

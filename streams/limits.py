@@ -38,11 +38,14 @@ class SizeLimits:
     def worst_case_bytes(self, policy: Policy) -> int:
         """The largest state or escalation packet a case under ``policy`` can make."""
         validators = len(policy.validators)
-        per_attempt = self.max_candidate_bytes + validators * self.max_verdict_bytes
+        # A debate keeps every round's verdicts (docs/debate.md); a verdict body is in its round
+        # once (a round request's copy of the peers is not kept in the state).
+        rounds = policy.debate.max_rounds if policy.debate is not None else 1
+        per_attempt = self.max_candidate_bytes + rounds * validators * self.max_verdict_bytes
         if not policy.reference_earlier_attempts:
             return policy.max_attempts * per_attempt + OVERHEAD_BYTES
         # The latest attempt in full, verdicts held for the next one, earlier attempts as stubs.
-        stub = STUB_CANDIDATE_BYTES + validators * STUB_VERDICT_BYTES
+        stub = STUB_CANDIDATE_BYTES + rounds * validators * STUB_VERDICT_BYTES
         held = validators * self.max_verdict_bytes if policy.max_attempts > 1 else 0
         return per_attempt + held + (policy.max_attempts - 1) * stub + OVERHEAD_BYTES
 
@@ -52,7 +55,13 @@ class SizeLimits:
             raise ConfigError(
                 f"policy {policy.name!r}: {policy.max_attempts} attempts of candidates up to "
                 f"RATIFIER_MAX_CANDIDATE_BYTES={self.max_candidate_bytes} with "
-                f"{len(policy.validators)} verdicts of up to {self.max_verdict_bytes} bytes make "
+                f"{len(policy.validators)} verdicts"
+                + (
+                    f" in each of {policy.debate.max_rounds} debate rounds"
+                    if policy.debate is not None
+                    else ""
+                )
+                + f" of up to {self.max_verdict_bytes} bytes make "
                 f"cases of up to {worst} bytes, more than RATIFIER_MAX_RECORD_BYTES="
                 f"{self.max_record_bytes}: lower the candidate limit or raise the record limit"
                 + (

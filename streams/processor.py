@@ -96,6 +96,7 @@ class TallyStats:
     late_verdicts: int = 0
     oversized_outputs: int = 0  # outputs of a tick that no record limit could take (logged)
     markers_expired: int = 0  # finished-case markers forgotten at the horizon
+    rounds_opened: int = 0  # debate rounds after the first (RoundRequests published)
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     # Candidate produced -> decided, per policy and outcome (streams/decision_times.py).
@@ -148,6 +149,7 @@ class TallyProcessor:
         # copies those bytes instead of encoding each vote again (most of a decision's cost).
         self._bodies: codec.Bodies = {}
         self._candidates_topic = topics.candidates  # a property that formats: read it once
+        self._rounds_topic = topics.rounds
         self._decision_topics: dict[type, str] = {
             PassDecision: topics.passed,
             RetryRequest: topics.retry,
@@ -328,6 +330,8 @@ class TallyProcessor:
             if self.signer is not None:
                 decision = self.signer.sign(decision)
             out.append(Outgoing(topic, case_key, codec.encode(decision, self._bodies)))
+        for request in step.rounds:  # debate rounds opened: in the same transaction as the state
+            out.append(Outgoing(self._rounds_topic, case_key, codec.encode(request, self._bodies)))
         size = self._size_after(case_key, step, raw)
         if raw is None or source is None:
             out = self._drop_oversized(out)
@@ -365,6 +369,8 @@ class TallyProcessor:
                 self.stats.decision_times.observe(decision)
         if step.late:
             self.stats.late_verdicts += len(step.late)
+        if step.rounds:
+            self.stats.rounds_opened += len(step.rounds)
         return out
 
     # -- size limits -------------------------------------------------------------------------

@@ -28,7 +28,14 @@ import orjson
 
 from ratifier.core.errors import WireFormatError
 from ratifier.core.fastinit import fast_init
-from ratifier.core.models import Candidate, FailureReason, Severity, Verdict, Vote
+from ratifier.core.models import (
+    Candidate,
+    FailureReason,
+    RoundRecord,
+    Severity,
+    Verdict,
+    Vote,
+)
 from ratifier.streams import rows
 
 __all__ = [
@@ -92,10 +99,18 @@ class AttemptState:
     # Those late verdicts themselves, in arrival order, for escalation packets: recorded against
     # their attempt, never counted. States written before this field hold only the ids above.
     late_verdicts: tuple[Verdict, ...] = ()
+    # Debate rounds closed so far (policy [debate], docs/debate.md), oldest first; ``votes`` are
+    # the open (or last) round's. Empty without a debate.
+    rounds: tuple[RoundRecord, ...] = ()
 
     @property
     def number(self) -> int:
         return self.candidate.attempt
+
+    @property
+    def round(self) -> int:
+        """The round ``votes`` belong to: the one open, or the last once decided."""
+        return len(self.rounds) + 1
 
     @property
     def is_open(self) -> bool:
@@ -131,6 +146,7 @@ _FAILURES = (
     FailureReason.VETO,
     FailureReason.SUPERMAJORITY_UNREACHABLE,
     FailureReason.RETRY_NOT_DIFFERENT,
+    FailureReason.NO_SUPERMAJORITY,
 )
 _STATUS_CODES = {member: code for code, member in enumerate(_STATUSES)}
 # Candidates and verdicts are stored by rows.py, which codes an enum by its definition order:
@@ -190,15 +206,17 @@ def _encode_attempt(attempt: AttemptState) -> list[Any]:
         attempt.late,
         [_encode_vote(verdict) for verdict in attempt.votes.values()],
     ]
-    # Optional trailing element, only when set (see the module docstring).
-    if attempt.late_verdicts:
+    # Optional trailing elements, only when set (see the module docstring).
+    if attempt.late_verdicts or attempt.rounds:
         fields.append([_encode_vote(verdict) for verdict in attempt.late_verdicts])
+    if attempt.rounds:
+        fields.append([_encode_round(record) for record in attempt.rounds])
     return fields
 
 
 def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
     candidate_raw, opened_at, deadline, decided_at, failure, late, votes, *optional = item
-    (late_votes,) = optional or ((),)  # more than one extra element: a ValueError
+    late_votes, rounds = (*optional, (), ())[:2] if len(optional) <= 2 else _too_many(optional)
     candidate = _decode_candidate(case_id, candidate_raw)
     verdicts = (_decode_vote(candidate, vote) for vote in votes)
     return AttemptState(
@@ -210,7 +228,21 @@ def _decode_attempt(case_id: str, item: list[Any]) -> AttemptState:
         failure=None if failure is None else _FAILURES[failure],
         late=tuple(late),
         late_verdicts=tuple(_decode_vote(candidate, vote) for vote in late_votes),
+        rounds=tuple(_decode_round(candidate, record) for record in rounds),
     )
+
+
+def _too_many(optional: list[Any]) -> tuple[Any, Any]:
+    raise ValueError(f"{len(optional)} optional attempt elements, at most 2 known")
+
+
+def _encode_round(record: RoundRecord) -> list[Any]:
+    return [record.round, record.closed_at_ms, [_encode_vote(v) for v in record.verdicts]]
+
+
+def _decode_round(candidate: Candidate, item: list[Any]) -> RoundRecord:
+    number, closed_at, votes = item
+    return RoundRecord(number, tuple(_decode_vote(candidate, vote) for vote in votes), closed_at)
 
 
 # A candidate and a counted verdict are rows generated from their models' fields (rows.py): a

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ratifier.core.models import Candidate, Verdict
+from ratifier.core.models import Candidate, RoundRecord, Verdict
 from ratifier.streams.state import AttemptState
 
 __all__ = ["STUB_CANDIDATE_BYTES", "STUB_VERDICT_BYTES", "stub_attempt", "stub_verdict"]
@@ -33,7 +33,8 @@ def _stub_candidate(candidate: Candidate) -> Candidate:
 
 
 def stub_attempt(attempt: AttemptState) -> AttemptState:
-    """``attempt`` (decided) with a stub candidate and stub verdicts, counted and late."""
+    """``attempt`` (decided) with a stub candidate and stub verdicts: counted, late and of its
+    debate rounds."""
     return AttemptState(
         _stub_candidate(attempt.candidate),
         attempt.opened_at_ms,
@@ -43,4 +44,9 @@ def stub_attempt(attempt: AttemptState) -> AttemptState:
         attempt.failure,
         attempt.late,
         tuple(stub_verdict(v) for v in attempt.late_verdicts),
+        tuple(_stub_round(r) for r in attempt.rounds),
     )
+
+
+def _stub_round(record: RoundRecord) -> RoundRecord:
+    return RoundRecord(record.round, tuple(map(stub_verdict, record.verdicts)), record.closed_at_ms)

@@ -21,6 +21,7 @@ from operator import attrgetter
 from rapidfuzz.fuzz import ratio as _similarity_percent
 
 from ratifier.core.consensus import Evidence, posterior
+from ratifier.core.debate import NextStep, RoundTally, after_round, peers_of
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
     TIMEOUT_REASON_CODE,
@@ -34,6 +35,8 @@ from ratifier.core.models import (
     OutcomeClass,
     PassDecision,
     RetryRequest,
+    RoundRecord,
+    RoundRequest,
     Severity,
     Verdict,
     Vote,
@@ -53,6 +56,7 @@ __all__ = [
     "on_candidate",
     "on_tick",
     "on_verdict",
+    "round_request_id",
 ]
 
 # Fixed forever: decision ids must not change between releases (uuid5(URL, urn:ratifier:decision)).
@@ -96,6 +100,8 @@ class Step:
     # or that are being forgotten short of that: each attempt appears here once, for learning
     # from complete evidence (streams/learning.py).
     settled: tuple[AttemptState, ...] = ()
+    # Debate rounds opened by this input (policy [debate]): published with the state change.
+    rounds: tuple[RoundRequest, ...] = ()
 
 
 def decision_id(case_id: str, attempt: int) -> str:
@@ -112,6 +118,11 @@ def decision_id(case_id: str, attempt: int) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def round_request_id(case_id: str, attempt: int, round_: int) -> str:
+    """The id of the request opening debate round ``round_``: the same on every replay."""
+    return str(uuid.uuid5(_DECISION_NAMESPACE, f"{case_id}/{attempt}/round/{round_}"))
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -348,6 +359,7 @@ def _same_vote(held: Verdict, verdict: Verdict) -> bool:
     return (
         held.validator_id == verdict.validator_id
         and held.attempt == verdict.attempt
+        and held.round == verdict.round
         and held.candidate_id == verdict.candidate_id
         # Signatures are checked only once the candidate (the policy) is known: a forgery held
         # first must not shadow the genuine vote, nor be dropped unreported. So of signed
@@ -373,6 +385,9 @@ def _count(
         )
         effects.reject(verdict, DeadLetterReason.WRONG_CANDIDATE, detail, source)
         return state
+    round_ = verdict.round or 1
+    if round_ != attempt.round:
+        return _other_round(state, attempt, verdict, round_, source, effects)
     if verdict.validator_id in attempt.votes or verdict.validator_id in attempt.late:
         return state  # counts once: the first verdict wins, redeliveries change nothing
     if not attempt.is_open:
@@ -392,17 +407,128 @@ def _count(
             attempt.failure,
             (*attempt.late, verdict.validator_id),
             (*attempt.late_verdicts, verdict) if keep else attempt.late_verdicts,
+            attempt.rounds,
         )
         if _heard_all(policy, late):
             effects.settled.append(late)
         return _with_attempt(state, late)
     votes = dict(attempt.votes)
     votes[verdict.validator_id] = verdict
-    counted = AttemptState(attempt.candidate, attempt.opened_at_ms, attempt.deadline_ms, votes)
+    counted = AttemptState(
+        attempt.candidate, attempt.opened_at_ms, attempt.deadline_ms, votes, rounds=attempt.rounds
+    )
+    if policy.debate is not None:
+        return _debate_count(state, policy, counted, now_ms, effects)
     outcome = _evaluate(policy, counted)
     if outcome is None:
         return _with_attempt(state, counted)
     return _decide(state, counted, outcome, policy, now_ms, effects)
+
+
+def _other_round(
+    state: CaseState,
+    attempt: AttemptState,
+    verdict: Verdict,
+    round_: int,
+    source: SourceRef | None,
+    effects: _Effects,
+) -> CaseState:
+    """A verdict for another round than the attempt's current one: late, or never opened."""
+    if round_ > attempt.round or round_ < 1:
+        detail = f"round {round_} of attempt {attempt.number} was never opened"
+        effects.reject(verdict, DeadLetterReason.UNKNOWN_ATTEMPT, detail, source)
+        return state
+    closed = attempt.rounds[round_ - 1]
+    if all(v.validator_id != verdict.validator_id for v in closed.verdicts):
+        effects.late.append(verdict)  # its round closed without it: recorded nowhere, as late
+    return state  # a redelivery of a verdict counted in its round changes nothing
+
+
+# --- debate rounds (policy [debate], docs/debate.md) -------------------------------------------
+
+
+def _debate_count(
+    state: CaseState, policy: Policy, attempt: AttemptState, now_ms: int, effects: _Effects
+) -> CaseState:
+    """A verdict counted in a debate round: the round ends once every validator answered (a
+    red-team veto ends the attempt at once unless the packet is to be complete)."""
+    heard_all = len(attempt.votes) >= len(policy.validators)
+    if not heard_all and not (_vetoed(policy, attempt) and not policy.complete_packets):
+        return _with_attempt(state, attempt)
+    return _end_round(state, policy, attempt, now_ms, effects)
+
+
+def _vetoed(policy: Policy, attempt: AttemptState) -> bool:
+    for validator_id in policy.red_team_ids:
+        verdict = attempt.votes.get(validator_id)
+        if (
+            verdict is not None
+            and verdict.vote is Vote.REJECT
+            and verdict.severity is Severity.CRITICAL
+        ):
+            return True
+    return False
+
+
+def _end_round(
+    state: CaseState, policy: Policy, attempt: AttemptState, now_ms: int, effects: _Effects
+) -> CaseState:
+    """Round k is over (every validator heard, or its window closed): pass, fail, or open
+    round k + 1 with a round request carrying round k's verdicts."""
+    debate = policy.debate
+    assert debate is not None
+    table = policy.voter_weights(attempt.candidate.category)
+    accepting = rejecting = 0.0
+    n_accepting = 0
+    for validator_id, weight in table.weights:  # policy order: the same votes, the same sums
+        verdict = attempt.votes.get(validator_id)
+        if verdict is None:
+            continue
+        if verdict.vote is Vote.ACCEPT:
+            accepting += weight
+            n_accepting += 1
+        elif verdict.vote is Vote.REJECT:
+            rejecting += weight
+    share = accepting / table.total
+    if _vetoed(policy, attempt):
+        return _decide(state, attempt, _Outcome(FailureReason.VETO, share), policy, now_ms, effects)
+    round_tally = RoundTally(
+        round=attempt.round,
+        accepting=accepting,
+        rejecting=rejecting,
+        total=table.total,
+        threshold_met=_threshold_met(policy.threshold, n_accepting, accepting, table.total),
+        red_team_heard=all(v in attempt.votes for v in policy.red_team_ids),
+    )
+    step, failure = after_round(debate, round_tally)
+    if step is NextStep.PASS:
+        return _decide(state, attempt, _Outcome(None, share), policy, now_ms, effects)
+    if step is NextStep.FAIL:
+        return _decide(state, attempt, _Outcome(failure, share), policy, now_ms, effects)
+    closed = RoundRecord(attempt.round, _sorted(attempt.votes.values()), now_ms)
+    opened = AttemptState(
+        attempt.candidate,
+        attempt.opened_at_ms,
+        now_ms + policy.window_ms,
+        {},
+        rounds=(*attempt.rounds, closed),
+    )
+    candidate = attempt.candidate
+    effects.rounds.append(
+        RoundRequest(
+            request_id=round_request_id(state.case_id, candidate.attempt, opened.round),
+            case_id=state.case_id,
+            attempt=candidate.attempt,
+            candidate_id=candidate.candidate_id,
+            policy=policy.name,
+            round=opened.round,
+            peers=peers_of(closed.verdicts),
+            anonymise=debate.anonymise,
+            opened_at_ms=now_ms,
+            closes_at_ms=opened.deadline_ms,
+        )
+    )
+    return _with_attempt(state, opened)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -550,6 +676,7 @@ def _decide(
         failure=outcome.failure,
         late=attempt.late,
         late_verdicts=attempt.late_verdicts,
+        rounds=attempt.rounds,
     )
     case_id, number = state.case_id, attempt.number
     policy_name, policy_version = state.policy or "", state.policy_version or ""
@@ -570,6 +697,7 @@ def _decide(
             outcome=OutcomeClass.CONFIRMED if number == 1 else OutcomeClass.CORRECTED,
             decided_at_ms=now_ms,
             accept_share=outcome.share,
+            rounds=attempt.rounds,
         )
     elif (escalation := _escalation_reason(outcome.failure, decided, policy)) is not None:
         status = CaseStatus.ESCALATED
@@ -601,6 +729,7 @@ def _decide(
             policy=policy_name,
             policy_version=policy_version,
             decided_at_ms=now_ms,
+            rounds=attempt.rounds,
         )
     effects.decisions.append(decision)
     if policy is not None and _heard_all(policy, decided):
@@ -655,6 +784,7 @@ def _attempt_record(attempt: AttemptState, reference: str | None) -> AttemptReco
         attempt.failure,
         attempt.late_verdicts,
         reference,
+        attempt.rounds,
     )
 
 
@@ -694,6 +824,8 @@ def _close_at_deadline(
     if state.status is not CaseStatus.VOTING or latest is None or now_ms < latest.deadline_ms:
         return state
     policy = policies.get(state.policy or "")
+    if policy is not None and policy.debate is not None and latest.votes:
+        return _end_round(state, policy, latest, now_ms, effects)  # the round's window closed
     # A failure held for a complete packet keeps its own reason; anything else timed out.
     held = _evaluate(policy, latest, hold=False) if policy and policy.complete_packets else None
     if held is None or held.failure is None:
@@ -807,13 +939,14 @@ def _due(state: CaseState | None, settings: TallySettings) -> int | None:
 class _Effects:
     """What one input produced besides the new state, collected while the rules run."""
 
-    __slots__ = ("decisions", "late", "rejected", "settled")
+    __slots__ = ("decisions", "late", "rejected", "rounds", "settled")
 
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
         self.rejected: list[Rejection] = []
         self.late: list[Verdict] = []
         self.settled: list[AttemptState] = []
+        self.rounds: list[RoundRequest] = []
 
     def reject(
         self,
@@ -833,6 +966,7 @@ class _Effects:
             tuple(self.late),
             _due(state, settings),
             tuple(self.settled),
+            tuple(self.rounds),
         )
 
 

@@ -67,6 +67,10 @@ class PolicyRouting:
             return True
         return policy.validator(self.validator_id) is not None
 
+    def policy(self, policy_name: str) -> Policy | None:
+        """The loaded policy of that name (as last loaded), if any."""
+        return self._policies.get(policy_name)
+
     def _recheck(self) -> None:
         if self._clock() - self._checked_at < RECHECK_S:
             return

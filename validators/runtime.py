@@ -1,5 +1,11 @@
 """Runs a validator callable as a Kafka consumer group: candidates in, verdicts out.
 
+Debates (policy ``[debate]``, docs/debate.md): the group also reads ``<prefix>.rounds``; for a
+round request it finds the candidate (a small cache of the debated candidates it judged, else
+:func:`~ratifier.io.candidate_lookup.find_candidate`), calls the judge with the previous round's
+verdicts (:func:`peer_verdicts`; a judge without a ``peers`` parameter is called as before) and
+publishes its verdict with ``round`` set.
+
 Every process started with the same validator id joins group ``<prefix>.validator.<id>``, so
 Kafka spreads the candidate partitions over them and each candidate is judged once per group.
 Candidates run on the consumer runtime (:mod:`ratifier.io.consume`): each is judged as soon as
@@ -14,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from redis.asyncio import Redis
@@ -29,13 +37,16 @@ from ratifier.core.models import (
     Candidate,
     DeadLetterReason,
     Judgement,
+    PeerVerdict,
     Reason,
+    RoundRequest,
     Verdict,
     Vote,
     verdict_on,
 )
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
+from ratifier.io.candidate_lookup import find_candidate
 from ratifier.io.consume import (
     ConsumerRuntime,
     InvalidRecord,
@@ -56,7 +67,44 @@ from ratifier.validators.routing import PolicyRouting
 
 logger = logging.getLogger(__name__)
 
+# A judge may also take ``peers: Peers | None`` (keyword): then it is shown the previous
+# round's verdicts in a debate. Judges without that parameter are called as before.
 Judge = Callable[[Candidate], Awaitable[Judgement]]
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """What a judge is shown in debate round ``round``: round ``round - 1``'s verdicts."""
+
+    round: int
+    verdicts: tuple[PeerVerdict, ...]  # the judge's own is "you"; others ids, or "peer n"
+
+
+def peer_verdicts(request: RoundRequest, validator_id: str) -> Peers:
+    """The request's verdicts as ``validator_id`` sees them: its own as "you", the others by
+    id, or as "peer 1".."peer n" (in the request's order) when the policy anonymises."""
+    shown: list[PeerVerdict] = []
+    others = 0
+    for verdict in request.peers:
+        if verdict.peer == validator_id:
+            label = "you"
+        elif request.anonymise:
+            others += 1
+            label = f"peer {others}"
+        else:
+            label = verdict.peer
+        shown.append(replace(verdict, peer=label))
+    return Peers(request.round, tuple(shown))
+
+
+def takes_peers(judge: Judge) -> bool:
+    """Whether ``judge`` accepts the ``peers`` keyword (debating judges do)."""
+    try:
+        parameters = inspect.signature(judge).parameters
+    except (TypeError, ValueError):  # a callable without a signature: call it as before
+        return False
+    return "peers" in parameters
+
 
 # The event-loop time by which the validator call in progress must return (its --timeout).
 # Per task: each candidate is judged in a task of its own, which gets its own copy.
@@ -113,13 +161,19 @@ def time_left_s() -> float | None:
     return None if deadline is None else deadline - asyncio.get_running_loop().time()
 
 
-async def judge_safely(judge: Judge, candidate: Candidate, timeout_s: float) -> Judgement:
-    """Call the validator; a failure or timeout becomes an ABSTAIN with the error as its reason."""
+async def judge_safely(
+    judge: Judge, candidate: Candidate, timeout_s: float, peers: Peers | None = None
+) -> Judgement:
+    """Call the validator; a failure or timeout becomes an ABSTAIN with the error as its reason.
+    ``peers`` (a debate round's) reach only a judge that takes them (:func:`takes_peers`)."""
     limit = asyncio.timeout(timeout_s)
     error: Exception
     token = _deadline.set(asyncio.get_running_loop().time() + timeout_s)
     try:
         async with limit:
+            if peers is not None:
+                debater: Callable[..., Awaitable[Judgement]] = judge
+                return await debater(candidate, peers=peers)
             return await judge(candidate)
     except TimeoutError as exc:
         # Not expired: raised by the validator's own code (e.g. an HTTP client's timeout).
@@ -144,6 +198,7 @@ def to_verdict(
     validator_id: str,
     validator_version: str,
     latency_ms: int,
+    round_: int | None = None,
 ) -> Verdict:
     return verdict_on(
         candidate,
@@ -154,7 +209,44 @@ def to_verdict(
         severity=judgement.severity,
         reasons=judgement.reasons,
         latency_ms=latency_ms,
+        round_=round_,
     )
+
+
+# Debated candidates kept for their later rounds: by count and by content size (a candidate
+# may be up to RATIFIER_MAX_CANDIDATE_BYTES); a miss costs one read of the case's partition.
+CANDIDATE_CACHE_ENTRIES = 4096
+CANDIDATE_CACHE_BYTES = 64 * 1024 * 1024
+# How far before a round opened its candidate may have been produced, beyond the rounds'
+# windows: clock skew between the producer and the tally.
+_LOOKUP_MARGIN_MS = 60_000
+
+
+class CandidateCache:
+    """The debated candidates this worker judged, newest kept, by candidate id."""
+
+    def __init__(
+        self, entries: int = CANDIDATE_CACHE_ENTRIES, size: int = CANDIDATE_CACHE_BYTES
+    ) -> None:
+        self._entries, self._size = entries, size
+        self._items: OrderedDict[str, Candidate] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, candidate: Candidate) -> None:
+        if candidate.candidate_id in self._items:
+            return
+        self._items[candidate.candidate_id] = candidate
+        self._bytes += _weight(candidate)
+        while len(self._items) > self._entries or self._bytes > self._size:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= _weight(old)
+
+    def get(self, candidate_id: str) -> Candidate | None:
+        return self._items.get(candidate_id)
+
+
+def _weight(candidate: Candidate) -> int:
+    return len(candidate.content) + len(candidate.query) + 256
 
 
 # Candidates read ahead per judge slot: while a slot's call runs, the next candidates are
@@ -220,6 +312,11 @@ class ValidatorWorker(RuntimeWorker):
             self.rate_limiter = RateLimiter(rate_limit, buckets)
         names = TopicNames.from_settings(settings)
         self._verdicts_topic = names.verdicts
+        self._rounds_topic = names.rounds
+        self.debates = takes_peers(judge)  # else debate rounds call it without the peers
+        self.candidates = CandidateCache()
+        self.rounds_judged = 0
+        self.rounds_without_candidate = 0  # round requests whose candidate was not found
         default_in_flight = READ_AHEAD_PER_SLOT * concurrency + (WAVE_IN_FLIGHT if delay_s else 0)
         client_id = f"validator-{validator_id}"
         self._consumer = make_consumer(
@@ -228,7 +325,8 @@ class ValidatorWorker(RuntimeWorker):
         self._producer = make_producer(settings, client_id=client_id)
         self.runtime = ConsumerRuntime(
             self._consumer,
-            [names.candidates],
+            # Round requests only come for policies with [debate]; reading them costs nothing else.
+            [names.candidates, names.rounds],
             self._handle,
             limits=Limits(max_in_flight=max_in_flight or default_in_flight),
             # The tally dead-letters malformed candidates; N validators must not repeat it.
@@ -272,14 +370,55 @@ class ValidatorWorker(RuntimeWorker):
         return self.metrics.observability()
 
     async def _handle(self, record: ConsumerRecord) -> None:
+        if record.topic == self._rounds_topic:
+            await self._judge_round(record)
+            return
         try:
             candidate = codec.decode_as(record.value or b"", Candidate)
         except WireFormatError as exc:
             raise InvalidRecord(DeadLetterReason.MALFORMED, f"not a candidate: {exc}") from None
+        policy = self.routing.policy(candidate.policy)
+        if policy is not None and policy.debate is not None:
+            self.candidates.put(candidate)  # its later rounds need it
         await self._judge_one(candidate)
 
-    async def _judge_one(self, candidate: Candidate) -> bool:
-        """Judge ``candidate`` and publish the verdict; False when it is not ours to judge."""
+    async def _judge_round(self, record: ConsumerRecord) -> None:
+        """Judge a debate round's candidate again, shown the previous round's verdicts."""
+        try:
+            request = codec.decode_as(record.value or b"", RoundRequest)
+        except WireFormatError as exc:
+            detail = f"not a round request: {exc}"
+            raise InvalidRecord(DeadLetterReason.MALFORMED, detail) from None
+        if not self.routing.judges(request.policy):
+            self.not_listed += 1
+            return
+        candidate = self.candidates.get(request.candidate_id)
+        if candidate is None:
+            policy = self.routing.policy(request.policy)
+            window_ms = policy.window_ms if policy is not None else 3_600_000
+            since = request.opened_at_ms - request.round * window_ms - _LOOKUP_MARGIN_MS
+            candidate = await find_candidate(
+                self.settings, record.partition, request.case_id, request.candidate_id, since
+            )
+        if candidate is None:
+            self.rounds_without_candidate += 1
+            logger.warning(
+                "round %d of case %s: candidate %s not found; no verdict (the round's window "
+                "decides)",
+                request.round,
+                request.case_id,
+                request.candidate_id,
+            )
+            return
+        peers = peer_verdicts(request, self.validator_id)
+        if await self._judge_one(candidate, peers if self.debates else None, request.round):
+            self.rounds_judged += 1
+
+    async def _judge_one(
+        self, candidate: Candidate, peers: Peers | None = None, round_: int | None = None
+    ) -> bool:
+        """Judge ``candidate`` (in debate round ``round_``, None: the first) and publish the
+        verdict; False when it is not ours to judge."""
         if not self.routing.judges(candidate.policy):
             self.not_listed += 1
             return False
@@ -299,7 +438,7 @@ class ValidatorWorker(RuntimeWorker):
             self.busy_slots += 1
             try:
                 with reporting_to(self.rate_limiter) as call:
-                    judgement = await judge_safely(self.judge, candidate, self.timeout_s)
+                    judgement = await judge_safely(self.judge, candidate, self.timeout_s, peers)
             finally:
                 self.busy_slots -= 1
             call_seconds = time.perf_counter() - started
@@ -312,6 +451,7 @@ class ValidatorWorker(RuntimeWorker):
             validator_id=self.validator_id,
             validator_version=self.version,
             latency_ms=latency_ms,
+            round_=round_,
         )
         self.metrics.observe(verdict, call_seconds)  # sub-millisecond, unlike latency_ms
         if self.signer is not None:

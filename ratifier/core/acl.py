@@ -72,7 +72,7 @@ def plan(prefix: str, principals: Mapping[str, str] | None = None) -> list[Acl]:
     grant("producer", "TOPIC", [n.candidates], "WRITE")
     grant("producer", "TOPIC", [*n.decisions, n.deadletter, n.outcomes], "READ")
 
-    grant("validator", "TOPIC", [n.candidates], "READ")
+    grant("validator", "TOPIC", [n.candidates, n.rounds], "READ")
     grant("validator", "TOPIC", [n.verdicts], "WRITE")
     grant("validator", "GROUP", [n.validator_group("")], "READ", pattern=PREFIXED)
 
@@ -80,7 +80,7 @@ def plan(prefix: str, principals: Mapping[str, str] | None = None) -> list[Acl]:
     # transactional ids <prefix>.tally-<partition>: one prefix covers them and nothing else.
     tally_own = f"{n.tally_app_id}-"
     grant("tally", "TOPIC", [n.candidates, n.verdicts], "READ")
-    grant("tally", "TOPIC", [*n.decisions, n.deadletter], "WRITE", "DESCRIBE_CONFIGS")
+    grant("tally", "TOPIC", [*n.decisions, n.deadletter, n.rounds], "WRITE", "DESCRIBE_CONFIGS")
     grant(
         "tally",
         "TOPIC",

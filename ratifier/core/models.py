@@ -41,6 +41,8 @@ class FailureReason(StrEnum):
     SUPERMAJORITY_UNREACHABLE = "SUPERMAJORITY_UNREACHABLE"
     # The retry guard: a retry's candidate was too similar to the previous one; not voted on.
     RETRY_NOT_DIFFERENT = "RETRY_NOT_DIFFERENT"
+    # A debate ([debate], docs/debate.md) reached max_rounds without a supermajority either way.
+    NO_SUPERMAJORITY = "NO_SUPERMAJORITY"
 
 
 class OutcomeClass(StrEnum):
@@ -143,6 +145,8 @@ class Verdict:
     # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
     signature: bytes = b""
     key_id: str = ""
+    # The debate round it answers (docs/debate.md); None: round 1 (every verdict before debates).
+    round: int | None = None
 
 
 def verdict_on(
@@ -155,8 +159,10 @@ def verdict_on(
     severity: Severity | None = None,
     reasons: tuple[Reason, ...] = (),
     latency_ms: int = 0,
+    round_: int | None = None,
 ) -> Verdict:
-    """A verdict on ``candidate`` (its case, attempt and id), unsigned, produced now."""
+    """A verdict on ``candidate`` (its case, attempt and id), unsigned, produced now; ``round_``
+    is the debate round it answers (None: round 1)."""
     return Verdict(
         case_id=candidate.case_id,
         attempt=candidate.attempt,
@@ -169,7 +175,45 @@ def verdict_on(
         reasons=reasons,
         latency_ms=latency_ms,
         produced_at_ms=now_ms(),
+        round=round_,
     )
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """One closed debate round of an attempt: the verdicts counted in it and when it closed."""
+
+    round: int
+    verdicts: tuple[Verdict, ...]
+    closed_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerVerdict:
+    """A verdict of the previous round as the next round's validators see it."""
+
+    peer: str  # in a RoundRequest the validator id; shown to a judge as "peer n" or "you"
+    vote: Vote
+    confidence: float
+    severity: Severity | None
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRequest:
+    """The tally opened debate round ``round`` of an attempt (``<prefix>.rounds``)."""
+
+    request_id: str  # uuid5 of case/attempt/round: the same on every replay
+    case_id: str
+    attempt: int
+    candidate_id: str
+    policy: str
+    round: int  # >= 2: round 1 is the candidate itself
+    peers: tuple[PeerVerdict, ...]  # the previous round's verdicts, by validator id
+    anonymise: bool  # the policy's debate.anonymise: judges see "peer n", not ids
+    opened_at_ms: int
+    closes_at_ms: int  # when its window closes, in the tally's time
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)
@@ -189,6 +233,9 @@ class PassDecision:
     # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
     signature: bytes = b""
     key_id: str = ""
+    # Debate rounds before the last (docs/debate.md), oldest first; the last round's verdicts
+    # are the votes. Empty without [debate].
+    rounds: tuple[RoundRecord, ...] = ()
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)
@@ -209,6 +256,9 @@ class RetryRequest:
     # Ed25519 signature (docs/signing.md) and the id of the key that made it; empty: unsigned.
     signature: bytes = b""
     key_id: str = ""
+    # Debate rounds before the last (docs/debate.md), oldest first; the last round's verdicts
+    # are the votes. Empty without [debate].
+    rounds: tuple[RoundRecord, ...] = ()
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)
@@ -222,6 +272,8 @@ class AttemptRecord:
     # full. Under a policy with earlier_attempts = "referenced" the candidate and verdicts above
     # are then stubs (no content, query, metadata, reasons; ratifier.io.attempts fetches them).
     retry_decision_id: str | None = None
+    # Debate rounds before the last (docs/debate.md); the last round's are the verdicts.
+    rounds: tuple[RoundRecord, ...] = ()
 
 
 @fast_init  # built once per decision, on the tally's hot path (fastinit.py)
@@ -345,4 +397,5 @@ Record = (
     | DeadLetter
     | Outcome
     | Alert
+    | RoundRequest
 )

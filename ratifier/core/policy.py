@@ -29,6 +29,7 @@ from ratifier.core.signing import KeyRing, PublicKeySpec, SignatureMode, decode_
 
 __all__ = [
     "NAME_PATTERN",
+    "Debate",
     "MonitorSettings",
     "Policy",
     "Role",
@@ -43,6 +44,9 @@ __all__ = [
 # What a policy name or a validator id may hold.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 DEFAULT_RELIABILITY = 0.8
+# Every round repeats every validator's call and keeps its verdicts in the case (the record
+# size bound grows with it, streams/limits.py): ten is far past where debates stop converging.
+MAX_DEBATE_ROUNDS = 10
 _MEMORY_SOURCE = "<policy>"
 
 
@@ -91,10 +95,23 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class Supermajority:
-    """Debate-protocol rule: before attempt ``min_rounds`` a pass also needs this weight share."""
+    """The attempt supermajority (``[supermajority]``, kept for existing policies): before
+    attempt ``min_rounds`` a pass also needs this weight share. Debates are ``[debate]``."""
 
     ratio: float
     min_rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Debate:
+    """Debate rounds within an attempt (``[debate]``, docs/debate.md): validators see the
+    previous round's verdicts; after at least ``min_rounds`` a ``supermajority`` weight share
+    either way ends the debate, else it fails at ``max_rounds`` (NO_SUPERMAJORITY)."""
+
+    min_rounds: int = 2
+    max_rounds: int = 4
+    supermajority: float = 0.75
+    anonymise: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +156,8 @@ class Policy:
     validators: tuple[ValidatorSpec, ...]
     threshold: Threshold
     supermajority: Supermajority | None = None
+    # Debate rounds within each attempt; None: one round (every policy before debates).
+    debate: Debate | None = None
     max_attempts: int = 3
     window_ms: int = 30_000
     veto_escalates: bool = False
@@ -224,6 +243,13 @@ class Policy:
             raise PolicyError(f"{where}: window_seconds must be > 0 (at least 1 ms)")
         if self.supermajority is not None:
             _check_supermajority(self.supermajority, self.max_attempts, where)
+        if self.debate is not None:
+            _check_debate(self.debate, where)
+            if self.supermajority is not None:
+                raise PolicyError(
+                    f"{where}: [supermajority] (per attempt) and [debate] cannot be combined: "
+                    f"a debate's supermajority is debate.supermajority (docs/debate.md)"
+                )
         _check_monitor(self.monitor, where)
         _check_signatures(self, where)
         if not (math.isfinite(self.prior) and 0 < self.prior < 1):
@@ -317,6 +343,24 @@ def _check_supermajority(rule: Supermajority, max_attempts: int, where: str) -> 
         )
 
 
+def _check_debate(debate: Debate, where: str) -> None:
+    if not 1 <= debate.min_rounds <= debate.max_rounds:
+        raise PolicyError(
+            f"{where}: debate: need 1 <= min_rounds <= max_rounds, got min_rounds = "
+            f"{debate.min_rounds}, max_rounds = {debate.max_rounds}"
+        )
+    if debate.max_rounds > MAX_DEBATE_ROUNDS:
+        raise PolicyError(
+            f"{where}: debate.max_rounds must be at most {MAX_DEBATE_ROUNDS}, "
+            f"got {debate.max_rounds}"
+        )
+    if not (math.isfinite(debate.supermajority) and 0.5 < debate.supermajority <= 1):
+        # At or below one half both sides could hold it at once.
+        raise PolicyError(
+            f"{where}: debate.supermajority must be in (0.5, 1], got {debate.supermajority}"
+        )
+
+
 def _positive_number(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
@@ -330,7 +374,7 @@ def _ratio_in_range(value: float) -> bool:
 _TOP_KEYS = frozenset(
     {"name", "version", "max_attempts", "window_seconds", "threshold", "supermajority", "monitor"}
     | {"veto", "validators", "prior", "complete_packets", "retry_guard", "signatures"}
-    | {"reliability", "earlier_attempts"}
+    | {"reliability", "earlier_attempts", "debate"}
 )
 _VALIDATOR_KEYS = frozenset({"id", "weight", "role", "category_weights", "reliability", "keys"})
 
@@ -354,6 +398,7 @@ def _parse_policy(data: Mapping[str, Any], source: str) -> Policy:
         validators=_parse_validators(data.get("validators"), source),
         threshold=_parse_threshold(threshold, source),
         supermajority=_parse_supermajority(fields_.optional_table("supermajority"), source),
+        debate=_parse_debate(fields_.optional_table("debate"), source),
         max_attempts=fields_.integer("max_attempts", default=3),
         window_ms=window_ms,
         veto_escalates=_parse_veto(fields_.optional_table("veto"), source),
@@ -417,6 +462,20 @@ def _parse_supermajority(table: Mapping[str, Any] | None, source: str) -> Superm
     fields_ = _Fields(table, source, prefix="supermajority.")
     fields_.reject_unknown(frozenset({"ratio", "min_rounds"}))
     return Supermajority(ratio=fields_.number("ratio"), min_rounds=fields_.integer("min_rounds"))
+
+
+def _parse_debate(table: Mapping[str, Any] | None, source: str) -> Debate | None:
+    if table is None:
+        return None
+    fields_ = _Fields(table, source, prefix="debate.")
+    fields_.reject_unknown(frozenset(Debate.__dataclass_fields__))
+    default = Debate()
+    return Debate(
+        min_rounds=fields_.integer("min_rounds", default=default.min_rounds),
+        max_rounds=fields_.integer("max_rounds", default=default.max_rounds),
+        supermajority=fields_.number("supermajority", default=default.supermajority),
+        anonymise=fields_.boolean("anonymise", default=default.anonymise),
+    )
 
 
 def _parse_earlier_attempts(value: str, source: str) -> bool:

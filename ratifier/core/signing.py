@@ -110,7 +110,30 @@ def signing_bytes(record: Signable | Outcome) -> bytes:
     out = bytearray(prefix)
     for value in values_of(record):
         _HANDLERS.get(value.__class__, _put)(out, value)
+    _put_later_fields(out, record, kind)
     return bytes(out)
+
+
+# Fields added after the signing bytes were fixed, with their defaults: covered (as their name,
+# then their value) only when they differ from the default, so a record without them keeps the
+# bytes, and the signatures, it had before they existed (docs/signing.md).
+LATER_FIELDS: Mapping[str, Any] = {"round": None, "rounds": ()}
+
+
+def _later_fields(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind) if f.name in LATER_FIELDS)
+
+
+def _set_later_fields(record: Any, later: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [
+        (name, value) for name in later if (value := getattr(record, name)) != LATER_FIELDS[name]
+    ]
+
+
+def _put_later_fields(out: bytearray, record: Any, kind: type) -> None:
+    for name, value in _set_later_fields(record, _later_fields(kind)):
+        _put_str(out, name)
+        _HANDLERS.get(value.__class__, _put)(out, value)
 
 
 # Per record type: the prefix, and a getter of every field but the signature, in order. Built on
@@ -119,7 +142,11 @@ _PLANS: dict[type, tuple[bytes, Callable[[Any], tuple[Any, ...]]]] = {}
 
 
 def _plan(kind: type) -> tuple[bytes, Callable[[Any], tuple[Any, ...]]]:
-    names = [f.name for f in dataclasses.fields(kind) if f.name != "signature"]
+    names = [
+        f.name
+        for f in dataclasses.fields(kind)
+        if f.name != "signature" and f.name not in LATER_FIELDS
+    ]
     prefix = _PREFIX + kind.__name__.encode() + b"\n"
     return prefix, _getter(names)
 
@@ -219,14 +246,20 @@ def _put(out: bytearray, value: Any) -> None:
 
 
 def _record_handler(kind: type) -> Callable[[bytearray, Any], None]:
-    names = [f.name for f in dataclasses.fields(kind)]
-    header = b"r" + b"s" + _U32.pack(len(kind.__name__.encode())) + kind.__name__.encode()
-    header += _U32.pack(len(names))
+    later = _later_fields(kind)
+    names = [f.name for f in dataclasses.fields(kind) if f.name not in later]
+    name = b"r" + b"s" + _U32.pack(len(kind.__name__.encode())) + kind.__name__.encode()
+    header = name + _U32.pack(len(names))
     values_of = _getter(names)
 
     def put(out: bytearray, value: Any) -> None:
-        out += header
+        extra = _set_later_fields(value, later) if later else ()
+        # The count covers the later fields set, each written as its name then its value.
+        out += header if not extra else name + _U32.pack(len(names) + len(extra))
         for item in values_of(value):
+            _HANDLERS.get(item.__class__, _put)(out, item)
+        for field_name, item in extra:
+            _put_str(out, field_name)
             _HANDLERS.get(item.__class__, _put)(out, item)
 
     return put

@@ -58,6 +58,11 @@ class TopicNames:
         return f"{self.prefix}.alerts"
 
     @property
+    def rounds(self) -> str:
+        """Debate rounds the tally opens (RoundRequest, docs/debate.md), keyed by case id."""
+        return f"{self.prefix}.rounds"
+
+    @property
     def decisions(self) -> tuple[str, str, str]:
         return (self.passed, self.retry, self.escalate)
 
@@ -71,6 +76,7 @@ class TopicNames:
             self.deadletter,
             self.outcomes,
             self.alerts,
+            self.rounds,
         )
 
     def validator_group(self, validator_id: str) -> str:

@@ -68,5 +68,10 @@ def _resolved(attempt: AttemptRecord, found: dict[str, RetryRequest]) -> Attempt
     if retry is None:
         return attempt
     return AttemptRecord(
-        retry.candidate, retry.votes, retry.reason, attempt.late_verdicts, retry.decision_id
+        retry.candidate,
+        retry.votes,
+        retry.reason,
+        attempt.late_verdicts,
+        retry.decision_id,
+        retry.rounds,  # a debate's earlier rounds, in full (docs/debate.md)
     )

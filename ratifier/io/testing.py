@@ -6,8 +6,10 @@ generators end to end on the local stack.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
@@ -17,15 +19,34 @@ from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Reason, Severity, Verdict, Vote
 from ratifier.core.polling import wait_until
 from ratifier.io.client import read_from_beginning
+from ratifier.io.consume import RuntimeWorker
 
 __all__ = [
     "read_records",
     "read_topics",
+    "running",
     "self_signed_certificate",
     "verdict_on",
     "wait_until",
     "write_policy",
 ]
+
+
+@contextlib.asynccontextmanager
+async def running(*workers: RuntimeWorker) -> AsyncIterator[None]:
+    """The workers (validators, ...) started and running for the block; then stopped as
+    SIGTERM stops them."""
+    stop = asyncio.Event()
+    for worker in workers:
+        await worker.start()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for worker in workers:
+            await worker.stop()
 
 
 async def read_topics(

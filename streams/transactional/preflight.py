@@ -42,7 +42,8 @@ async def check_topics(settings: Settings, policies: Mapping[str, Policy]) -> No
     (partitions,) = set(counts.values())
     assert partitions is not None
     like_inputs = settings.with_overrides(partitions=partitions)
-    await ensure_topics(like_inputs, [*names.decisions, names.deadletter])
+    # Round requests (docs/debate.md) co-partitioned with the candidates, like the decisions.
+    await ensure_topics(like_inputs, [*names.decisions, names.deadletter, names.rounds])
     await ensure_topics(like_inputs, [names.tally_changelog], configs=CHANGELOG_CONFIGS)
     changelog_partitions = (await partition_counts(settings, [names.tally_changelog]))[
         names.tally_changelog
@@ -52,7 +53,7 @@ async def check_topics(settings: Settings, policies: Mapping[str, Policy]) -> No
             f"changelog {names.tally_changelog} has {changelog_partitions} partitions, the "
             f"input topics {partitions}: they must match"
         )
-    outputs = [names.tally_changelog, *names.decisions, names.deadletter]
+    outputs = [names.tally_changelog, *names.decisions, names.deadletter, names.rounds]
     for topic, value in (await topic_config(settings, outputs, "max.message.bytes")).items():
         if int(value) < settings.max_record_bytes:
             raise ConfigError(

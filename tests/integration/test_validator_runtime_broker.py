@@ -5,9 +5,7 @@ unjudged."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Judgement, Verdict, Vote
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_producer
-from ratifier.io.testing import read_records, wait_until, write_policy
+from ratifier.io.testing import read_records, running, wait_until, write_policy
 from ratifier.schemas import codec
 from ratifier.validators.runtime import ValidatorWorker
 
@@ -44,22 +42,6 @@ async def _true(value: bool) -> bool:
     return value
 
 
-@contextlib.asynccontextmanager
-async def judging(*workers: ValidatorWorker) -> AsyncIterator[None]:
-    """The workers started and running for the block; then stopped as SIGTERM stops them."""
-    stop = asyncio.Event()
-    for worker in workers:
-        await worker.start()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        for worker in workers:
-            await worker.stop()
-
-
 class CountingJudge:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()  # by policy
@@ -77,7 +59,7 @@ async def test_validators_judge_only_the_candidates_of_their_policies(
     tuned = settings.with_overrides(policy_dir=tmp_path)
     judges = {"a1": CountingJudge(), "b1": CountingJudge()}
     workers = [ValidatorWorker(tuned, vid, judge) for vid, judge in judges.items()]
-    async with judging(*workers):
+    async with running(*workers):
         await send(tuned, [candidate(n, "alpha" if n % 2 else "beta") for n in range(40)])
 
         def all_seen() -> bool:
@@ -106,7 +88,7 @@ async def test_one_hung_call_holds_only_its_own_slot(settings: Settings, tmp_pat
         return Judgement(Vote.ACCEPT, 0.9)
 
     worker = ValidatorWorker(tuned, "v", judge, concurrency=4, timeout_s=120)
-    async with judging(worker):
+    async with running(worker):
         await send(tuned, [candidate(n, "alpha") for n in range(50)])
         await wait_until(lambda: _true(worker.judged == 49), 60, "all but the hung one judged")
         assert worker.busy_slots == 1  # the hung call still runs: nobody waited for it
@@ -134,10 +116,10 @@ async def test_an_instance_joining_under_load_leaves_no_candidate_unjudged(
     total = 600
     first = ValidatorWorker(tuned, "v", judge, concurrency=2)
     second = ValidatorWorker(tuned, "v", judge, concurrency=2)
-    async with judging(first):
+    async with running(first):
         await send(tuned, [candidate(n, "alpha") for n in range(total)])
         await wait_until(lambda: _true(first.judged >= 20), 60, "the first instance busy")
-        async with judging(second):
+        async with running(second):
             await wait_until(lambda: _true(second.judged > 0), 60, "the second instance works")
             assert len(judged) < total  # it joined while there was a backlog
             await wait_until(lambda: _true(len(judged) == total), 120, "every candidate judged")
@@ -159,7 +141,7 @@ async def test_a_wave_delay_waits_per_candidate_holding_no_slot(
         return Judgement(Vote.ACCEPT, 0.9)
 
     worker = ValidatorWorker(tuned, "v", judge, concurrency=1, delay_s=3.0)
-    async with judging(worker):
+    async with running(worker):
         await send(tuned, [candidate(n, "alpha") for n in range(10)])
         # All ten wait their delay at once, and none holds the one judge slot meanwhile.
         await wait_until(lambda: _true(worker.in_flight == 10), 30, "ten candidates waiting")

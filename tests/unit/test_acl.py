@@ -41,6 +41,7 @@ def test_only_the_owner_writes_each_topic() -> None:
 def test_the_validator_reads_candidates_writes_verdicts_and_joins_its_groups() -> None:
     assert _grants("validator") == {
         ("READ", "TOPIC", "LITERAL", "p.candidates"),
+        ("READ", "TOPIC", "LITERAL", "p.rounds"),
         ("WRITE", "TOPIC", "LITERAL", "p.verdicts"),
         ("READ", "GROUP", "PREFIXED", "p.validator."),
     }

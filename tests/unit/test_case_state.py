@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ratifier.core.errors import WireFormatError
-from ratifier.core.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
+from ratifier.core.models import (
+    Candidate,
+    FailureReason,
+    Reason,
+    RoundRecord,
+    Severity,
+    Span,
+    Verdict,
+    Vote,
+)
 from ratifier.streams import state as state_module
 from ratifier.streams.state import (
     AttemptState,
@@ -181,6 +190,12 @@ def test_enum_code_tables_cover_every_member() -> None:
         pytest.param(orjson.dumps([1, CASE, 42, None, None, [], []]), id="bad-status"),
         pytest.param(orjson.dumps([1, CASE, 1, "p", "v", [[1, 2]], []]), id="bad-attempt"),
         pytest.param(orjson.dumps([1, CASE, 0, None, None, [], [], 5, 6]), id="too-long"),
+        pytest.param(
+            orjson.dumps(
+                [1, CASE, 1, "p", "v", [[["x"], 1, 2, None, None, [], [], [], [], []]], []]
+            ),
+            id="attempt-too-long",
+        ),
     ],
 )
 def test_bad_bytes_raise_wire_format_error(data: bytes) -> None:
@@ -214,6 +229,7 @@ def verdicts(draw: st.DrawFn, candidate: Candidate, validator_id: str) -> Verdic
         reasons=tuple(draw(st.lists(REASONS, max_size=3))),
         latency_ms=draw(MILLIS),
         produced_at_ms=draw(MILLIS),
+        round=draw(st.none() | st.integers(1, 10)),
     )
 
 
@@ -248,6 +264,17 @@ def case_states(draw: st.DrawFn) -> CaseState:
                 if decided is None
                 else draw(st.none() | st.sampled_from(FailureReason)),
                 late=tuple(draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True))),
+                late_verdicts=tuple(
+                    draw(verdicts(candidate, v)) for v in draw(st.lists(TEXT, max_size=2))
+                ),
+                rounds=tuple(
+                    RoundRecord(
+                        k,
+                        tuple(draw(verdicts(candidate, v)) for v in voters),
+                        draw(MILLIS),
+                    )
+                    for k in range(1, draw(st.integers(0, 3)) + 1)
+                ),
             )
         )
     held = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ratifier.app.chaos.forged import Forger
-from ratifier.app.chaos.policies import default_policy_text, governed, install_policy
+from ratifier.app.chaos.policies import debating, default_policy_text, governed, install_policy
 from ratifier.core.config import Settings
-from ratifier.core.policy import Policy, load_policies
+from ratifier.core.policy import Debate, Policy, load_policies
+from ratifier.streams.limits import SizeLimits
 
 
 def test_governed_policy_holds_packets_and_learns_online(tmp_path: Path) -> None:
@@ -27,6 +28,15 @@ def test_governed_keeps_the_forgers_keys(tmp_path: Path) -> None:
     assert policy.complete_packets
     assert policy.learn_reliability
     assert policy.signatures == "optional"
+
+
+def test_the_debate_policy_debates_and_fits_a_record(tmp_path: Path) -> None:
+    policy = _installed(tmp_path, debating(default_policy_text()))
+    default = load_policies()["default"]
+    assert policy.debate == Debate(min_rounds=2, max_rounds=3, supermajority=0.75)
+    assert policy.reference_earlier_attempts
+    assert policy.voters == default.voters
+    SizeLimits.from_settings(Settings.from_env({})).check_policy(policy)  # the tally would start
 
 
 def _installed(folder: Path, text: str) -> Policy:

@@ -61,6 +61,7 @@ def test_policy_check_prints_every_rule_the_supermajority_included(
         "  voters: a, b, c, d, e",
         "  threshold: at least 3 of 5 voters accept",
         "  supermajority: before attempt 3, a pass also needs accepting weight share >= 0.75",
+        "  debate: none (one round per attempt)",
         "  red team: rt; a pass waits for it; a CRITICAL rejection escalates at once",
         "  attempts: 3, window 30 s each; earlier attempts carried in full",
         "  complete packets: off (a certain failure is decided at once)",
@@ -68,3 +69,20 @@ def test_policy_check_prints_every_rule_the_supermajority_included(
         "  confidence: prior 0.5; reliability fixed: a 0.8, b 0.8, c 0.8, d 0.8, e 0.8",
         "  signatures: off",
     ]
+
+
+def test_policy_check_prints_the_debate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "debate.toml"
+    path.write_text(
+        'name = "debate"\nversion = "1"\nmax_attempts = 1\n[threshold]\naccepts = 3\n'
+        "[debate]\nmin_rounds = 2\nmax_rounds = 4\nsupermajority = 0.75\n"
+        + "".join(f'[[validators]]\nid = "{v}"\n' for v in "abcde")
+    )
+    assert main(["policy", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "debate 2..4 rounds" in out.splitlines()[0]
+    assert (
+        "  debate: rounds 2..4 per attempt, each seeing the last round's verdicts (anonymised); "
+        "from round 2 a voter weight share >= 0.75 accepting passes (threshold too), rejecting "
+        "fails; none by round 4: NO_SUPERMAJORITY"
+    ) in out.splitlines()

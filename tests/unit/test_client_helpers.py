@@ -94,8 +94,10 @@ def test_to_json_nested_records_enums_and_spans() -> None:
             "produced_at_ms": 9,
             "signature": "",  # unsigned (base64 of no bytes)
             "key_id": "",
+            "round": None,  # round 1: no debate (docs/debate.md)
         }
     ]
+    assert body["rounds"] == []
 
 
 def test_to_json_encodes_bytes_as_base64() -> None:

@@ -41,8 +41,11 @@ from ratifier.core.models import (
     Outcome,
     OutcomeClass,
     PassDecision,
+    PeerVerdict,
     Reason,
     RetryRequest,
+    RoundRecord,
+    RoundRequest,
     Severity,
     Span,
     Verdict,
@@ -64,6 +67,8 @@ PARSE_ORDER = (
     "Reason",
     "Candidate",
     "Verdict",
+    "RoundRecord",
+    "PeerVerdict",
     "AttemptRecord",
     "PassDecision",
     "RetryRequest",
@@ -72,11 +77,19 @@ PARSE_ORDER = (
     "DeadLetter",
     "Outcome",
     "Alert",
+    "RoundRequest",
 )
 # Types added after a released version: that version's history folder does not hold them.
-ADDED_AFTER = {"Outcome": 2, "Alert": 2, "FinalOutcomeRef": 2}
+ADDED_AFTER = {
+    "Outcome": 2,
+    "Alert": 2,
+    "FinalOutcomeRef": 2,
+    "RoundRecord": 3,
+    "PeerVerdict": 3,
+    "RoundRequest": 3,
+}
 ENUMS = (Vote, Severity, FailureReason, OutcomeClass, EscalationReason, DeadLetterReason)
-NESTED = (Span, Reason, AttemptRecord, FinalOutcomeRef)
+NESTED = (Span, Reason, AttemptRecord, FinalOutcomeRef, RoundRecord, PeerVerdict)
 
 
 def _avsc(name: str, directory: Path | None = None) -> dict[str, Any]:
@@ -181,6 +194,10 @@ verdicts = st.builds(
     reasons=_tuples(reasons),
     latency_ms=int64,
     produced_at_ms=timestamps,
+    round=st.none() | int32,
+)
+round_records = st.builds(
+    RoundRecord, round=int32, verdicts=_tuples(verdicts), closed_at_ms=timestamps
 )
 pass_decisions = st.builds(
     PassDecision,
@@ -194,6 +211,7 @@ pass_decisions = st.builds(
     policy_version=texts,
     outcome=st.sampled_from(OutcomeClass),
     decided_at_ms=timestamps,
+    rounds=_tuples(round_records),
 )
 retry_requests = st.builds(
     RetryRequest,
@@ -209,12 +227,14 @@ retry_requests = st.builds(
     policy=texts,
     policy_version=texts,
     decided_at_ms=timestamps,
+    rounds=_tuples(round_records),
 )
 attempt_records = st.builds(
     AttemptRecord,
     candidate=candidates,
     verdicts=_tuples(verdicts),
     failure=st.sampled_from(FailureReason),
+    rounds=_tuples(round_records),
 )
 escalation_packets = st.builds(
     EscalationPacket,
@@ -276,6 +296,28 @@ alerts = st.builds(
     monitor=texts,
     changed_at_ms=timestamps,
 )
+round_requests = st.builds(
+    RoundRequest,
+    request_id=texts,
+    case_id=texts,
+    attempt=int32,
+    candidate_id=texts,
+    policy=texts,
+    round=int32,
+    peers=_tuples(
+        st.builds(
+            PeerVerdict,
+            peer=texts,
+            vote=st.sampled_from(Vote),
+            confidence=doubles,
+            severity=st.none() | st.sampled_from(Severity),
+            reasons=_tuples(reasons),
+        )
+    ),
+    anonymise=st.booleans(),
+    opened_at_ms=timestamps,
+    closes_at_ms=timestamps,
+)
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     Candidate: candidates,
     Verdict: verdicts,
@@ -285,6 +327,7 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     DeadLetter: dead_letters,
     Outcome: outcomes,
     Alert: alerts,
+    RoundRequest: round_requests,
 }
 by_kind = pytest.mark.parametrize("kind", codec.RECORD_TYPES, ids=lambda k: k.__name__)
 slow = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -346,6 +389,18 @@ def _sample(kind: type) -> Any:
             *("qa", "typo", "p", "1", ("d-3",)),
         ),
         Alert: Alert("a-1", "DRIFT", "RAISED", "p", "sim-a", 4.2, 4.0, 1000, "m", "w", 5),
+        RoundRequest: RoundRequest(
+            "r-1",
+            "case-1",
+            1,
+            "cand-1",
+            "p",
+            2,
+            (PeerVerdict("peer 1", Vote.REJECT, 0.9, Severity.MAJOR, (Reason("x", "y"),)),),
+            True,
+            5,
+            6,
+        ),
     }
     return samples[kind]
 
@@ -617,7 +672,7 @@ def test_every_truncation_is_a_wire_format_error(kind: type) -> None:
 
 def test_truncation_message() -> None:
     encoded = codec.encode(_verdict())
-    with pytest.raises(WireFormatError, match=r"truncated Verdict: the body \(92 bytes\) ends"):
+    with pytest.raises(WireFormatError, match=r"truncated Verdict: the body \(93 bytes\) ends"):
         codec.decode(encoded[:-3])
 
 
@@ -730,6 +785,16 @@ RELEASED = {
         EscalationPacket: "367e828482b06833",
         DeadLetter: "56513212d96581ad",
     },
+    "v3": {
+        Candidate: "8be7a3f5c84901da",
+        Verdict: "e3a45bb42b102ada",
+        PassDecision: "28b0e1d6785cd605",
+        RetryRequest: "67dff1adafb53062",
+        EscalationPacket: "fb4f5dc7505d7506",
+        DeadLetter: "f96c81204e8e8098",
+        Outcome: "5c99390ef307b8a1",
+        Alert: "5ac4c7167a46643d",
+    },
 }
 # What a reader of this version reads for a symbol it does not know (a newer writer's).
 ENUM_DEFAULTS = {
@@ -789,7 +854,7 @@ def test_every_released_fingerprint_is_readable(version: str, kind: type) -> Non
     assert fingerprint in readable
     assert next(iter(readable)) == codec.fingerprint(kind)  # the current one first
     # A record unchanged since an earlier version is read by that version's (the same) schema.
-    same = [v for v in VERSIONS if RELEASED[v][kind] == RELEASED[version][kind]]
+    same = [v for v in VERSIONS if RELEASED[v].get(kind) == RELEASED[version][kind]]
     assert readable[fingerprint] in ("current", *same)
 
 
@@ -816,6 +881,7 @@ def test_a_record_written_with_an_older_schema_decodes(
     record = data.draw(STRATEGIES[kind].filter(lambda r: _enum_values(r) <= known))
     if isinstance(record, DeadLetter):  # closed_by came after v2: old writers leave it out
         record = dataclasses.replace(record, closed_by=None)
+    record = _without_rounds(record)  # debate rounds came after v3
     schema = OLD_OFFICIAL[version][kind.__name__]
     out = BytesIO()
     avro.io.DatumWriter(schema).write(
@@ -826,6 +892,20 @@ def test_a_record_written_with_an_older_schema_decodes(
     assert codec.decode(message) == record
     assert codec.decode_as(message, kind) == record
     assert codec.encode(record)[2:10] == codec.fingerprint(kind)  # re-encoded: current schema
+
+
+def _without_rounds(value: Any) -> Any:
+    """``value`` as a writer from before debate rounds made it: no Verdict.round, no rounds."""
+    if isinstance(value, tuple):
+        return tuple(_without_rounds(item) for item in value)
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    changes = {f.name: _without_rounds(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Verdict):
+        changes["round"] = None
+    if "rounds" in changes:
+        changes["rounds"] = ()
+    return dataclasses.replace(value, **changes)
 
 
 def test_old_enum_symbols_resolve_by_name() -> None:

@@ -16,11 +16,11 @@ import pytest
 from aiohttp import web
 
 from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
-from ratifier.core.models import Candidate, Severity, Span, Vote
+from ratifier.core.models import Candidate, PeerVerdict, Reason, Severity, Span, Vote
 from ratifier.io.rate_limits import Budget, LocalBuckets, RateLimiter
 from ratifier.validators.builtin import LLMJudge
 from ratifier.validators.builtin.llm_judge import backoff_s, parse_verdict, retry_after_s
-from ratifier.validators.runtime import judge_safely, reporting_to
+from ratifier.validators.runtime import Peers, judge_safely, reporting_to
 
 KEY_ENV = "RATIFIER_TEST_LLM_KEY"
 SECRET = "sk-test-do-not-leak-0123456789"
@@ -179,6 +179,26 @@ async def test_custom_prompt_template(
     assert system["content"] == "Be terse."
     expected = 'Attempt 2 [geography] Q=What is the capital of France? A=x -> JSON {"vote": ...}'
     assert user["content"] == expected
+
+
+async def test_a_debate_round_shows_the_other_reviewers(
+    server: FakeChatServer, make_judge: Callable[..., LLMJudge]
+) -> None:
+    peers = Peers(
+        3,
+        (
+            PeerVerdict("you", Vote.ACCEPT, 0.7, None, ()),
+            PeerVerdict("peer 1", Vote.REJECT, 0.9, Severity.MAJOR, (Reason("wrong", "Not {x}."),)),
+        ),
+    )
+    await make_judge()(make_candidate(), peers=peers)
+    prompt = server.received[0].body["messages"][1]["content"]
+    assert "Other reviewers said (round 2):" in prompt
+    assert "- you: ACCEPT (confidence 0.70)" in prompt
+    assert "- peer 1: REJECT (confidence 0.90, MAJOR)\n    wrong: Not {x}." in prompt
+    assert "your own vote for round 3" in prompt
+    await make_judge()(make_candidate())  # without peers: the prompt of before
+    assert "Other reviewers" not in server.received[1].body["messages"][1]["content"]
 
 
 async def test_braces_in_content_are_not_format_fields(

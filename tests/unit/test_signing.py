@@ -130,10 +130,22 @@ def test_signing_bytes_cover_every_field_but_the_signature() -> None:
         "latency_ms": 13,
         "produced_at_ms": T0 + 1,
         "key_id": "0" * 16,
+        "round": 2,  # a later field: covered once set (below)
     }
     assert set(changes) == {f.name for f in dataclasses.fields(Verdict)} - {"signature"}
     for name, value in changes.items():
         assert signing_bytes(dataclasses.replace(verdict, **{name: value})) != base, name
+
+
+def test_later_fields_keep_old_bytes_until_set() -> None:
+    # Verdict.round and the decisions' rounds came after the bytes were fixed: a record without
+    # them signs as before, so verdicts signed by validators from before debates still verify.
+    verdict = _verdict()
+    assert verdict.round is None
+    later = signing_bytes(dataclasses.replace(verdict, round=2))
+    assert later.startswith(signing_bytes(verdict))
+    assert later != signing_bytes(dataclasses.replace(verdict, round=3))
+    assert later.endswith(b"s\x00\x00\x00\x05roundi" + (2).to_bytes(8, "big"))
 
 
 def test_signing_bytes_are_fixed_and_unambiguous() -> None:

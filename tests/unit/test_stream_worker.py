@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from ratifier.core.config import Settings
+from ratifier.core.errors import ConfigError
+from ratifier.core.policy import Policy
+from ratifier.streams.agents import install_tally
 from ratifier.streams.app import create_app
 from ratifier.streams.worker import FaustWorker
 
@@ -37,3 +40,14 @@ def test_faust_environment_variables_cannot_override_the_adapters_settings(
     assert conf.broker_session_timeout == 10.0
     assert conf.producer_max_request_size == settings.max_record_bytes
     assert conf.broker_commit_interval == 1.0
+
+
+def test_the_faust_adapter_refuses_debate_policies_at_start(tmp_path: Path) -> None:
+    settings = Settings.from_env(None, state_dir=tmp_path)
+    debate = Policy.from_mapping(
+        {"name": "d", "version": "1", "threshold": {"accepts": 1}, "debate": {},
+         "validators": [{"id": "a"}]},
+        "t",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"policies d have \[debate\]: .*transactional"):
+        install_tally(create_app(settings), settings, {"d": debate})

@@ -36,9 +36,16 @@ import orjson
 
 from ratifier.core.errors import ConfigError, ValidatorError, ValidatorTimeout
 from ratifier.core.models import Candidate, Judgement, Reason, Severity, Span, Vote
-from ratifier.validators.runtime import report_retry_after, report_tokens, time_left_s
+from ratifier.validators.runtime import Peers, report_retry_after, report_tokens, time_left_s
 
-__all__ = ["DEFAULT_PROMPT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "LLMJudge", "parse_verdict"]
+__all__ = [
+    "DEBATE_SECTION",
+    "DEFAULT_PROMPT_TEMPLATE",
+    "DEFAULT_SYSTEM_PROMPT",
+    "LLMJudge",
+    "debate_section",
+    "parse_verdict",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +85,14 @@ Rules:
   CRITICAL: harmful, unsafe or dangerously wrong) and give at least one reason.
   Otherwise severity is null.
 - confidence is how sure you are of your vote.
+"""
+
+# Added after the prompt in a debate round (docs/debate.md): the previous round's verdicts.
+DEBATE_SECTION = """
+Other reviewers said (round {previous}):
+{verdicts}
+They may be wrong, and so may you. Reconsider the answer on its merits, taking their reasons
+into account, and reply in the same JSON form with your own vote for round {round}.
 """
 
 _PLACEHOLDERS = {"query": "", "content": "", "category": "", "attempt": 1}
@@ -397,14 +412,17 @@ class LLMJudge:
             )
         return self._session
 
-    def build_request(self, candidate: Candidate) -> dict[str, Any]:
-        """The chat-completions request body for ``candidate``."""
+    def build_request(self, candidate: Candidate, peers: Peers | None = None) -> dict[str, Any]:
+        """The chat-completions request body for ``candidate`` (in a debate round, with what
+        the other reviewers said in the round before)."""
         prompt = self.prompt_template.format(
             query=candidate.query,
             content=candidate.content,
             category=candidate.category,
             attempt=candidate.attempt,
         )
+        if peers is not None:
+            prompt += debate_section(peers)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [
@@ -418,8 +436,8 @@ class LLMJudge:
             body["response_format"] = {"type": "json_object"}
         return body
 
-    async def __call__(self, candidate: Candidate) -> Judgement:
-        payload = await self._post(self.build_request(candidate))
+    async def __call__(self, candidate: Candidate, peers: Peers | None = None) -> Judgement:
+        payload = await self._post(self.build_request(candidate, peers))
         report_tokens(_tokens_used(payload))  # the runtime's tokens/min budget
         try:
             text, finish_reason = _answer_text(payload)
@@ -555,3 +573,21 @@ class LLMJudge:
         if status == 400 and self.json_mode:
             hint = " (if the server does not support response_format, pass json_mode=false)"
         return ValidatorError(f"{where}{hint}: {excerpt!r}")
+
+
+def debate_section(peers: Peers) -> str:
+    """The prompt's "Other reviewers said (round k)" section: each peer's vote, confidence,
+    severity and reasons (messages cut to a sentence's length)."""
+    lines = []
+    for verdict in peers.verdicts:
+        severity = f", {verdict.severity.value}" if verdict.severity is not None else ""
+        confidence = f"confidence {verdict.confidence:.2f}{severity}"
+        lines.append(f"- {verdict.peer}: {verdict.vote.value} ({confidence})")
+        lines.extend(
+            f"    {reason.code}: {reason.message[:_MAX_MESSAGE]}" for reason in verdict.reasons
+        )
+    return DEBATE_SECTION.format(
+        previous=peers.round - 1,
+        round=peers.round,
+        verdicts="\n".join(lines) or "- (nobody answered)",
+    )

@@ -15,6 +15,7 @@ import random
 
 from ratifier.core.errors import ConfigError
 from ratifier.core.models import Candidate, Judgement, Reason, Severity, Vote
+from ratifier.validators.runtime import Peers
 
 __all__ = ["SimulatedValidator"]
 
@@ -48,7 +49,11 @@ class SimulatedValidator:
         seed: int | str | None = None,
         red_team: bool = False,
         reject_codes: str | list[str] | None = None,
+        herding: float = 0.0,
     ) -> None:
+        """``herding``: in a debate round (docs/debate.md), the probability of copying the
+        majority vote shown from the previous round instead of judging again (0: independent;
+        each round is then a fresh draw)."""
         if (
             isinstance(error_rate, bool)
             or not isinstance(error_rate, int | float)
@@ -61,6 +66,12 @@ class SimulatedValidator:
             or latency_ms < 0
         ):
             raise ConfigError(f"latency_ms must be a non-negative number, got {latency_ms!r}")
+        if (
+            isinstance(herding, bool)
+            or not isinstance(herding, int | float)
+            or not 0 <= herding <= 1
+        ):
+            raise ConfigError(f"herding must be a number in [0, 1], got {herding!r}")
         if not isinstance(red_team, bool):
             raise ConfigError(f"red_team must be true or false, got {red_team!r}")
         if not truth_key:
@@ -76,12 +87,13 @@ class SimulatedValidator:
         self.seed = seed
         self.red_team = red_team
         self.reject_codes = codes
+        self.herding = float(herding)
         self._rng = random.Random() if seed is None else None
 
     def __repr__(self) -> str:
         return (
             f"SimulatedValidator(error_rate={self.error_rate}, seed={self.seed!r}, "
-            f"red_team={self.red_team})"
+            f"red_team={self.red_team}, herding={self.herding})"
         )
 
     def _draw(self, candidate_id: str) -> tuple[float, int]:
@@ -90,8 +102,9 @@ class SimulatedValidator:
         assert self.seed is not None
         return _uniform_and_pick(self.seed, candidate_id)
 
-    def decide(self, candidate: Candidate) -> Judgement:
-        """The judgement, without the simulated latency."""
+    def decide(self, candidate: Candidate, peers: Peers | None = None) -> Judgement:
+        """The judgement, without the simulated latency; in debate round k (``peers`` given) a
+        fresh draw of its own, or with probability ``herding`` the majority it was shown."""
         raw = candidate.metadata.get(self.truth_key)
         if raw is None:
             return Judgement(
@@ -105,9 +118,12 @@ class SimulatedValidator:
             return Judgement(
                 vote=Vote.ABSTAIN, confidence=0.0, reasons=(Reason("sim.bad_truth", message),)
             )
-        uniform, pick = self._draw(candidate.candidate_id)
+        key = candidate.candidate_id if peers is None else f"{candidate.candidate_id}#{peers.round}"
+        uniform, pick = self._draw(key)
         wrong = uniform < self.error_rate
         vote = truth if not wrong else (Vote.REJECT if truth is Vote.ACCEPT else Vote.ACCEPT)
+        if peers is not None and self.herding > 0 and self._draw(f"{key}#herd")[0] < self.herding:
+            vote = _majority(peers) or vote
         # Calibrated: the simulated validator is right this often.
         confidence = 1.0 - self.error_rate
         if vote is Vote.ACCEPT:
@@ -122,7 +138,16 @@ class SimulatedValidator:
             reasons=(Reason(code, message),),
         )
 
-    async def __call__(self, candidate: Candidate) -> Judgement:
+    async def __call__(self, candidate: Candidate, peers: Peers | None = None) -> Judgement:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
-        return self.decide(candidate)
+        return self.decide(candidate, peers)
+
+
+def _majority(peers: Peers) -> Vote | None:
+    """The side more of the shown verdicts took (own included); None on a tie."""
+    accepts = sum(1 for v in peers.verdicts if v.vote is Vote.ACCEPT)
+    rejects = sum(1 for v in peers.verdicts if v.vote is Vote.REJECT)
+    if accepts == rejects:
+        return None
+    return Vote.ACCEPT if accepts > rejects else Vote.REJECT

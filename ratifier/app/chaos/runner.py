@@ -16,7 +16,12 @@ from ratifier.app.chaos.checker import check, read_outputs
 from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.load import Load, LoadGate
 from ratifier.app.chaos.observe import Observer
-from ratifier.app.chaos.policies import default_policy_text, governed, install_policy
+from ratifier.app.chaos.policies import (
+    debating,
+    default_policy_text,
+    governed,
+    install_policy,
+)
 from ratifier.app.chaos.report import ScenarioRow
 from ratifier.app.chaos.scenarios import FULL_CASES, QUICK_CASES, FaultContext, Scenario
 from ratifier.app.demo.runner import demo_processes
@@ -89,9 +94,12 @@ async def run_scenario(
     forger = Forger(POLICY_VALIDATORS) if scenario.bad_input else None
     # With forgeries, the policy lists the validators' keys (forged.py); governed adds state.
     text = forger.policy_text() if forger is not None else default_policy_text()
-    if options.policy == "governed":
+    policy = scenario.policy or options.policy
+    if policy == "governed":
         text = governed(text)
-    if forger is not None or options.policy != "default":
+    elif policy == "debate":
+        text = debating(text)
+    if forger is not None or policy != "default":
         folder = settings.state_dir / "chaos" / settings.topic_prefix / "policies"
         settings = install_policy(settings, folder, text)
     fleet = Fleet(Fleet.env_for(settings), settings.state_dir / "chaos" / settings.topic_prefix)

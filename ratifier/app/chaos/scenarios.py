@@ -55,6 +55,7 @@ class Scenario:
     settings: Mapping[str, Any] = field(default_factory=dict)  # overrides for its processes
     # Also run the outcomes writer, and check one outcome per passed case (checker.check).
     outcomes: bool = False
+    policy: str | None = None  # the tally's policy (policies.py); None: the run's --policy
 
     def fault_count(self, quick: bool) -> int:
         return (self.quick_faults or 1) if quick else self.faults
@@ -109,6 +110,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         faults=10,
         quick_faults=3,
         bad_input=True,
+    ),
+    Scenario(
+        "debate-tally-kill",
+        "kill -9 the tally under a [debate] policy (2 to 3 rounds), restarted at once "
+        "(transactional engine only)",
+        lambda ctx: TallyKill(ctx.settings, ctx.fleet),
+        faults=10,
+        policy="debate",
     ),
     Scenario(
         "late-replay",

@@ -66,7 +66,8 @@ def chaos() -> None:
     type=click.Choice(POLICIES),
     default="default",
     help="the tally's policy: the built-in default, or governed (the same with complete "
-    "packets and online-learned reliabilities, so faults also hit that state)",
+    "packets and online-learned reliabilities, so faults also hit that state), or debate (the "
+    "same with debate rounds, docs/debate.md)",
 )
 @click.pass_context
 def run(

@@ -61,6 +61,11 @@ def describe(policy: Policy) -> str:
     return (
         f"policy {policy.name!r} version {policy.version!r}: {threshold}{red_team}, "
         f"{policy.max_attempts} attempts, window {policy.window_ms / 1000:g} s{signatures}"
+        + (
+            f", debate {policy.debate.min_rounds}..{policy.debate.max_rounds} rounds"
+            if policy.debate is not None
+            else ""
+        )
     )
 
 
@@ -86,6 +91,7 @@ def rules(policy: Policy) -> list[str]:
             if rule is not None
             else "none"
         ),
+        f"debate: {_debate(policy)}",
         "red team: "
         + (
             f"{', '.join(policy.red_team_ids)}; a pass waits for it; a CRITICAL rejection {veto}"
@@ -109,6 +115,19 @@ def rules(policy: Policy) -> list[str]:
         f"confidence: prior {policy.prior:g}; reliability {learning}",
         f"signatures: {policy.signatures.value}",
     ]
+
+
+def _debate(policy: Policy) -> str:
+    debate = policy.debate
+    if debate is None:
+        return "none (one round per attempt)"
+    peers = "anonymised" if debate.anonymise else "named"
+    return (
+        f"rounds {debate.min_rounds}..{debate.max_rounds} per attempt, each seeing the last "
+        f"round's verdicts ({peers}); from round {debate.min_rounds} a voter weight share "
+        f">= {debate.supermajority:g} accepting passes (threshold too), rejecting fails; "
+        f"none by round {debate.max_rounds}: NO_SUPERMAJORITY"
+    )
 
 
 def _threshold(policy: Policy) -> str:
