@@ -43,11 +43,11 @@ from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.local_state.memory import MemoryBackend
 from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.tally import TallySettings
+from ratifier.streams.rules.limits import SizeLimits
+from ratifier.streams.rules.tally import TallySettings
 
 T0 = 1_800_000_000_000
 # The loader's producer writes ~30 000 records a second: a few cases share each millisecond.

@@ -37,19 +37,19 @@ from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
-from ratifier.streams import tally
-from ratifier.streams.deadlines import PartitionDeadlines
-from ratifier.streams.decision_times import DecisionTimes
-from ratifier.streams.finished import (
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.deadlines import PartitionDeadlines
+from ratifier.streams.rules.decision_times import DecisionTimes
+from ratifier.streams.rules.finished import (
     Finished,
     decode_marker,
     encode_marker,
     finished_by,
     marker_key,
 )
-from ratifier.streams.learning import ReliabilityBook
-from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
-from ratifier.streams.state import CaseState, decode_state, encode_state
+from ratifier.streams.rules.learning import ReliabilityBook
+from ratifier.streams.rules.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
+from ratifier.streams.rules.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratifier.app.calibration_replay import ReplayResult, ReplayScore, policy_for
 from ratifier.core.calibration import LabelledSet, dawid_skene
 from ratifier.core.config import Settings
 from ratifier.core.models import Decision, EscalationPacket, PassDecision, RetryRequest
@@ -29,7 +30,6 @@ from ratifier.io.client import Client
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.runtimes.crowd import LabelCrowdWorker
 from ratifier.runtimes.generator import GeneratorWorker
-from ratifier.streams.offline import ReplayResult, ReplayScore, policy_for
 
 __all__ = ["PipelineReplay", "replay_through_pipeline"]
 

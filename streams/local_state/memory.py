@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ratifier.streams.finished import is_marker_key, marker_decided_at
 from ratifier.streams.local_state.base import Change, Checkpoint
+from ratifier.streams.rules.finished import is_marker_key, marker_decided_at
 
 
 class MemoryState:

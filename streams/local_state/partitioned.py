@@ -17,8 +17,8 @@ import logging
 from collections.abc import Iterable, Iterator
 
 from ratifier.core.models import now_ms
-from ratifier.streams.finished import is_marker_key
 from ratifier.streams.local_state.base import Backend, Change, Checkpoint, CommittedState
+from ratifier.streams.rules.finished import is_marker_key
 
 logger = logging.getLogger(__name__)
 

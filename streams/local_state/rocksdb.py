@@ -27,9 +27,9 @@ from typing import Final
 
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
 
-from ratifier.streams.finished import MARKER_PREFIX, is_marker_key, marker_decided_at
 from ratifier.streams.local_state.base import Change, Checkpoint
 from ratifier.streams.local_state.slots import claim_slot
+from ratifier.streams.rules.finished import MARKER_PREFIX, is_marker_key, marker_decided_at
 
 _CHECKPOINT_KEY: Final = b"\xfc"
 _TIME_INDEX: Final = b"\xfd"

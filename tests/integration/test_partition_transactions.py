@@ -7,9 +7,9 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.streams.engines.transactional.partition import MAX_BATCH_BYTES, PartitionTransactions
+from ratifier.streams.engines.transactional.preflight import check_topics
 from ratifier.streams.processor import Outgoing
-from ratifier.streams.transactional.partition import MAX_BATCH_BYTES, PartitionTransactions
-from ratifier.streams.transactional.preflight import check_topics
 
 HEADERS = [("ratifier-worker", b"test-worker")]
 

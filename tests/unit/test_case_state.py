@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate, FailureReason, Reason, Severity, Span, Verdict, Vote
-from ratifier.streams import state as state_module
-from ratifier.streams.state import (
+from ratifier.streams.rules import state as state_module
+from ratifier.streams.rules.state import (
     AttemptState,
     CaseState,
     CaseStatus,

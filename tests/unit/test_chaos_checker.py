@@ -39,7 +39,7 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.schemas import codec
-from ratifier.streams.tally import decision_id
+from ratifier.streams.rules.tally import decision_id
 
 VERDICTS = "t.verdicts"
 CANDIDATES = "t.candidates"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from ratifier.streams.transactional.engine import in_timestamp_order, per_partition
+from ratifier.streams.engines.transactional.engine import in_timestamp_order, per_partition
 
 CANDIDATES, VERDICTS = "x.candidates", "x.verdicts"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ratifier.streams.finished import Finished, encode_marker, marker_key
 from ratifier.streams.local_state.base import Backend, Checkpoint
 from ratifier.streams.local_state.memory import MemoryBackend
 from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.local_state.rocksdb import RocksDBBackend, RocksDBState
 from ratifier.streams.local_state.slots import claim_slot
+from ratifier.streams.rules.finished import Finished, encode_marker, marker_key
 
 
 @pytest.fixture(params=["memory", "rocksdb"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ratifier.core.config import Settings
-from ratifier.streams.app import create_app
-from ratifier.streams.worker import FaustWorker
+from ratifier.streams.engines.faust.app import create_app
+from ratifier.streams.engines.faust.worker import FaustWorker
 
 
 async def test_the_worker_freezes_what_start_up_made_once_it_is_ready(tmp_path: Path) -> None:

@@ -33,11 +33,11 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
-from ratifier.streams import tally
-from ratifier.streams.finished import marker_key
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.state import CaseStatus, decode_state
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.finished import marker_key
+from ratifier.streams.rules.limits import SizeLimits
+from ratifier.streams.rules.state import CaseStatus, decode_state
 from ratifier.streams.store import (
     HEADER_SIZE,
     DictCaseStore,
@@ -841,7 +841,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
     import orjson
 
     from ratifier.core.calibration import OnlineReliability
-    from ratifier.streams.learning import is_model_key, model_key
+    from ratifier.streams.rules.learning import is_model_key, model_key
 
     policies = {"learn": learning_policy()}
     processor, store, _ = make_processor(policies=policies)
@@ -886,7 +886,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
 
 
 def test_fixed_policies_write_no_model() -> None:
-    from ratifier.streams.learning import is_model_key
+    from ratifier.streams.rules.learning import is_model_key
 
     processor, store, _ = make_processor()
     feeder = Feeder(processor)

@@ -20,12 +20,12 @@ from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
 from ratifier.io.metrics import serve_metrics
 from ratifier.io.readiness import ReadinessFile
-from ratifier.streams.app import input_topic
-from ratifier.streams.clock import PartitionClocks
-from ratifier.streams.finished import is_marker_key, marker_decided_at
+from ratifier.streams.engines.faust.app import input_topic
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
+from ratifier.streams.rules.clock import PartitionClocks
+from ratifier.streams.rules.finished import is_marker_key, marker_decided_at
 from ratifier.streams.store import entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)

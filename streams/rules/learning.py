@@ -36,7 +36,7 @@ import orjson
 from ratifier.core.calibration import OnlineReliability, reliability_weight
 from ratifier.core.models import Vote
 from ratifier.core.policy import Policy, Role
-from ratifier.streams.state import AttemptState
+from ratifier.streams.rules.state import AttemptState
 from ratifier.streams.store import CaseStore, entry_state, pack_entry
 
 __all__ = [

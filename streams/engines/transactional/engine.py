@@ -40,7 +40,9 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
-from ratifier.streams.clock import PartitionClocks
+from ratifier.streams.engines.transactional.changelog import ChangelogReader, Restore
+from ratifier.streams.engines.transactional.partition import FENCED_ERRORS, PartitionTransactions
+from ratifier.streams.engines.transactional.preflight import check_topics
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.local_state.base import Backend
 from ratifier.streams.local_state.memory import MemoryBackend
@@ -48,9 +50,7 @@ from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.local_state.rocksdb import RocksDBBackend
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, TallyProcessor
-from ratifier.streams.transactional.changelog import ChangelogReader, Restore
-from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
-from ratifier.streams.transactional.preflight import check_topics
+from ratifier.streams.rules.clock import PartitionClocks
 
 logger = logging.getLogger(__name__)
 
