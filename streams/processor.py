@@ -37,6 +37,7 @@ from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
+from ratifier.streams.learned_models import ReliabilityBook
 from ratifier.streams.rules import tally
 from ratifier.streams.rules.deadlines import PartitionDeadlines
 from ratifier.streams.rules.decision_times import DecisionTimes
@@ -47,7 +48,6 @@ from ratifier.streams.rules.finished import (
     finished_by,
     marker_key,
 )
-from ratifier.streams.rules.learning import ReliabilityBook
 from ratifier.streams.rules.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
 from ratifier.streams.rules.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
@@ -141,7 +141,7 @@ class TallyProcessor:
         self.clock = clock
         self.index = PartitionDeadlines()
         self.stats = TallyStats()
-        # Learned voter weights of [reliability] learn = "online" policies (streams/learning.py).
+        # Learned voter weights of [reliability] learn = "online" policies (learned_models.py).
         self.learning = ReliabilityBook(store)
         self._working: dict[bytes, _Working] = {}
         # The inputs decoded in this call, with their message bodies: a decision holding them

@@ -37,7 +37,7 @@ _TIME_INDEX: Final = b"\xfd"
 _CHECKPOINT: Final = struct.Struct(">qqq")
 _TIME: Final = struct.Struct(">q")
 # Cases sort below the reserved prefixes (UTF-8 never starts with 0xf8..0xff) or, learned models
-# (streams/learning.py), at 0xff.
+# (streams/learned_models.py), at 0xff.
 _RESERVED_LOW: Final = b"\xfc"
 _MODELS: Final = b"\xff"
 

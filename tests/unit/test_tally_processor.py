@@ -821,7 +821,7 @@ def test_policies_that_could_outgrow_the_record_limit_are_refused() -> None:
         SizeLimits(200_000, 16_384, 300_000).check_policy(policy)
 
 
-# --- online reliability: learned weights, persisted in the store (streams/learning.py) --------
+# --- online reliability: learned weights, persisted in the store (learned_models.py) --------
 
 
 def learning_policy() -> Policy:
@@ -841,7 +841,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
     import orjson
 
     from ratifier.core.calibration import OnlineReliability
-    from ratifier.streams.rules.learning import is_model_key, model_key
+    from ratifier.streams.learned_models import is_model_key, model_key
 
     policies = {"learn": learning_policy()}
     processor, store, _ = make_processor(policies=policies)
@@ -886,7 +886,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
 
 
 def test_fixed_policies_write_no_model() -> None:
-    from ratifier.streams.rules.learning import is_model_key
+    from ratifier.streams.learned_models import is_model_key
 
     processor, store, _ = make_processor()
     feeder = Feeder(processor)
