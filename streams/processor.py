@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
@@ -37,6 +36,7 @@ from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
+from ratifier.streams.config import TallyConfig
 from ratifier.streams.learned_models import ReliabilityBook
 from ratifier.streams.rules import tally
 from ratifier.streams.rules.deadlines import PartitionDeadlines
@@ -104,22 +104,17 @@ class TallyStats:
 
 class TallyProcessor:
     @classmethod
-    def from_settings(
-        cls, settings: Settings, policies: Mapping[str, Policy], store: CaseStore
+    def from_config(
+        cls, config: TallyConfig, policies: Mapping[str, Policy], store: CaseStore
     ) -> TallyProcessor:
-        """The processor both engines run, configured from the worker's settings."""
+        """The processor both engines run, configured from the worker's tally config."""
         return cls(
-            TopicNames.from_settings(settings),
+            config.names,
             policies,
             store,
-            tally.TallySettings(
-                hold_ms=settings.hold_ms,
-                retention_ms=settings.retention_ms,
-                retry_wait_ms=settings.retry_wait_ms,
-                finished_horizon_ms=settings.finished_horizon_ms,
-            ),
-            limits=SizeLimits.from_settings(settings),
-            signer=signer_from(settings.tally_signing_key),
+            config.rules,
+            limits=config.limits,
+            signer=signer_from(config.signing_key),
         )
 
     def __init__(
@@ -128,13 +123,14 @@ class TallyProcessor:
         policies: Mapping[str, Policy],
         store: CaseStore,
         settings: tally.TallySettings,
+        *,
+        limits: SizeLimits,
         clock: Callable[[], int] = now_ms,
-        limits: SizeLimits | None = None,
         signer: Signer | None = None,  # signs every decision (docs/signing.md)
     ) -> None:
         self.topics = topics
         self.signer = signer
-        self.limits = limits or SizeLimits.from_settings(Settings())
+        self.limits = limits
         self.policies = policies
         self.store = store
         self.settings = settings

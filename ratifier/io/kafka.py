@@ -26,10 +26,13 @@ logger = logging.getLogger(__name__)
 MAX_PARTITION_FETCH_BYTES = 256 * 1024
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
+def connection_options(settings: Settings | KafkaConnection) -> dict[str, Any]:
     """The aiokafka options that reach and authenticate to the cluster: the bootstrap servers,
-    TLS and SASL of ``settings.kafka_connection()``. Every producer, consumer and admin client
-    of the project starts from these (docs/security.md)."""
+    TLS and SASL of ``settings.kafka_connection()`` (or of a component's own connection
+    config). Every producer, consumer and admin client of the project starts from these
+    (docs/security.md)."""
+    if isinstance(settings, KafkaConnection):
+        return client_options(settings)
     return client_options(settings.kafka_connection())
 
 
@@ -103,7 +106,9 @@ def bootstrap_failures() -> Iterator[list[str]]:
         aiokafka_log.removeFilter(collect)
 
 
-def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+def make_producer(
+    settings: Settings | KafkaConnection, *, client_id: str, **overrides: Any
+) -> AIOKafkaProducer:
     options: dict[str, Any] = {
         **connection_options(settings),
         "client_id": client_id,
@@ -116,7 +121,11 @@ def make_producer(settings: Settings, *, client_id: str, **overrides: Any) -> AI
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group_id: str | None, client_id: str, **overrides: Any
+    settings: Settings | KafkaConnection,
+    *topics: str,
+    group_id: str | None,
+    client_id: str,
+    **overrides: Any,
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
         **connection_options(settings),

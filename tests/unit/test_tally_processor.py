@@ -36,7 +36,7 @@ from ratifier.schemas import codec
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
 from ratifier.streams.rules import tally
 from ratifier.streams.rules.finished import marker_key
-from ratifier.streams.rules.limits import SizeLimits
+from ratifier.streams.rules.limits import MAX_VERDICT_BYTES, SizeLimits
 from ratifier.streams.rules.state import CaseStatus, decode_state
 from ratifier.streams.store import (
     HEADER_SIZE,
@@ -50,6 +50,8 @@ T0 = 1_700_000_000_000
 CASE = "case-1"
 KEY = CASE.encode()
 TOPICS = TopicNames("rt")
+# The defaults of RATIFIER_MAX_CANDIDATE_BYTES and RATIFIER_MAX_RECORD_BYTES.
+LIMITS = SizeLimits(200_000, MAX_VERDICT_BYTES, 1_048_576)
 SETTINGS = tally.TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=120_000)
 WINDOW_MS = 30_000
 
@@ -134,6 +136,7 @@ def make_processor(
     store = DictCaseStore() if store is None else store
     clock = Clock() if clock is None else clock
     policies = {"p": make_policy()} if policies is None else policies
+    limits = LIMITS if limits is None else limits
     processor = TallyProcessor(TOPICS, policies, store, SETTINGS, clock=clock, limits=limits)
     return processor, store, clock
 

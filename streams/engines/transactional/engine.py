@@ -38,6 +38,7 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
+from ratifier.streams.config import TallyConfig
 from ratifier.streams.engines.transactional.changelog import ChangelogReader, Restore
 from ratifier.streams.engines.transactional.partition import FENCED_ERRORS, PartitionTransactions
 from ratifier.streams.engines.transactional.preflight import check_topics
@@ -122,12 +123,13 @@ class TransactionalTally:
 
     def __init__(self, settings: Settings, policies: Mapping[str, Policy]) -> None:
         self.settings = settings
-        self.names = TopicNames.from_settings(settings)
+        self.config = TallyConfig.from_settings(settings)  # what its parts take, read once
+        self.names = self.config.names
         self.policies = policies
         self.backend = _backend(settings, self.names)
         # What the shared processor reads and writes: each running task's store, by partition.
         self.store = PartitionedCaseStore()
-        self.processor = TallyProcessor.from_settings(settings, policies, self.store)
+        self.processor = TallyProcessor.from_config(self.config, policies, self.store)
         self.headers = [
             ("ratifier-worker", settings.worker_id.encode()),
             ("ratifier-engine", ENGINE.encode()),
@@ -143,7 +145,7 @@ class TransactionalTally:
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         )
-        self._changelog = ChangelogReader(settings, self.names.tally_changelog)
+        self._changelog = ChangelogReader(self.config)
         self._tasks: dict[int, PartitionTask] = {}  # the partitions this worker runs
         # Partitions assigned but not running: the monotonic time their set-up is (re)tried at.
         self._recovering: dict[int, float] = {}
@@ -196,7 +198,7 @@ class TransactionalTally:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        interval_s = self.settings.commit_interval_ms / 1000
+        interval_s = self.config.commit_interval_ms / 1000
         gc.freeze()  # start-up's objects live as long as the process (see docs/benchmarks.md)
         # The processor makes and drops a few containers per record (states, steps, votes) and
         # nothing on its path makes reference cycles, so CPython's default (a young-generation
@@ -204,7 +206,7 @@ class TransactionalTally:
         # tally throughput +12% measured (docs/benchmarks.md). Cycles are still collected.
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)  # the older generations: CPython's default
         while not stop.is_set():
-            wait_s = min(interval_s, self.settings.tick_interval_s)
+            wait_s = min(interval_s, self.config.tick_interval_s)
             # Everything fetched, not max_records: aiokafka fills a capped poll from the same
             # partitions first, and under a backlog a case's verdicts would wait behind its
             # candidate's partition for longer than a hold. MAX_PARTITION_FETCH_BYTES bounds it.
@@ -256,7 +258,7 @@ class TransactionalTally:
 
     async def _tick_when_due(self) -> None:
         now = time.monotonic()
-        if now - self._last_tick < self.settings.tick_interval_s:
+        if now - self._last_tick < self.config.tick_interval_s:
             return
         self._last_tick = now
         for partition, task in list(self._tasks.items()):
@@ -303,7 +305,7 @@ class TransactionalTally:
             self.readiness.update(ready=False, partitions=(), recovering=())
 
     def _task(self, partition: int) -> PartitionTask:
-        transactions = PartitionTransactions(self.settings, self.names, partition, self.headers)
+        transactions = PartitionTransactions(self.config, partition, self.headers)
         inputs = (self.names.candidates, self.names.verdicts)
         return PartitionTask(
             partition, inputs, transactions, self.backend, self.processor, self.store
