@@ -1,9 +1,13 @@
 """The transactional tally: a batch consume-process-produce loop over Kafka transactions.
 
     consume candidates + verdicts (read_committed, co-partitioned, range assignment)
-      -> TallyProcessor (pure rules; state in a PartitionedCaseStore)
-      -> per input partition, ONE transaction per commit interval holding that partition's
-         decisions, dead letters, changelog entries and input offsets
+      -> per input partition, its PartitionTask (task.py): its records through the shared
+         TallyProcessor (pure rules) over the task's own store, clock and deadlines
+      -> per task, ONE transaction per commit interval holding that partition's decisions,
+         dead letters, changelog entries and input offsets
+
+This module is the manager of the tasks: it polls, hands each task its records, ticks and
+commits them, and on a rebalance or a failed transaction closes a task and sets up a new one.
 
 A crash anywhere commits all of an interval's work or none of it; a restarted or new owner
 restores the partition's state from the committed changelog and resumes at the committed
