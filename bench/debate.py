@@ -35,8 +35,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy
-from ratifier.streams.state import CaseState
-from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
+from ratifier.streams.rules.state import CaseState
+from ratifier.streams.rules.tally import SourceRef, TallySettings, on_candidate, on_verdict
 from ratifier.validators.builtin.simulated import SimulatedValidator
 from ratifier.validators.runtime import Peers, peer_verdicts, to_verdict
 

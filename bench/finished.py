@@ -35,11 +35,11 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.admin import ensure_topics, set_group_offsets
 from ratifier.io.kafka import make_producer
 from ratifier.ops.fleet import Fleet, ProcessSpec
-from ratifier.streams import tally
-from ratifier.streams.finished import Finished, encode_marker, marker_key
-from ratifier.streams.state import encode_state
+from ratifier.streams.engines.transactional.preflight import CHANGELOG_CONFIGS
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.finished import Finished, encode_marker, marker_key
+from ratifier.streams.rules.state import encode_state
 from ratifier.streams.store import pack_entry
-from ratifier.streams.transactional.preflight import CHANGELOG_CONFIGS
 
 PARTITIONS = 4
 STORES = ("memory", "rocksdb")

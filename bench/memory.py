@@ -25,7 +25,7 @@ from bench import harness
 from bench.engines import engine_ran
 from ratifier.core.topics import TopicNames
 from ratifier.io.testing import write_policy
-from ratifier.streams.finished import is_marker_key
+from ratifier.streams.rules.finished import is_marker_key
 
 SETTLE_S = 2.0
 PRUNE_RETENTION_MS = 500

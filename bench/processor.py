@@ -43,11 +43,12 @@ from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import MAX_PARTITION_FETCH_BYTES
 from ratifier.schemas import codec
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.local_state.memory import MemoryBackend
+from ratifier.streams.local_state.partition import PartitionStore
 from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.tally import TallySettings
+from ratifier.streams.rules.limits import SizeLimits
+from ratifier.streams.rules.tally import TallySettings
 
 T0 = 1_800_000_000_000
 # The loader's producer writes ~30 000 records a second: a few cases share each millisecond.
@@ -143,12 +144,15 @@ def _fetches(stream: list[_Message]) -> Iterator[list[_Message]]:
 
 def new_processor(
     partitions: int, policies: Mapping[str, Policy] | None = None
-) -> tuple[TallyProcessor, PartitionedCaseStore]:
-    """A processor on an empty store, under ``policies`` (None: the built-in ones)."""
+) -> tuple[TallyProcessor, dict[int, PartitionStore]]:
+    """A processor on empty stores, one per partition as the engine's tasks own them, under
+    ``policies`` (None: the built-in ones)."""
     settings = Settings()
-    store = PartitionedCaseStore(MemoryBackend())
-    for partition in range(partitions):
-        store.open(partition)
+    backend = MemoryBackend()
+    store = PartitionedCaseStore()
+    stores = {p: PartitionStore(p, backend.open(p)) for p in range(partitions)}
+    for partition_store in stores.values():
+        store.attach(partition_store)
     processor = TallyProcessor(
         TopicNames(PREFIX),
         load_policies() if policies is None else policies,
@@ -161,7 +165,7 @@ def new_processor(
         clock=lambda: T0,
         limits=SizeLimits.from_settings(settings),
     )
-    return processor, store
+    return processor, stores
 
 
 def run_once(
@@ -175,14 +179,15 @@ def run_once(
     CPU time, not wall time: the machine is shared, and another process's turn on the core
     is not the processor's cost. ``outputs``, when given, collects what the batches produced.
     """
-    processor, store = new_processor(partitions, policies)
+    processor, stores = new_processor(partitions, policies)
     gc.collect()
     took = 0.0
     for batch in batches:
         started = time.process_time()
         produced = processor.handle_batch(batch)
-        store.take_changes(batch[0].partition)
-        store.commit(batch[0].partition, None)  # as each partition's transaction does
+        partition_store = stores[batch[0].partition]
+        partition_store.take_changes()
+        partition_store.commit(None)  # as each partition's transaction does
         took += time.process_time() - started
         if outputs is not None:
             outputs += produced

@@ -69,9 +69,9 @@ def faust_relay(settings: Settings, group: str, out_topic: str) -> None:
     """Block running the faust relay as a faust worker (the tally's process model) until SIGTERM."""
     import faust
 
-    from ratifier.streams.agents import BATCH_MAX, BATCH_WAIT_S
-    from ratifier.streams.app import create_app, input_topic
-    from ratifier.streams.worker import run_worker
+    from ratifier.streams.engines.faust.agents import BATCH_MAX, BATCH_WAIT_S
+    from ratifier.streams.engines.faust.app import create_app, input_topic
+    from ratifier.streams.engines.faust.worker import run_worker
 
     app = create_app(settings, app_id=group)
     inputs = input_topic(app, settings)

@@ -21,7 +21,7 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
 from ratifier.core.signing import Signer, encode_public_key, signing_bytes, verify
 from ratifier.io.keys import write_private_key
-from ratifier.streams.verification import verdict_signature_problem
+from ratifier.streams.rules.verification import verdict_signature_problem
 
 
 def signers() -> dict[str, Signer]:

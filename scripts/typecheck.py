@@ -7,7 +7,7 @@ editable install (``make dev``) builds a link tree with the real layout, one lin
 build/__editable__.ratifier-*/. This script finds that tree through the import system (so the
 version in its name never matters), checks that it links to this checkout, puts it first on
 mypy's path (MYPYPATH) and runs mypy from the repository root. Errors are printed with the
-source paths (streams/agents.py), not the links' (build/__editable__.../ratifier/streams/...).
+source paths (streams/processor.py), not the links' (build/__editable__.../ratifier/streams/...).
 
 Usage: .venv/bin/python scripts/typecheck.py [mypy options]    (``make lint`` runs it)
 """

@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ratifier.core.config import Settings
 from ratifier.core.errors import WireFormatError
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
@@ -37,19 +36,20 @@ from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
 from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
-from ratifier.streams import tally
-from ratifier.streams.deadlines import PartitionDeadlines
-from ratifier.streams.decision_times import DecisionTimes
-from ratifier.streams.finished import (
+from ratifier.streams.config import TallyConfig
+from ratifier.streams.learned_models import ReliabilityBook
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.deadlines import PartitionDeadlines
+from ratifier.streams.rules.decision_times import DecisionTimes
+from ratifier.streams.rules.finished import (
     Finished,
     decode_marker,
     encode_marker,
     finished_by,
     marker_key,
 )
-from ratifier.streams.learning import ReliabilityBook
-from ratifier.streams.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
-from ratifier.streams.state import CaseState, decode_state, encode_state
+from ratifier.streams.rules.limits import DEAD_LETTER_EXCERPT_BYTES, SizeLimits
+from ratifier.streams.rules.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)
@@ -105,22 +105,17 @@ class TallyStats:
 
 class TallyProcessor:
     @classmethod
-    def from_settings(
-        cls, settings: Settings, policies: Mapping[str, Policy], store: CaseStore
+    def from_config(
+        cls, config: TallyConfig, policies: Mapping[str, Policy], store: CaseStore
     ) -> TallyProcessor:
-        """The processor both engines run, configured from the worker's settings."""
+        """The processor both engines run, configured from the worker's tally config."""
         return cls(
-            TopicNames.from_settings(settings),
+            config.names,
             policies,
             store,
-            tally.TallySettings(
-                hold_ms=settings.hold_ms,
-                retention_ms=settings.retention_ms,
-                retry_wait_ms=settings.retry_wait_ms,
-                finished_horizon_ms=settings.finished_horizon_ms,
-            ),
-            limits=SizeLimits.from_settings(settings),
-            signer=signer_from(settings.tally_signing_key),
+            config.rules,
+            limits=config.limits,
+            signer=signer_from(config.signing_key),
         )
 
     def __init__(
@@ -129,20 +124,21 @@ class TallyProcessor:
         policies: Mapping[str, Policy],
         store: CaseStore,
         settings: tally.TallySettings,
+        *,
+        limits: SizeLimits,
         clock: Callable[[], int] = now_ms,
-        limits: SizeLimits | None = None,
         signer: Signer | None = None,  # signs every decision (docs/signing.md)
     ) -> None:
         self.topics = topics
         self.signer = signer
-        self.limits = limits or SizeLimits.from_settings(Settings())
+        self.limits = limits
         self.policies = policies
         self.store = store
         self.settings = settings
         self.clock = clock
         self.index = PartitionDeadlines()
         self.stats = TallyStats()
-        # Learned voter weights of [reliability] learn = "online" policies (streams/learning.py).
+        # Learned voter weights of [reliability] learn = "online" policies (learned_models.py).
         self.learning = ReliabilityBook(store)
         self._working: dict[bytes, _Working] = {}
         # The inputs decoded in this call, with their message bodies: a decision holding them

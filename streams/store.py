@@ -11,8 +11,8 @@ import struct
 from collections.abc import Iterator
 from typing import Protocol
 
-from ratifier.streams.finished import is_marker_key
 from ratifier.streams.local_state.memory import MemoryState
+from ratifier.streams.rules.finished import is_marker_key
 
 _HEADER = struct.Struct(">Hq")  # partition, due_ms (-1: nothing due)
 HEADER_SIZE = _HEADER.size

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ratifier.app.calibration_replay import ReplayResult
 from ratifier.core.uncertainty import wilson_interval
-from ratifier.streams.offline import ReplayResult
 
 __all__ = ["Recommendation", "Targets", "intervals", "recommend"]
 

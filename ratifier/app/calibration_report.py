@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ratifier.app.calibration_choice import Recommendation, Targets, intervals, recommend
+from ratifier.app.calibration_replay import ReplayResult, replay_all
 from ratifier.core.calibration import (
     LabelledSet,
     SimulationResult,
@@ -25,7 +26,6 @@ from ratifier.core.uncertainty import (
     strongest,
     wilson_interval,
 )
-from ratifier.streams.offline import ReplayResult, replay_all
 
 __all__ = ["DatasetReport", "calibrate_dataset", "format_report", "plot_report", "simulate_grid"]
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ratifier.app.calibration_replay import ReplayResult, ReplayScore, policy_for
 from ratifier.app.configs import endpoints
 from ratifier.core.calibration import LabelledSet, dawid_skene
 from ratifier.core.config import Settings
@@ -31,7 +32,6 @@ from ratifier.io.consume import PoisonHandling
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.runtimes.crowd import LabelCrowdWorker
 from ratifier.runtimes.generator import GeneratorWorker
-from ratifier.streams.offline import ReplayResult, ReplayScore, policy_for
 
 __all__ = ["PipelineReplay", "replay_through_pipeline"]
 

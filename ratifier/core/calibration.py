@@ -13,7 +13,7 @@ beyond reading a dataset file the caller names.
   validators that err with probability p, independently (closed form) or with a shared error
   (correlation ``rho``: with probability rho a case's validators all follow one draw).
 
-The replay of a dataset through the tally's rules is in ``ratifier.streams.offline``.
+The replay of a dataset through the tally's rules is in ``ratifier.app.calibration_replay``.
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class PassDecision:
     case_id: str
     attempt: int
     candidate: Candidate
-    confidence: float  # posterior probability the candidate is acceptable (core.consensus)
+    confidence: float  # posterior probability the candidate is acceptable (streams.rules.consensus)
     votes: tuple[Verdict, ...]
     policy: str
     policy_version: str

@@ -62,7 +62,7 @@ class ValidatorSpec:
     role: Role = Role.VOTER
     category_weights: Mapping[str, float] = field(default_factory=dict)
     # Probability that its vote is right (one-coin model); sets the weight of its evidence in a
-    # pass's posterior confidence (ratifier.core.consensus), never whether a candidate passes.
+    # pass's posterior confidence (streams/rules/consensus.py), never whether a candidate passes.
     reliability: float = DEFAULT_RELIABILITY
     # Public keys its verdicts may be signed with (several during a rotation; docs/signing.md).
     keys: tuple[PublicKeySpec, ...] = ()
@@ -173,7 +173,7 @@ class Policy:
     # ratio, 0..1) to the previous attempt's; None: no guard.
     max_retry_similarity: float | None = None
     # Online reliability ([reliability] learn = "online"): voters' weights and reliabilities are
-    # learned from decided cases (ratifier.streams.learning) instead of read from this file;
+    # learned from decided cases (ratifier.streams.rules.learning) instead of read from this file;
     # learning starts every validator at learned_prior, as if seen learned_strength times.
     learn_reliability: bool = False
     learned_prior: float = 0.8

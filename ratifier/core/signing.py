@@ -1,7 +1,7 @@
 """Ed25519 signatures over verdicts and decisions: canonical bytes, signing, key rings.
 
 Pure (bytes in, bytes out; no files, no Kafka): key files are :mod:`ratifier.io.keys`, the
-tally's checks are :mod:`ratifier.streams.verification`. See ``docs/signing.md``.
+tally's checks are :mod:`ratifier.streams.rules.verification`. See ``docs/signing.md``.
 
 What is signed is a record's **canonical signing bytes**: a fixed, language-neutral encoding of
 every field of the record except ``signature`` itself (``key_id`` included), prefixed by the

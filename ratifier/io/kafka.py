@@ -26,10 +26,13 @@ logger = logging.getLogger(__name__)
 MAX_PARTITION_FETCH_BYTES = 256 * 1024
 
 
-def connection_options(settings: Settings) -> dict[str, Any]:
+def connection_options(settings: Settings | KafkaConnection) -> dict[str, Any]:
     """The aiokafka options that reach and authenticate to the cluster: the bootstrap servers,
-    TLS and SASL of ``settings.kafka_connection()``. Every producer, consumer and admin client
-    of the project starts from these (docs/security.md)."""
+    TLS and SASL of ``settings.kafka_connection()`` (or of a component's own connection
+    config). Every producer, consumer and admin client of the project starts from these
+    (docs/security.md)."""
+    if isinstance(settings, KafkaConnection):
+        return client_options(settings)
     return client_options(settings.kafka_connection())
 
 
@@ -103,19 +106,11 @@ def bootstrap_failures() -> Iterator[list[str]]:
         aiokafka_log.removeFilter(collect)
 
 
-def _options_of(source: KafkaConnection | Settings) -> dict[str, Any]:
-    """Client options of a component's typed connection, or of the whole Settings (callers
-    not yet given a typed config)."""
-    if isinstance(source, KafkaConnection):
-        return client_options(source)
-    return connection_options(source)
-
-
 def make_producer(
     source: KafkaConnection | Settings, *, client_id: str, **overrides: Any
 ) -> AIOKafkaProducer:
     options: dict[str, Any] = {
-        **_options_of(source),
+        **connection_options(source),
         "client_id": client_id,
         "acks": "all",
         "enable_idempotence": True,
@@ -133,7 +128,7 @@ def make_consumer(
     **overrides: Any,
 ) -> AIOKafkaConsumer:
     options: dict[str, Any] = {
-        **_options_of(source),
+        **connection_options(source),
         "group_id": group_id,
         "client_id": client_id,
         "enable_auto_commit": False,

@@ -1,22 +1,29 @@
 """Committed state in the process's memory: for small deployments and tests.
 
-Markers are kept in insertion order, which is their decision order within a partition (a
-partition's clock never goes back), so the oldest are found at the front. A process restart
-loses it all; the next owner restores the whole changelog.
+Markers are found for expiry in a queue by decision time: a partition's clock never goes back, so
+they are added in that order, and the oldest are at the front. Expiry pops what was deleted
+from the front (a watermark, as the RocksDB state's seek from its time index's first live key),
+so it never steps over the holes of deleted markers again. A process restart loses it all; the
+next owner restores the whole changelog.
 """
 
 from __future__ import annotations
 
+import bisect
+from collections import deque
 from collections.abc import Iterable, Iterator
 
-from ratifier.streams.finished import is_marker_key, marker_decided_at
 from ratifier.streams.local_state.base import Change, Checkpoint
+from ratifier.streams.rules.finished import is_marker_key, marker_decided_at
 
 
 class MemoryState:
     def __init__(self) -> None:
         self._cases: dict[bytes, bytes] = {}
         self._markers: dict[bytes, bytes] = {}
+        # (decided at, key) as markers were written; an entry whose key was deleted or written
+        # again since is stale, and dropped when it reaches the front.
+        self._expiry: deque[tuple[int, bytes]] = deque()
         self._checkpoint: Checkpoint | None = None
 
     @property
@@ -38,26 +45,47 @@ class MemoryState:
         return len(self._markers)
 
     def expired_markers(self, before_ms: int, limit: int) -> list[bytes]:
+        queue = self._expiry
+        while queue and not self._live(*queue[0]):
+            queue.popleft()  # the watermark: nothing live is left before it
         expired: list[bytes] = []
-        for key, marker in self._markers.items():
-            if len(expired) >= limit or marker_decided_at(marker) >= before_ms:
+        for decided_at_ms, key in queue:
+            if len(expired) >= limit or decided_at_ms >= before_ms:
                 break
-            expired.append(key)
-        return expired
+            if self._live(decided_at_ms, key):
+                expired.append(key)
+        return list(dict.fromkeys(expired))  # a key deleted and written again is queued twice
+
+    def _queue_for_expiry(self, decided_at_ms: int, key: bytes) -> None:
+        queue = self._expiry
+        if not queue or queue[-1][0] <= decided_at_ms:
+            queue.append((decided_at_ms, key))
+        else:  # an older marker (a restore replaying history): rare, so a sorted insert
+            bisect.insort(queue, (decided_at_ms, key))
+
+    def _live(self, decided_at_ms: int, key: bytes) -> bool:
+        marker = self._markers.get(key)
+        return marker is not None and marker_decided_at(marker) == decided_at_ms
 
     def apply(self, changes: Iterable[Change], checkpoint: Checkpoint | None) -> None:
         for key, entry in changes:
-            data = self._markers if is_marker_key(key) else self._cases
-            if entry is None:
-                data.pop(key, None)
-            else:
-                data[key] = entry
+            if not is_marker_key(key):
+                if entry is None:
+                    self._cases.pop(key, None)
+                else:
+                    self._cases[key] = entry
+            elif entry is None:
+                self._markers.pop(key, None)
+            elif self._markers.get(key) != entry:
+                self._markers[key] = entry
+                self._queue_for_expiry(marker_decided_at(entry), key)
         if checkpoint is not None:
             self._checkpoint = checkpoint
 
     def clear(self) -> None:
         self._cases = {}
         self._markers = {}
+        self._expiry = deque()
         self._checkpoint = None
 
     def close(self) -> None:

@@ -27,9 +27,9 @@ from typing import Final
 
 from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options, Rdict, WriteBatch
 
-from ratifier.streams.finished import MARKER_PREFIX, is_marker_key, marker_decided_at
 from ratifier.streams.local_state.base import Change, Checkpoint
 from ratifier.streams.local_state.slots import claim_slot
+from ratifier.streams.rules.finished import MARKER_PREFIX, is_marker_key, marker_decided_at
 
 _CHECKPOINT_KEY: Final = b"\xfc"
 _TIME_INDEX: Final = b"\xfd"
@@ -37,7 +37,7 @@ _TIME_INDEX: Final = b"\xfd"
 _CHECKPOINT: Final = struct.Struct(">qqq")
 _TIME: Final = struct.Struct(">q")
 # Cases sort below the reserved prefixes (UTF-8 never starts with 0xf8..0xff) or, learned models
-# (streams/learning.py), at 0xff.
+# (streams/learned_models.py), at 0xff.
 _RESERVED_LOW: Final = b"\xfc"
 _MODELS: Final = b"\xff"
 

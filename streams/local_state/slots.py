@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from ratifier.core.errors import ConfigError
+
 MAX_SLOTS = 64
 
 
@@ -29,4 +31,7 @@ def claim_slot(state_dir: Path) -> tuple[Path, IO[bytes]]:
         lock.write(f"{os.getpid()}\n".encode())
         lock.flush()
         return folder, lock
-    raise RuntimeError(f"all {MAX_SLOTS} state slots under {state_dir} are locked by workers")
+    raise ConfigError(
+        f"all {MAX_SLOTS} state slots under {state_dir} are locked by running tally workers: "
+        "stop one, or give this one a state folder of its own (RATIFIER_STATE_DIR)"
+    )

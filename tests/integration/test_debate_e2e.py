@@ -34,7 +34,7 @@ from ratifier.io.kafka import make_producer
 from ratifier.io.testing import read_records, running, wait_until
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.streams.tally import round_request_id
+from ratifier.streams.rules.tally import round_request_id
 from ratifier.validators.runtime import CandidateCache, Peers, ValidatorWorker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

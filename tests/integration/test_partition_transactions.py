@@ -7,9 +7,10 @@ from ratifier.core.config import Settings
 from ratifier.core.policy import load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer, make_producer
+from ratifier.streams.config import TallyConfig
+from ratifier.streams.engines.transactional.partition import MAX_BATCH_BYTES, PartitionTransactions
+from ratifier.streams.engines.transactional.preflight import check_topics
 from ratifier.streams.processor import Outgoing
-from ratifier.streams.transactional.partition import MAX_BATCH_BYTES, PartitionTransactions
-from ratifier.streams.transactional.preflight import check_topics
 
 HEADERS = [("ratifier-worker", b"test-worker")]
 
@@ -62,7 +63,7 @@ async def test_batched_sends_keep_partitioning_order_headers_and_the_transaction
     }  # 150 KB each
     changes[keys[12]] = None  # a tombstone
 
-    transactions = PartitionTransactions(settings, names, 1, HEADERS)
+    transactions = PartitionTransactions(TallyConfig.from_settings(settings), 1, HEADERS)
     await transactions.open()
     try:
         await transactions.send(decisions)

@@ -42,7 +42,7 @@ from ratifier.io.kafka import make_consumer, make_producer
 from ratifier.io.testing import verdict_on, wait_until, write_policy
 from ratifier.ops.fleet import SIMULATED, Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.streams.tally import decision_id
+from ratifier.streams.rules.tally import decision_id
 
 pytestmark = pytest.mark.integration
 

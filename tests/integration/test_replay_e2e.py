@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from ratifier.app.calibration_replay import replay
 from ratifier.app.cli import main
 from ratifier.app.replay import replay_through_pipeline
 from ratifier.core.calibration import LabelledSet, read_standardized_tsv
 from ratifier.core.config import Settings
-from ratifier.streams.offline import replay
 
 SNOW_RTE = Path("/work/shared/datasets/snow2008/rte.standardized.tsv")
 

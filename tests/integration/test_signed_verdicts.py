@@ -49,7 +49,7 @@ from ratifier.io.keys import write_private_key
 from ratifier.io.testing import read_records, verdict_on
 from ratifier.ops.fleet import Fleet, ProcessSpec
 from ratifier.schemas import codec
-from ratifier.streams.transactional import TransactionalTally
+from ratifier.streams.engines.transactional import TransactionalTally
 from ratifier.validators.runtime import ValidatorWorker
 
 pytestmark = pytest.mark.integration

@@ -29,9 +29,9 @@ from ratifier.core.models import (
 from ratifier.core.policy import load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.schemas import binding, codec
-from ratifier.streams import tally
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, TallyProcessor
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.limits import SizeLimits
 from ratifier.streams.store import DictCaseStore
 
 T0 = 1_700_000_000_000

@@ -13,6 +13,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from ratifier.app.calibration_choice import Targets, recommend
+from ratifier.app.calibration_replay import ReplayResult
 from ratifier.app.cli import main
 from ratifier.core.calibration import LabelledItem, LabelledSet
 from ratifier.core.uncertainty import (
@@ -21,7 +22,6 @@ from ratifier.core.uncertainty import (
     fitted_rho,
     wilson_interval,
 )
-from ratifier.streams.offline import ReplayResult
 
 # ../shared relative to the repository root: the lead's checkout and every worktree beside it.
 SNOW = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "snow2008"

@@ -1,5 +1,5 @@
 """Calibration statistics (ratifier.core.calibration) and the offline replay through the tally's
-rules (ratifier.streams.offline). The Snow et al. 2008 tests read ../shared beside the checkout
+rules (app/calibration_replay.py). The Snow et al. 2008 tests read ../shared beside the checkout
 (tests/shared_data.py) and skip, naming the missing file, without it.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ratifier.app.calibration_replay import MODES, replay, replay_all
 from ratifier.core.calibration import (
     LabelledItem,
     LabelledSet,
@@ -22,7 +23,6 @@ from ratifier.core.calibration import (
     read_standardized_tsv,
     simulate,
 )
-from ratifier.streams.offline import MODES, replay, replay_all
 from tests.shared_data import SNOW, needs_shared
 
 needs_snow = needs_shared(SNOW / "rte.standardized.tsv", SNOW / "temp.standardized.tsv")

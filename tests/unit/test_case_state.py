@@ -21,8 +21,8 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
-from ratifier.streams import state as state_module
-from ratifier.streams.state import (
+from ratifier.streams.rules import state as state_module
+from ratifier.streams.rules.state import (
     AttemptState,
     CaseState,
     CaseStatus,

@@ -42,7 +42,7 @@ from ratifier.core.models import (
 )
 from ratifier.features.outcomes.core import outcome_from_pass
 from ratifier.schemas import codec
-from ratifier.streams.tally import decision_id
+from ratifier.streams.rules.tally import decision_id
 
 VERDICTS = "t.verdicts"
 CANDIDATES = "t.candidates"

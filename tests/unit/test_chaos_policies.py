@@ -8,7 +8,7 @@ from ratifier.app.chaos.forged import Forger
 from ratifier.app.chaos.policies import debating, default_policy_text, governed, install_policy
 from ratifier.core.config import Settings
 from ratifier.core.policy import Debate, Policy, load_policies
-from ratifier.streams.limits import SizeLimits
+from ratifier.streams.rules.limits import SizeLimits
 
 
 def test_governed_policy_holds_packets_and_learns_online(tmp_path: Path) -> None:

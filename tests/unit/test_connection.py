@@ -16,7 +16,7 @@ from ratifier.core.errors import ConfigError
 from ratifier.io.kafka import connection_options, make_consumer, make_producer
 from ratifier.io.redis_client import connect
 from ratifier.io.testing import self_signed_certificate
-from ratifier.streams.app import broker_credentials
+from ratifier.streams.engines.faust.app import broker_credentials
 
 PASSWORD = "pw-0123456789-do-not-print"
 

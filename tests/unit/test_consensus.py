@@ -1,4 +1,4 @@
-"""The posterior confidence (ratifier.core.consensus): monotone in accepting votes, and values."""
+"""The posterior confidence (streams.rules.consensus): monotone in accepting votes, and values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratifier.core.consensus import Evidence, log_odds, posterior, vote_log_odds
+from ratifier.streams.rules.consensus import Evidence, log_odds, posterior, vote_log_odds
 
 reliabilities = st.floats(0.51, 0.99)
 confidences = st.floats(0.05, 1.0)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratifier.streams.deadlines import DeadlineIndex
+from ratifier.streams.rules.deadlines import DeadlineIndex
 
 
 def drain(index: DeadlineIndex, now_ms: int) -> list[tuple[bytes, int]]:

@@ -26,9 +26,9 @@ from ratifier.core.models import (
 )
 from ratifier.core.policy import Debate, Policy
 from ratifier.schemas import codec
-from ratifier.streams.limits import MAX_VERDICT_BYTES, SizeLimits
-from ratifier.streams.state import CaseState, CaseStatus, decode_state, encode_state
-from ratifier.streams.tally import (
+from ratifier.streams.rules.limits import MAX_VERDICT_BYTES, SizeLimits
+from ratifier.streams.rules.state import CaseState, CaseStatus, decode_state, encode_state
+from ratifier.streams.rules.tally import (
     SourceRef,
     Step,
     TallySettings,

@@ -17,7 +17,7 @@ from ratifier.core.models import (
     RetryRequest,
 )
 from ratifier.core.time_to_decision import outcome_of, seconds_to_decision
-from ratifier.streams.decision_times import BUCKETS_S, DecisionTimes
+from ratifier.streams.rules.decision_times import BUCKETS_S, DecisionTimes
 
 T0 = 1_700_000_000_000
 

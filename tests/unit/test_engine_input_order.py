@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from ratifier.streams.transactional.engine import in_timestamp_order, per_partition
+from ratifier.streams.engines.transactional.engine import per_partition
+from ratifier.streams.engines.transactional.task import in_timestamp_order
 
 CANDIDATES, VERDICTS = "x.candidates", "x.verdicts"
 

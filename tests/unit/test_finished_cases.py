@@ -15,7 +15,7 @@ from ratifier.core.models import (
 )
 from ratifier.schemas import codec
 from ratifier.streams import processor as processor_module
-from ratifier.streams.finished import (
+from ratifier.streams.rules.finished import (
     Finished,
     decode_marker,
     encode_marker,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ratifier.streams.clock import PartitionClocks
+from ratifier.streams.rules.clock import PartitionClocks
 
 T0 = 1_700_000_000_000
 TOPICS = ("c", "v")

@@ -36,9 +36,9 @@ from ratifier.core.signing import (
 )
 from ratifier.io.keys import load_private_key, load_signer, write_private_key
 from ratifier.schemas import codec
-from ratifier.streams.state import decode_state, encode_state
-from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
-from ratifier.streams.verification import verdict_signature_problem
+from ratifier.streams.rules.state import decode_state, encode_state
+from ratifier.streams.rules.tally import SourceRef, TallySettings, on_candidate, on_verdict
+from ratifier.streams.rules.verification import verdict_signature_problem
 
 T0 = 1_700_000_000_000
 SETTINGS = TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=120_000)

@@ -21,8 +21,8 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
-from ratifier.streams import rows
-from ratifier.streams.state import (
+from ratifier.streams.rules import rows
+from ratifier.streams.rules.state import (
     AttemptState,
     CaseState,
     CaseStatus,

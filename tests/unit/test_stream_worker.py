@@ -10,9 +10,9 @@ import pytest
 from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
-from ratifier.streams.agents import install_tally
-from ratifier.streams.app import create_app
-from ratifier.streams.worker import FaustWorker
+from ratifier.streams.engines.faust.agents import install_tally
+from ratifier.streams.engines.faust.app import create_app
+from ratifier.streams.engines.faust.worker import FaustWorker
 
 
 async def test_the_worker_freezes_what_start_up_made_once_it_is_ready(tmp_path: Path) -> None:

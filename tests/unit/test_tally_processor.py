@@ -33,11 +33,11 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy, load_policies
 from ratifier.core.topics import TopicNames
 from ratifier.schemas import codec
-from ratifier.streams import tally
-from ratifier.streams.finished import marker_key
-from ratifier.streams.limits import SizeLimits
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
-from ratifier.streams.state import CaseStatus, decode_state
+from ratifier.streams.rules import tally
+from ratifier.streams.rules.finished import marker_key
+from ratifier.streams.rules.limits import MAX_VERDICT_BYTES, SizeLimits
+from ratifier.streams.rules.state import CaseStatus, decode_state
 from ratifier.streams.store import (
     HEADER_SIZE,
     DictCaseStore,
@@ -50,6 +50,8 @@ T0 = 1_700_000_000_000
 CASE = "case-1"
 KEY = CASE.encode()
 TOPICS = TopicNames("rt")
+# The defaults of RATIFIER_MAX_CANDIDATE_BYTES and RATIFIER_MAX_RECORD_BYTES.
+LIMITS = SizeLimits(200_000, MAX_VERDICT_BYTES, 1_048_576)
 SETTINGS = tally.TallySettings(hold_ms=5_000, retention_ms=60_000, retry_wait_ms=120_000)
 WINDOW_MS = 30_000
 
@@ -134,6 +136,7 @@ def make_processor(
     store = DictCaseStore() if store is None else store
     clock = Clock() if clock is None else clock
     policies = {"p": make_policy()} if policies is None else policies
+    limits = LIMITS if limits is None else limits
     processor = TallyProcessor(TOPICS, policies, store, SETTINGS, clock=clock, limits=limits)
     return processor, store, clock
 
@@ -821,7 +824,7 @@ def test_policies_that_could_outgrow_the_record_limit_are_refused() -> None:
         SizeLimits(200_000, 16_384, 300_000).check_policy(policy)
 
 
-# --- online reliability: learned weights, persisted in the store (streams/learning.py) --------
+# --- online reliability: learned weights, persisted in the store (learned_models.py) --------
 
 
 def learning_policy() -> Policy:
@@ -841,7 +844,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
     import orjson
 
     from ratifier.core.calibration import OnlineReliability
-    from ratifier.streams.learning import is_model_key, model_key
+    from ratifier.streams.learned_models import is_model_key, model_key
 
     policies = {"learn": learning_policy()}
     processor, store, _ = make_processor(policies=policies)
@@ -886,7 +889,7 @@ def test_online_policy_learns_weights_and_keeps_them_in_the_store() -> None:
 
 
 def test_fixed_policies_write_no_model() -> None:
-    from ratifier.streams.learning import is_model_key
+    from ratifier.streams.learned_models import is_model_key
 
     processor, store, _ = make_processor()
     feeder = Feeder(processor)

@@ -43,8 +43,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy, Role, Threshold
-from ratifier.streams.state import CaseState, decode_state, encode_state
-from ratifier.streams.tally import (
+from ratifier.streams.rules.state import CaseState, decode_state, encode_state
+from ratifier.streams.rules.tally import (
     Rejection,
     SourceRef,
     Step,

@@ -44,8 +44,8 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy
-from ratifier.streams.state import CaseState, CaseStatus, decode_state, encode_state
-from ratifier.streams.tally import (
+from ratifier.streams.rules.state import CaseState, CaseStatus, decode_state, encode_state
+from ratifier.streams.rules.tally import (
     Rejection,
     SourceRef,
     Step,

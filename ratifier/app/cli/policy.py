@@ -32,7 +32,7 @@ def check(ctx: click.Context, files: tuple[Path, ...]) -> int:
     The limits are RATIFIER_MAX_CANDIDATE_BYTES and RATIFIER_MAX_RECORD_BYTES. Exit code 2 on
     the first problem, naming the file and field.
     """
-    from ratifier.streams.limits import SizeLimits
+    from ratifier.streams.rules.limits import SizeLimits
 
     limits = SizeLimits.from_settings(settings_from(ctx))
     for path in files:

@@ -58,6 +58,7 @@ def replay(
     accuracy, escalations and validator calls next to the batch references (majority vote,
     Dawid-Skene) and the offline replay (docs/calibration.md). Needs the local stack.
     """
+    from ratifier.app.calibration_replay import replay as offline_replay
     from ratifier.app.replay import replay_through_pipeline
     from ratifier.core.calibration import (
         accuracy,
@@ -65,7 +66,6 @@ def replay(
         majority_vote,
         read_standardized_tsv,
     )
-    from ratifier.streams.offline import replay as offline_replay
 
     try:
         data = read_standardized_tsv(dataset, positive)

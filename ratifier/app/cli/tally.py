@@ -64,11 +64,13 @@ def run(
     policies = load_policies(settings.policy_dir)
     asyncio.run(ensure_topics(settings))
     if settings.tally_engine == "faust":
-        from ratifier.streams.worker import run_tally  # imports faust: only when running it
+        from ratifier.streams.engines.faust.worker import (
+            run_tally,  # imports faust: only when running it
+        )
 
         run_tally(settings, policies)
         return 0
-    from ratifier.streams.transactional import TransactionalTally
+    from ratifier.streams.engines.transactional import TransactionalTally
 
     return run_worker(lambda: TransactionalTally(settings, policies), settings)
 

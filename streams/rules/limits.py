@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
-from ratifier.streams.stubs import STUB_CANDIDATE_BYTES, STUB_VERDICT_BYTES
+from ratifier.streams.rules.stubs import STUB_CANDIDATE_BYTES, STUB_VERDICT_BYTES
 
 # A verdict's reasons and spans; far more than any rationale needs.
 MAX_VERDICT_BYTES = 16 * 1024

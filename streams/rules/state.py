@@ -2,14 +2,14 @@
 
 One :class:`CaseState` per case id (a faust table key). It keeps every attempt, because an
 escalation packet carries them all, plus verdicts that arrived before their candidate. The types
-are immutable: the rules in :mod:`ratifier.streams.tally` return new states instead of changing
+are immutable: the rules in :mod:`.tally` return new states instead of changing
 old ones. Mappings inside them (``AttemptState.votes``, ``Candidate.metadata``) are read-only by
 convention.
 
 The codec (:func:`encode_state` / :func:`decode_state`) writes positional JSON arrays with orjson:
 no field names, enum members as small integers, and the fields a counted verdict shares with its
 attempt (case id, attempt, candidate id) left out. The first element is a format version.
-Candidates and verdicts are rows generated from their models' fields (:mod:`ratifier.streams.rows`),
+Candidates and verdicts are rows generated from their models' fields (:mod:`.rows`),
 so a field added to either is stored with no edit here; the state's own types are written below.
 Enum code tables below are append-only: reordering them would misread stored state. Optional
 trailing elements (``closed_at_ms``, an attempt's ``late_verdicts``) are written only when set,
@@ -36,7 +36,7 @@ from ratifier.core.models import (
     Verdict,
     Vote,
 )
-from ratifier.streams import rows
+from ratifier.streams.rules import rows
 
 __all__ = [
     "AttemptState",

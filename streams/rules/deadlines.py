@@ -90,6 +90,10 @@ class PartitionDeadlines:
         index = self._by_partition.get(partition)
         return iter(()) if index is None else index.pop_due(now_ms)
 
+    def attach(self, partition: int, index: DeadlineIndex) -> None:
+        """Schedule ``partition``'s cases in ``index`` (one its partition task owns)."""
+        self._by_partition[partition] = index
+
     def drop(self, partition: int) -> None:
         """Forget ``partition``'s cases (revoked, or its state is being rebuilt)."""
         self._by_partition.pop(partition, None)

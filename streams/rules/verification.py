@@ -2,7 +2,7 @@
 
 Pure, like the rest of the rules: the verdict, the policy (its ``signatures`` mode and key ring),
 the case's state and the time the verdict reached the tally in, a dead-letter reason or None
-out. :func:`ratifier.streams.tally` calls it wherever it checks a verdict against the policy,
+out. :func:`ratifier.streams.rules.tally` calls it wherever it checks a verdict against the policy,
 before the verdict can count: for a verdict as it arrives and for a held verdict when its
 candidate arrives (only then is the policy known).
 
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from ratifier.core.models import DeadLetterReason, Verdict
 from ratifier.core.policy import Policy
 from ratifier.core.signing import RingKey, SignatureMode, signing_bytes, verify
-from ratifier.streams.state import CaseState
+from ratifier.streams.rules.state import CaseState
 
 __all__ = ["verdict_signature_problem"]
 

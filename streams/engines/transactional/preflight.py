@@ -14,7 +14,7 @@ from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import ensure_topics, partition_counts, topic_config
-from ratifier.streams.limits import SizeLimits
+from ratifier.streams.rules.limits import SizeLimits
 
 # State is a key-value store: the changelog keeps each case's latest entry only.
 CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ratifier.core.config import Settings
 from ratifier.core.models import now_ms
 from ratifier.io.kafka import make_consumer
+from ratifier.streams.config import TallyConfig
 from ratifier.streams.local_state.base import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,12 @@ Sink = Callable[[int, Entries], None]  # partition, a batch of its records in or
 class ChangelogReader:
     """A group-less consumer of the changelog topic, kept open for every restore."""
 
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, config: TallyConfig) -> None:
+        self.topic = config.names.tally_changelog
         self._consumer: AIOKafkaConsumer = make_consumer(
-            settings,
+            config.connection,
             group_id=None,
-            client_id=f"ratifier-tally-{settings.worker_id}-restore",
+            client_id=f"ratifier-tally-{config.worker_id}-restore",
             # A restore reads whole partitions: fetch more per request than live consumers do.
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )

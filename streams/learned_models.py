@@ -1,52 +1,28 @@
-"""Online reliability weighting: voters' weights learned from the tally's own decisions.
+"""Where the learned reliability models live: in the tally's case store, one per partition and
+model (the statistics are ``ratifier.streams.rules.learning``).
 
-A policy with ``[reliability] learn = "online"`` does not take its voters' weights and
-reliabilities from the file: each partition of the tally keeps an
-:class:`~ratifier.core.calibration.OnlineReliability` model per such policy, and every decided
-attempt (a pass, a retry request, an escalated last attempt) teaches it. The model gives each
-voter's sensitivity and specificity; its reliability is their mean, its weight the log-odds of
-that reliability (weighted majority is then the one-coin maximum a posteriori rule), and the
-pass confidence uses the same reliability. Learning is the E step of an online Dawid-Skene: an
-attempt's voter verdicts, counted and late, weighted by the model's posterior that its
-candidate was acceptable given them (soft, not the hard pass/fail, which reinforces the
-model's own mistakes). An attempt teaches once, when it is *settled* (``tally.Step.settled``):
-when its last validator's verdict is in, or when the case is forgotten short of that. Learning
-from the verdicts in at the (early) decision only would be biased: an early decision stops
-exactly when the votes so far agree enough.
+A model is stored under a key no case id can have (it is not UTF-8), with the partition's header
+and no due time, so it travels in the same state changelog and Kafka transactions as the cases:
+restored after a restart or a rebalance, exactly as of the last committed input. Each partition
+learns from its own cases.
 
-Policies that name the same ``[reliability] model`` share one model per partition.
-
-Persistence: the model is stored in the tally's case store under a key no case id can have (it
-is not UTF-8), with the partition's header and no due time, so it travels in the same state
-changelog and Kafka transactions as the cases: restored after a restart or a rebalance, exactly
-as of the last committed input. Each partition learns from its own cases.
-
-:func:`effective_policy` and :func:`learn` are pure; :class:`ReliabilityBook` is the processor's
-per-call cache over the store (loaded on first use in a call, written back and forgotten at the
-end of the call, like case states).
+:class:`ReliabilityBook` is the processor's per-call cache over the store: a model is loaded on
+first use in a call, written back and forgotten at the end of the call, like case states.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 
 import orjson
 
-from ratifier.core.calibration import OnlineReliability, reliability_weight
-from ratifier.core.models import Vote
-from ratifier.core.policy import Policy, Role
-from ratifier.streams.state import AttemptState
+from ratifier.core.calibration import OnlineReliability
+from ratifier.core.policy import Policy
+from ratifier.streams.rules.learning import effective_policy, learn, model_name, new_model
+from ratifier.streams.rules.state import AttemptState
 from ratifier.streams.store import CaseStore, entry_state, pack_entry
 
-__all__ = [
-    "ReliabilityBook",
-    "effective_policy",
-    "is_model_key",
-    "learn",
-    "model_key",
-    "model_name",
-]
+__all__ = ["ReliabilityBook", "is_model_key", "model_key"]
 
 # 0xff never starts a UTF-8 sequence, and case ids arrive as UTF-8 keys: no collision possible.
 _PREFIX = b"\xffratifier-reliability/"
@@ -56,48 +32,8 @@ def model_key(partition: int, model: str) -> bytes:
     return _PREFIX + f"{partition}/{model}".encode()
 
 
-def model_name(policy: Policy) -> str:
-    """Policies that name the same ``[reliability] model`` share one model."""
-    return policy.learned_model or policy.name
-
-
 def is_model_key(key: bytes) -> bool:
     return key.startswith(_PREFIX)
-
-
-def new_model(policy: Policy) -> OnlineReliability:
-    return OnlineReliability(policy.learned_prior, policy.learned_strength)
-
-
-def effective_policy(policy: Policy, model: OnlineReliability) -> Policy:
-    """``policy`` with every voter's weight and reliability taken from ``model``."""
-    validators = tuple(
-        dataclasses.replace(
-            spec,
-            weight=reliability_weight(model.reliability(spec.id)),
-            reliability=model.reliability(spec.id),
-            category_weights={},  # a learned weight holds for every category
-        )
-        if spec.role is Role.VOTER
-        else spec
-        for spec in policy.validators
-    )
-    return dataclasses.replace(policy, validators=validators)
-
-
-def learn(model: OnlineReliability, policy: Policy, attempt: AttemptState) -> bool:
-    """Teach ``model`` a settled attempt (every verdict in, counted or late; see
-    ``tally.Step.settled``); False if it had nothing to teach."""
-    voters = {spec.id for spec in policy.voters}
-    votes = [
-        (v.validator_id, v.vote is Vote.ACCEPT)
-        for v in (*attempt.votes.values(), *attempt.late_verdicts)
-        if v.validator_id in voters and v.vote is not Vote.ABSTAIN
-    ]
-    if not votes:
-        return False
-    model.update(votes, model.posterior(votes, policy.prior))
-    return True
 
 
 class ReliabilityBook:

@@ -1,6 +1,6 @@
 """How sure a set of votes makes us: the posterior probability that a candidate is acceptable.
 
-Pure arithmetic, no I/O, shared by the tally's rules (``ratifier.streams.tally``) and the
+Pure arithmetic, no I/O, shared by the tally's rules (``ratifier.streams.rules.tally``) and the
 calibration tools. The model is the one-coin model of Dawid and Skene: validator ``i`` votes
 correctly with probability ``r_i`` (its *reliability*), independently of the others given the
 truth. With a prior ``pi`` that a candidate is acceptable, Bayes' rule in log-odds form is::

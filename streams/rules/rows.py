@@ -1,6 +1,6 @@
 """Models stored as positional rows in the tally's state, generated from their dataclass fields.
 
-The case state (:mod:`ratifier.streams.state`) keeps each attempt's candidate and every verdict
+The case state (:mod:`.state`) keeps each attempt's candidate and every verdict
 as a JSON array: the model's fields in dataclass order, without the names and without those the
 enclosing state already holds (a counted verdict's case, attempt and candidate id). Which fields
 exist is read from the dataclass, never listed here, so a field added to a model (with a

@@ -4,7 +4,7 @@ Once attempt N + 1 opens, attempt N's candidate and verdicts are already publish
 its retry request, so the case state and the escalation packet keep only what the rules and a
 reviewer's summary need: ids, votes, confidences, severities, failure. What a stub drops is
 the bulk (content, query, metadata, reasons) and the signature (which no longer matches the
-stub). Bounded sizes for :mod:`ratifier.streams.limits` assume ids of ordinary length; a record
+stub). Bounded sizes for :mod:`.limits` assume ids of ordinary length; a record
 that would still outgrow the limit is dead-lettered ``TOO_LARGE`` as before.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ratifier.core.models import Candidate, RoundRecord, Verdict
-from ratifier.streams.state import AttemptState
+from ratifier.streams.rules.state import AttemptState
 
 __all__ = ["STUB_CANDIDATE_BYTES", "STUB_VERDICT_BYTES", "stub_attempt", "stub_verdict"]
 

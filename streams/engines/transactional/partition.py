@@ -20,9 +20,9 @@ from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from ratifier.core.config import Settings
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_producer
+from ratifier.streams.config import TallyConfig
 from ratifier.streams.processor import Outgoing
 
 logger = logging.getLogger(__name__)
@@ -54,23 +54,20 @@ class PartitionTransactions:
     """
 
     def __init__(
-        self,
-        settings: Settings,
-        names: TopicNames,
-        partition: int,
-        headers: Sequence[tuple[str, bytes]],
+        self, config: TallyConfig, partition: int, headers: Sequence[tuple[str, bytes]]
     ) -> None:
+        names = config.names
         self.partition = partition
         self.group_id = names.tally_app_id
         self.changelog = names.tally_changelog
         self._headers = list(headers)
         self._producer: AIOKafkaProducer = make_producer(
-            settings,
-            client_id=f"ratifier-tally-{settings.worker_id}-p{partition}",
+            config.connection,
+            client_id=f"ratifier-tally-{config.worker_id}-p{partition}",
             transactional_id=transactional_id(names, partition),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             retry_backoff_ms=RETRY_BACKOFF_MS,
-            max_request_size=settings.max_record_bytes,
+            max_request_size=config.limits.max_record_bytes,
             max_batch_size=MAX_BATCH_BYTES,
         )
         self._offsets: dict[TopicPartition, int] = {}

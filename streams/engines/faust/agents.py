@@ -21,12 +21,13 @@ from ratifier.core.policy import Policy
 from ratifier.core.topics import TALLY_TABLE, TopicNames
 from ratifier.io.metrics import serve_metrics
 from ratifier.io.readiness import ReadinessFile
-from ratifier.streams.app import input_topic
-from ratifier.streams.clock import PartitionClocks
-from ratifier.streams.finished import is_marker_key, marker_decided_at
+from ratifier.streams.config import TallyConfig
+from ratifier.streams.engines.faust.app import input_topic
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.metrics import tally_observability
 from ratifier.streams.processor import InputRecord, Outgoing, TallyProcessor
+from ratifier.streams.rules.clock import PartitionClocks
+from ratifier.streams.rules.finished import is_marker_key, marker_decided_at
 from ratifier.streams.store import entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)
@@ -135,10 +136,112 @@ class FaustTableStore:
         return sum(len(keys) for keys in self._markers.values())
 
 
-def install_tally(
-    app: faust.App, settings: Settings, policies: dict[str, Policy]
-) -> TallyProcessor:
-    """Add the tally's table, agent and timer to ``app``; returns the processor they feed."""
+class FaustTally:
+    """The tally in a faust app: a table of case states, an agent feeding the processor batches
+    of input, and a timer ticking it; each partition's time from how far its inputs were read.
+
+    Built once per app by :func:`install_tally`; the agent, the timer and the recovery callback
+    are its methods, registered with faust in :meth:`_register`.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, policies: dict[str, Policy]) -> None:
+        self.app = app
+        self.settings = settings
+        self.names = TopicNames.from_settings(settings)
+        table = app.Table(
+            TALLY_TABLE,
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            help="Voting windows and attempt history per case (header + encoded CaseState).",
+        )
+        self.headers = [
+            ("ratifier-worker", settings.worker_id.encode()),
+            ("ratifier-engine", ENGINE.encode()),
+        ]
+        self.readiness = ReadinessFile(settings, ENGINE, self.names.tally_app_id)
+        self.readiness.update(ready=False, partitions=())
+        self.store = FaustTableStore(table, self.headers)
+        config = TallyConfig.from_settings(settings)
+        self.processor = TallyProcessor.from_config(config, policies, self.store)
+        # Each partition's time is how far its inputs have been read (see clock.py), so a
+        # backlog does not close windows whose verdicts are still waiting in Kafka.
+        self.clocks = PartitionClocks((self.names.candidates, self.names.verdicts))
+        self._trimmer = HeapTrimmer(glibc_malloc_trim())
+        self._recovered = False
+        self._endpoint: asyncio.Task[None] | None = None  # started once, after the first recovery
+        self._register(table)
+
+    def _register(self, table: faust.Table) -> None:
+        self.app.agent(input_topic(self.app, self.settings), concurrency=1, name="tally")(
+            self.consume
+        )
+        table.on_recover(self.on_recovered)
+        self.app.timer(interval=self.settings.tick_interval_s, name="tally-deadlines")(self.tick)
+
+    def active_partitions(self) -> set[int]:
+        assignment = self.app.consumer.assignment()
+        return {tp.partition for tp in assignment if tp.topic == self.names.candidates}
+
+    async def consume(self, stream: faust.StreamT[Any]) -> None:
+        """The agent: batches, so a case's several changes in one batch cost one changelog write.
+
+        take_events acks a batch only after this body is done with it, i.e. after the flush
+        below queued its changelog writes; faust flushes the producer before it commits offsets,
+        so an input is never committed before the state it made.
+        """
+        clocks = self.clocks
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
+            records = []
+            for event in events:
+                m = event.message
+                stamped = int(m.timestamp * 1000)
+                clocks.observe(m.topic, m.partition, stamped)
+                now = clocks.at(m.partition, stamped)
+                records.append(InputRecord(m.topic, m.partition, m.offset, m.key, m.value, now))
+            out = self.processor.handle_batch(records)
+            await self.store.flush()
+            if out:
+                await self._publish(out)
+
+    async def on_recovered(self) -> None:
+        """After every table recovery: the markers' expiry order and the deadlines rebuilt."""
+        partitions = self.active_partitions()
+        self.store.index_markers()
+        self.processor.rebuild_index(partitions)
+        self._recovered = True
+        self.readiness.update(ready=True, partitions=partitions)
+        if self.settings.metrics_port and self._endpoint is None:
+            self._endpoint = asyncio.create_task(self._serve_metrics())
+
+    async def tick(self) -> None:
+        """The timer: close due windows, expire held verdicts, prune (once recovered)."""
+        if not self._recovered:
+            return
+        out = self.processor.tick(self.active_partitions(), self.clocks.now)
+        await self.store.flush()
+        if out:
+            await self._publish(out)
+        self._trimmer.maybe_trim(self.processor.stats.deleted)
+
+    async def _publish(self, records: list[Outgoing]) -> None:
+        producer = self.app.producer
+        for record in records:
+            # Not awaiting delivery here: faust flushes the producer before each offset commit,
+            # so an input is never committed before what it caused is on the broker.
+            await producer.send(record.topic, record.key, record.value, None, None, self.headers)
+
+    async def _serve_metrics(self) -> None:
+        # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT for the worker's lifetime. No
+        # consumer lag: faust's consumer is not aiokafka's. Not a faust @app.task: with one
+        # that never returns, a tally killed and restarted lost decisions (chaos tally-kill).
+        view = FaustTallyView(self.processor, self.names, self.store, self.readiness)
+        async with serve_metrics(self.settings, tally_observability(view)):
+            await asyncio.Event().wait()
+
+
+def install_tally(app: faust.App, settings: Settings, policies: dict[str, Policy]) -> FaustTally:
+    """Add the tally's table, agent and timer to ``app``."""
     debating = sorted(name for name, policy in policies.items() if policy.debate is not None)
     if debating:
         # A round request must leave with the state change that opens its round (one
@@ -148,87 +251,4 @@ def install_tally(
             f"transactional tally engine (RATIFIER_TALLY_ENGINE=transactional, the default), "
             f"not the faust adapter (docs/debate.md)"
         )
-    names = TopicNames.from_settings(settings)
-    table = app.Table(
-        TALLY_TABLE,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="Voting windows and attempt history per case (header + encoded CaseState).",
-    )
-    headers = [
-        ("ratifier-worker", settings.worker_id.encode()),
-        ("ratifier-engine", ENGINE.encode()),
-    ]
-    readiness = ReadinessFile(settings, ENGINE, names.tally_app_id)
-    readiness.update(ready=False, partitions=())
-    store = FaustTableStore(table, headers)
-    processor = TallyProcessor.from_settings(settings, policies, store)
-    inputs = input_topic(app, settings)
-    recovered = False
-    # Each partition's time is how far its inputs have been read (see clock.py), so a backlog
-    # does not close windows whose verdicts are still waiting in Kafka.
-    clocks = PartitionClocks((names.candidates, names.verdicts))
-    trimmer = HeapTrimmer(glibc_malloc_trim())
-
-    def active_partitions() -> set[int]:
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == names.candidates}
-
-    async def publish(records: list[Outgoing]) -> None:
-        producer = app.producer
-        for record in records:
-            # Not awaiting delivery here: faust flushes the producer before each offset commit,
-            # so an input is never committed before what it caused is on the broker.
-            await producer.send(record.topic, record.key, record.value, None, None, headers)
-
-    @app.agent(inputs, concurrency=1, name="tally")
-    async def tally_agent(stream: faust.StreamT[Any]) -> None:
-        # Batches, so a case's several changes in one batch cost one changelog write.
-        # take_events acks a batch only after this body is done with it, i.e. after the
-        # flush below queued its changelog writes; faust flushes the producer before it
-        # commits offsets, so an input is never committed before the state it made.
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WAIT_S):
-            records = []
-            for event in events:
-                m = event.message
-                stamped = int(m.timestamp * 1000)
-                clocks.observe(m.topic, m.partition, stamped)
-                now = clocks.at(m.partition, stamped)
-                records.append(InputRecord(m.topic, m.partition, m.offset, m.key, m.value, now))
-            out = processor.handle_batch(records)
-            await store.flush()
-            if out:
-                await publish(out)
-
-    @table.on_recover
-    async def rebuild_deadlines() -> None:
-        nonlocal recovered
-        partitions = active_partitions()
-        store.index_markers()
-        processor.rebuild_index(partitions)
-        recovered = True
-        readiness.update(ready=True, partitions=partitions)
-        if settings.metrics_port and not endpoint:
-            endpoint.append(asyncio.create_task(serve_tally_metrics()))
-
-    view = FaustTallyView(processor, names, store, readiness)
-    endpoint: list[asyncio.Task[None]] = []  # started once, after the first recovery
-
-    async def serve_tally_metrics() -> None:
-        # /metrics, /healthz, /readyz on RATIFIER_METRICS_PORT for the worker's lifetime. No
-        # consumer lag: faust's consumer is not aiokafka's. Not a faust @app.task: with one
-        # that never returns, a tally killed and restarted lost decisions (chaos tally-kill).
-        async with serve_metrics(settings, tally_observability(view)):
-            await asyncio.Event().wait()
-
-    @app.timer(interval=settings.tick_interval_s, name="tally-deadlines")
-    async def close_due_windows() -> None:
-        if not recovered:
-            return
-        out = processor.tick(active_partitions(), clocks.now)
-        await store.flush()
-        if out:
-            await publish(out)
-        trimmer.maybe_trim(processor.stats.deleted)
-
-    return processor
+    return FaustTally(app, settings, policies)

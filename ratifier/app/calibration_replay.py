@@ -6,7 +6,7 @@ order. Attempt 1's candidate proposes the dataset's positive label: a worker who
 ACCEPTs, any other REJECTs. If attempt 1 fails, attempt 2 proposes the negative label (the
 generator's "other answer"), with the votes read the same way; if that fails too the case is
 escalated, and counted as the negative label for accuracy (the references break ties that way).
-Every verdict goes through :func:`ratifier.streams.tally.on_verdict` one by one, so the
+Every verdict goes through :func:`ratifier.streams.rules.tally.on_verdict` one by one, so the
 decisions are the tally's own, early decisions included.
 
 Modes (validator weights; the threshold is ``accepts = M`` for ``majority``, else "more than
@@ -18,7 +18,7 @@ are equal, and a strict weighted majority for M = N/2 + 1):
   the whole history (a reference: it has seen every item before deciding any).
 - ``online``: log-odds weights from :class:`~ratifier.core.calibration.OnlineReliability`,
   learned from the cases decided before this one, in file order, exactly as a tally with
-  ``[reliability] learn = "online"`` learns (:func:`ratifier.streams.learning.learn`: each
+  ``[reliability] learn = "online"`` learns (:func:`ratifier.streams.rules.learning.learn`: each
   decided attempt's counted verdicts, weighted by the model's posterior).
 
 Validator calls: a parallel tally asks every validator on every attempt (``N`` per attempt).
@@ -49,9 +49,9 @@ from ratifier.core.models import (
     Vote,
 )
 from ratifier.core.policy import Policy, Threshold, ValidatorSpec
-from ratifier.streams.learning import learn
-from ratifier.streams.state import AttemptState, CaseState
-from ratifier.streams.tally import SourceRef, TallySettings, on_candidate, on_verdict
+from ratifier.streams.rules.learning import learn
+from ratifier.streams.rules.state import AttemptState, CaseState
+from ratifier.streams.rules.tally import SourceRef, TallySettings, on_candidate, on_verdict
 
 __all__ = ["MODES", "ReplayResult", "ReplayScore", "policy_for", "replay", "replay_all"]
 

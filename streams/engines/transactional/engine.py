@@ -1,9 +1,13 @@
 """The transactional tally: a batch consume-process-produce loop over Kafka transactions.
 
     consume candidates + verdicts (read_committed, co-partitioned, range assignment)
-      -> TallyProcessor (pure rules; state in a PartitionedCaseStore)
-      -> per input partition, ONE transaction per commit interval holding that partition's
-         decisions, dead letters, changelog entries and input offsets
+      -> per input partition, its PartitionTask (task.py): its records through the shared
+         TallyProcessor (pure rules) over the task's own store, clock and deadlines
+      -> per task, ONE transaction per commit interval holding that partition's decisions,
+         dead letters, changelog entries and input offsets
+
+This module is the manager of the tasks: it polls, hands each task its records, ticks and
+commits them, and on a rebalance or a failed transaction closes a task and sets up a new one.
 
 A crash anywhere commits all of an interval's work or none of it; a restarted or new owner
 restores the partition's state from the committed changelog and resumes at the committed
@@ -24,11 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import heapq
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from operator import attrgetter
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -40,17 +42,18 @@ from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
-from ratifier.streams.clock import PartitionClocks
+from ratifier.streams.config import TallyConfig
+from ratifier.streams.engines.transactional.changelog import ChangelogReader, Restore
+from ratifier.streams.engines.transactional.partition import FENCED_ERRORS, PartitionTransactions
+from ratifier.streams.engines.transactional.preflight import check_topics
+from ratifier.streams.engines.transactional.task import PartitionTask
 from ratifier.streams.heap import HeapTrimmer, glibc_malloc_trim
 from ratifier.streams.local_state.base import Backend
 from ratifier.streams.local_state.memory import MemoryBackend
 from ratifier.streams.local_state.partitioned import PartitionedCaseStore
 from ratifier.streams.local_state.rocksdb import RocksDBBackend
 from ratifier.streams.metrics import tally_observability
-from ratifier.streams.processor import InputRecord, TallyProcessor
-from ratifier.streams.transactional.changelog import ChangelogReader, Restore
-from ratifier.streams.transactional.partition import FENCED_ERRORS, PartitionTransactions
-from ratifier.streams.transactional.preflight import check_topics
+from ratifier.streams.processor import TallyProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +68,6 @@ HEARTBEAT_INTERVAL_MS = 3_000
 # after a session timeout more (by then, if this worker lost it, the group has told it so).
 RETRY_SETUP_S = 1.0
 GC_YOUNG_THRESHOLD = 50_000  # net allocations between young-generation collections
-
-_by_timestamp = attrgetter("timestamp")
 
 
 def per_partition(
@@ -110,11 +111,6 @@ class UnsafeStart(ConfigError):
         )
 
 
-def in_timestamp_order(streams: list[list[ConsumerRecord]]) -> Iterator[ConsumerRecord]:
-    """One partition's records of both topics by timestamp; ties in the order of ``streams``."""
-    return heapq.merge(*streams, key=_by_timestamp)
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, tally: TransactionalTally) -> None:
         self.tally = tally
@@ -131,15 +127,17 @@ class TransactionalTally:
 
     def __init__(self, settings: Settings, policies: Mapping[str, Policy]) -> None:
         self.settings = settings
-        self.names = TopicNames.from_settings(settings)
+        self.config = TallyConfig.from_settings(settings)  # what its parts take, read once
+        self.names = self.config.names
         self.policies = policies
-        self.store = PartitionedCaseStore(_backend(settings, self.names))
-        self.processor = TallyProcessor.from_settings(settings, policies, self.store)
+        self.backend = _backend(settings, self.names)
+        # What the shared processor reads and writes: each running task's store, by partition.
+        self.store = PartitionedCaseStore()
+        self.processor = TallyProcessor.from_config(self.config, policies, self.store)
         self.headers = [
             ("ratifier-worker", settings.worker_id.encode()),
             ("ratifier-engine", ENGINE.encode()),
         ]
-        self.clocks = PartitionClocks((self.names.candidates, self.names.verdicts))
         self.readiness = ReadinessFile(settings, ENGINE, self.names.tally_app_id)
         self._consumer: AIOKafkaConsumer = make_consumer(
             settings,
@@ -151,9 +149,10 @@ class TransactionalTally:
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
         )
-        self._changelog = ChangelogReader(settings, self.names.tally_changelog)
-        self._partitions: dict[int, PartitionTransactions] = {}
-        self._recovering: dict[int, float] = {}  # partition -> monotonic time of the next try
+        self._changelog = ChangelogReader(self.config)
+        self._tasks: dict[int, PartitionTask] = {}  # the partitions this worker runs
+        # Partitions assigned but not running: the monotonic time their set-up is (re)tried at.
+        self._recovering: dict[int, float] = {}
         self._lock = asyncio.Lock()  # one of: a batch, a tick, a commit, a rebalance step
         self._generation = 0  # bumped on every assignment: a batch fetched before is stale
         self._trimmer = HeapTrimmer(glibc_malloc_trim())
@@ -187,7 +186,7 @@ class TransactionalTally:
             await self._consumer.stop()
         finally:
             await self._changelog.stop()
-            self.store.close_all()
+            self.backend.close()
             self.readiness.remove()
 
     async def __aenter__(self) -> TransactionalTally:
@@ -203,7 +202,7 @@ class TransactionalTally:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
-        interval_s = self.settings.commit_interval_ms / 1000
+        interval_s = self.config.commit_interval_ms / 1000
         gc.freeze()  # start-up's objects live as long as the process (see docs/benchmarks.md)
         # The processor makes and drops a few containers per record (states, steps, votes) and
         # nothing on its path makes reference cycles, so CPython's default (a young-generation
@@ -211,7 +210,7 @@ class TransactionalTally:
         # tally throughput +12% measured (docs/benchmarks.md). Cycles are still collected.
         gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)  # the older generations: CPython's default
         while not stop.is_set():
-            wait_s = min(interval_s, self.settings.tick_interval_s)
+            wait_s = min(interval_s, self.config.tick_interval_s)
             # Everything fetched, not max_records: aiokafka fills a capped poll from the same
             # partitions first, and under a backlog a case's verdicts would wait behind its
             # candidate's partition for longer than a hold. MAX_PARTITION_FETCH_BYTES bounds it.
@@ -233,24 +232,12 @@ class TransactionalTally:
     # -- processing --------------------------------------------------------------------------
 
     async def _process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_partition = per_partition(batches, self.names.candidates)
-        for partition, streams in by_partition.items():
-            transactions = self._partitions.get(partition)
-            if transactions is None:
+        for partition, streams in per_partition(batches, self.names.candidates).items():
+            task = self._tasks.get(partition)
+            if task is None:
                 continue  # being recovered: it is paused, and these records come again
-            inputs = []
-            # Both topics' records in timestamp order, candidates first on ties.
-            for m in in_timestamp_order(streams):
-                self.clocks.observe(m.topic, partition, m.timestamp)
-                now = self.clocks.at(partition, m.timestamp)
-                inputs.append(InputRecord(m.topic, partition, m.offset, m.key, m.value, now))
             try:
-                out = self.processor.handle_batch(inputs)
-                await transactions.send(out)
-                await transactions.write_changelog(self.store.take_changes(partition))
-                for records in streams:
-                    last = records[-1]
-                    transactions.advance(TopicPartition(last.topic, partition), last.offset + 1)
+                await task.process(streams)
             except Exception as exc:
                 await self._lose(partition, exc)
 
@@ -258,45 +245,42 @@ class TransactionalTally:
         """Tell the clocks which inputs have records waiting: those hold their partition's time."""
         caught_up = True
         for tp in self._consumer.assignment():
-            if tp.partition not in self._partitions:
+            task = self._tasks.get(tp.partition)
+            if task is None:
                 continue
             stable = self._consumer.last_stable_offset(tp)
             # No fetch answered yet: behind, so time waits for it.
             behind = stable is None or await self._consumer.position(tp) < stable
-            self.clocks.lagging(tp.topic, tp.partition, behind)
+            task.lagging(tp, behind)
             caught_up = caught_up and not behind
         self._caught_up = caught_up
 
     def _decisions_waiting_caught_up(self) -> bool:
         """Commit now, not at the interval: a decision is visible only once committed, and with
         nothing left to read the interval would only add latency (under a backlog it batches)."""
-        return self._caught_up and any(t.decisions_pending for t in self._partitions.values())
+        return self._caught_up and any(t.decisions_pending for t in self._tasks.values())
 
     async def _tick_when_due(self) -> None:
         now = time.monotonic()
-        if now - self._last_tick < self.settings.tick_interval_s:
+        if now - self._last_tick < self.config.tick_interval_s:
             return
         self._last_tick = now
-        for partition, transactions in list(self._partitions.items()):
+        for partition, task in list(self._tasks.items()):
             try:
-                out = self.processor.tick((partition,), self.clocks.now)
-                await transactions.send(out)
-                await transactions.write_changelog(self.store.take_changes(partition))
+                await task.tick()
             except Exception as exc:
                 await self._lose(partition, exc)
         self._trimmer.maybe_trim(self.processor.stats.deleted)
 
     async def _commit(self) -> None:
-        pending = [t for t in self._partitions.values() if t.pending]
+        pending = [t for t in self._tasks.values() if t.pending]
         self._last_commit = time.monotonic()
         if not pending:
             return
         results = await asyncio.gather(*(t.commit() for t in pending), return_exceptions=True)
-        for transactions, result in zip(pending, results, strict=True):
+        for task, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
-                await self._lose(transactions.partition, result)
-            else:  # committed: its changes are the local state's now
-                self.store.commit(transactions.partition, result)
+                await self._lose(task.partition, result)
 
     # -- partitions --------------------------------------------------------------------------
 
@@ -311,7 +295,7 @@ class TransactionalTally:
             self._generation += 1
             now = time.monotonic()
             self._recovering = dict.fromkeys(partitions, now)
-            self.store.backend.keep_only(partitions)
+            self.backend.keep_only(partitions)
             self._consumer.pause(*self._input_partitions(partitions))
             self.readiness.update(ready=False, partitions=partitions, recovering=partitions)
 
@@ -319,30 +303,44 @@ class TransactionalTally:
         """Commit what is open and give every partition up (rebalance listener, stop)."""
         async with self._lock:
             await self._commit()
-            for partition in list(self._partitions):
+            for partition in list(self._tasks):
                 await self._forget(partition)
             self._recovering.clear()
             self.readiness.update(ready=False, partitions=(), recovering=())
 
+    def _task(self, partition: int) -> PartitionTask:
+        transactions = PartitionTransactions(self.config, partition, self.headers)
+        inputs = (self.names.candidates, self.names.verdicts)
+        return PartitionTask(
+            partition, inputs, transactions, self.backend, self.processor, self.store
+        )
+
     async def _set_up(self, partitions: set[int]) -> None:
+        """Open a task per partition, restore their states in one read, move the consumer."""
         if not partitions:
             self._update_readiness()
             return
-        opened: dict[int, PartitionTransactions] = {}
+        opened: dict[int, PartitionTask] = {}
         try:
             for partition in partitions:
-                opened[partition] = PartitionTransactions(
-                    self.settings, self.names, partition, self.headers
-                )
+                opened[partition] = self._task(partition)
             # Fence first: after this, the changelog and the committed offsets are final.
-            await asyncio.gather(*(t.open() for t in opened.values()))
-            plans = await self._changelog.plan({p: self.store.open(p) for p in partitions})
+            # Every open is waited for, failed or not: a store opened after the clean-up below
+            # would stay open (a RocksDB folder locked against the next set-up).
+            results = await asyncio.gather(
+                *(t.open() for t in opened.values()), return_exceptions=True
+            )
+            checkpoints = []
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+                checkpoints.append(result)
+            plans = await self._changelog.plan(dict(zip(opened, checkpoints, strict=True)))
             for partition, plan in plans.items():
-                if plan.reset:
-                    self.store.reset(partition)
-            await self._changelog.read(plans, self.store.restore)
+                opened[partition].begin_restore(plan)
+            await self._changelog.read(plans, lambda p, entries: opened[p].restore(entries))
             for partition, plan in plans.items():
-                self.store.restored(partition, plan.end)
+                opened[partition].restored(plan)
             await self._seek_to_committed(partitions, plans, opened)
         except UnsafeStart:
             await asyncio.gather(*(t.close() for t in opened.values()))
@@ -351,20 +349,18 @@ class TransactionalTally:
             logger.warning("could not set up partitions %s: %r", sorted(partitions), exc)
             await asyncio.gather(*(t.close() for t in opened.values()))
             for partition in partitions:
-                self.store.close(partition)
                 self._recover_later(partition, RETRY_SETUP_S)
             self._update_readiness()
             return
-        self._partitions.update(opened)
-        for tp in self._input_partitions(partitions):
-            # Until the first fetch says otherwise, records may be waiting: time waits for them.
-            self.clocks.lagging(tp.topic, tp.partition, True)
+        for partition, task in opened.items():
+            task.start()
+            self._tasks[partition] = task
         self._resume(partitions)
-        self.processor.rebuild_index(self._partitions.keys())
+        logger.info("deadline index rebuilt: %d open cases", len(self.processor.index))
         logger.info(
             "worker %s owns partitions %s (%d open cases)",
             self.settings.worker_id,
-            sorted(self._partitions),
+            sorted(self._tasks),
             len(self.store),
         )
         self._update_readiness()
@@ -373,7 +369,7 @@ class TransactionalTally:
         self,
         partitions: set[int],
         restored: Mapping[int, Restore],
-        opened: Mapping[int, PartitionTransactions],
+        opened: Mapping[int, PartitionTask],
     ) -> None:
         """Move the consumer to the group's committed offsets, never silently to the beginning.
 
@@ -402,7 +398,7 @@ class TransactionalTally:
             offset = committed[tp]
             if offset is None:
                 offset = beginnings[tp]
-                opened[tp.partition].advance(tp, offset)  # committed with the first transaction
+                opened[tp.partition].start_from(tp, offset)
             # seek() rather than seek_to_beginning(): the latter waits for the fetcher's poll.
             self._consumer.seek(tp, offset)
 
@@ -427,13 +423,9 @@ class TransactionalTally:
         self._update_readiness()
 
     async def _forget(self, partition: int) -> None:
-        transactions = self._partitions.pop(partition, None)
-        if transactions is not None:
-            await transactions.close()
-        # Its uncommitted changes are void; the committed state stays (checkpointed) for the
-        # next set-up, which reads only the changelog written since.
-        self.store.close(partition)
-        self.processor.index.drop(partition)
+        task = self._tasks.pop(partition, None)
+        if task is not None:
+            await task.close()
 
     def _recover_later(self, partition: int, delay_s: float) -> None:
         self._recovering[partition] = time.monotonic() + delay_s
@@ -462,6 +454,6 @@ class TransactionalTally:
         recovering = set(self._recovering)
         self.readiness.update(
             ready=not recovering,
-            partitions=set(self._partitions) | recovering,
+            partitions=set(self._tasks) | recovering,
             recovering=recovering,
         )

@@ -8,8 +8,8 @@ import faust
 
 from ratifier.core.config import Settings
 from ratifier.core.policy import Policy
-from ratifier.streams.agents import install_tally
-from ratifier.streams.app import create_app
+from ratifier.streams.engines.faust.agents import install_tally
+from ratifier.streams.engines.faust.app import create_app
 
 
 def run_tally(settings: Settings, policies: dict[str, Policy]) -> None:

@@ -5,6 +5,6 @@ decisions, dead letters, state changelog and input offsets in one transaction pe
 interval; a new owner's producer fences the old one. See ``docs/delivery.md``.
 """
 
-from ratifier.streams.transactional.engine import TransactionalTally
+from ratifier.streams.engines.transactional.engine import TransactionalTally
 
 __all__ = ["TransactionalTally"]
