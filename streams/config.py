@@ -13,6 +13,7 @@ from pathlib import Path
 from ratifier.core.config import Settings
 from ratifier.core.connection import KafkaConnection
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import PoisonHandling, PoisonMode
 from ratifier.streams.rules.limits import SizeLimits
 from ratifier.streams.rules.tally import TallySettings
 
@@ -27,6 +28,9 @@ class TallyConfig:
     signing_key: Path | None  # signs every decision (docs/signing.md)
     commit_interval_ms: int
     tick_interval_s: float
+    # The brake on input the tally cannot read (RATIFIER_POISON_MAX_*); its mode is always
+    # dead-letter: every record the tally rejects goes to the dead-letter topic with its reason.
+    poison: PoisonHandling
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TallyConfig:
@@ -44,4 +48,5 @@ class TallyConfig:
             signing_key=settings.tally_signing_key,
             commit_interval_ms=settings.commit_interval_ms,
             tick_interval_s=settings.tick_interval_s,
+            poison=PoisonHandling.from_settings(settings, mode=PoisonMode.DEAD_LETTER),
         )

@@ -34,6 +34,12 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy
 from ratifier.core.signing import Signer
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import (
+    InvalidRecord,
+    PoisonGate,
+    PoisonLimitExceeded,
+    dead_letter_key,
+)
 from ratifier.io.keys import signer_from
 from ratifier.schemas import codec
 from ratifier.streams.config import TallyConfig
@@ -53,6 +59,17 @@ from ratifier.streams.rules.state import CaseState, decode_state, encode_state
 from ratifier.streams.store import HEADER_SIZE, CaseStore, entry_header, entry_state, pack_entry
 
 logger = logging.getLogger(__name__)
+
+# What the brake counts: input the tally cannot read (undecodable, a key that is not its case
+# id, an unknown policy, a bug), the signs of a wrong deploy rather than of one bad producer.
+# A rule's rejection (an unknown validator, a closed case, a wrong attempt) is input it read.
+UNREADABLE = frozenset(
+    {
+        DeadLetterReason.MALFORMED,
+        DeadLetterReason.PROCESSING_ERROR,
+        DeadLetterReason.UNKNOWN_POLICY,
+    }
+)
 
 # Finished-case markers forgotten per partition and tick at most (a tick every 0.5 s: 20 000/s).
 MARKERS_EXPIRED_PER_TICK = 10_000
@@ -106,9 +123,18 @@ class TallyStats:
 class TallyProcessor:
     @classmethod
     def from_config(
-        cls, config: TallyConfig, policies: Mapping[str, Policy], store: CaseStore
+        cls,
+        config: TallyConfig,
+        policies: Mapping[str, Policy],
+        store: CaseStore,
+        *,
+        brake: bool = False,
     ) -> TallyProcessor:
-        """The processor both engines run, configured from the worker's tally config."""
+        """The processor both engines run, configured from the worker's tally config.
+
+        ``brake``: stop on a run of unreadable input (config.poison), raising
+        PoisonLimitExceeded out of :meth:`handle_batch`; the engine then commits nothing more.
+        """
         return cls(
             config.names,
             policies,
@@ -116,6 +142,7 @@ class TallyProcessor:
             config.rules,
             limits=config.limits,
             signer=signer_from(config.signing_key),
+            gate=PoisonGate(config.poison) if brake else None,
         )
 
     def __init__(
@@ -128,8 +155,11 @@ class TallyProcessor:
         limits: SizeLimits,
         clock: Callable[[], int] = now_ms,
         signer: Signer | None = None,  # signs every decision (docs/signing.md)
+        gate: PoisonGate | None = None,  # the brake on unreadable input (io.consume.poison)
     ) -> None:
         self.topics = topics
+        self.gate = gate
+        self._unreadable = False  # the record in hand was dead-lettered as unreadable
         self.signer = signer
         self.limits = limits
         self.policies = policies
@@ -174,8 +204,11 @@ class TallyProcessor:
     def _handle_safely(self, record: InputRecord, now: int) -> list[Outgoing]:
         source = tally.SourceRef(record.topic, record.partition, record.offset)
         raw = record.value or b""
+        self._unreadable = False
         try:
-            return self._handle(source, record.key, raw, now)
+            out = self._handle(source, record.key, raw, now)
+        except PoisonLimitExceeded:
+            raise
         except Exception as exc:  # a bug must not stop the partition: park the record, loudly
             # The rules are pure and _apply moves the state last: the case is as it was before
             # this record, which alone is parked.
@@ -183,6 +216,9 @@ class TallyProcessor:
                 "tally failed on %s[%d]@%d", source.topic, source.partition, source.offset
             )
             return [self._dead_letter(raw, source, DeadLetterReason.PROCESSING_ERROR, repr(exc))]
+        if self.gate is not None and not self._unreadable:
+            self.gate.ok()
+        return out
 
     def _handle(
         self, source: tally.SourceRef, key: bytes | None, raw: bytes, now: int
@@ -445,6 +481,10 @@ class TallyProcessor:
                 f" (final decision {closed_by.decision_id}: {closed_by.outcome} at attempt "
                 f"{closed_by.attempt})"
             )
+        if reason in UNREADABLE and self.gate is not None:
+            self._unreadable = True
+            where = f"{source.topic}[{source.partition}]@{source.offset}"
+            self.gate.reject(where, InvalidRecord(reason, detail))  # raises past a brake limit
         self.stats.dead_letters[reason.value] += 1
         logger.warning(
             "dead letter %s from %s[%d]@%d: %s",
@@ -464,5 +504,4 @@ class TallyProcessor:
             dead_at_ms=self.clock(),
             closed_by=None if closed_by is None else closed_by.ref(),
         )
-        key = f"{source.topic}:{source.partition}:{source.offset}".encode()
-        return Outgoing(self.topics.deadletter, key, codec.encode(letter))
+        return Outgoing(self.topics.deadletter, dead_letter_key(letter), codec.encode(letter))

@@ -39,6 +39,7 @@ from ratifier.core.config import Settings
 from ratifier.core.errors import ConfigError
 from ratifier.core.policy import Policy
 from ratifier.core.topics import TopicNames
+from ratifier.io.consume import PoisonLimitExceeded
 from ratifier.io.kafka import make_consumer
 from ratifier.io.metrics import Observability
 from ratifier.io.readiness import ReadinessFile
@@ -133,7 +134,7 @@ class TransactionalTally:
         self.backend = _backend(settings, self.names)
         # What the shared processor reads and writes: each running task's store, by partition.
         self.store = PartitionedCaseStore()
-        self.processor = TallyProcessor.from_config(self.config, policies, self.store)
+        self.processor = TallyProcessor.from_config(self.config, policies, self.store, brake=True)
         self.headers = [
             ("ratifier-worker", settings.worker_id.encode()),
             ("ratifier-engine", ENGINE.encode()),
@@ -160,6 +161,8 @@ class TransactionalTally:
         self._last_tick = 0.0
         self._caught_up = False  # every owned input read to its last stable offset
         self._started = False
+        # The poison brake tripped: nothing more is committed (the batch in hand is half done).
+        self._halted = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -238,6 +241,11 @@ class TransactionalTally:
                 continue  # being recovered: it is paused, and these records come again
             try:
                 await task.process(streams)
+            except PoisonLimitExceeded:
+                # Stop with the open transactions uncommitted: after the fix, this input is
+                # read again from the last commit (docs/delivery.md, "Bad input").
+                self._halted = True
+                raise
             except Exception as exc:
                 await self._lose(partition, exc)
 
@@ -302,7 +310,8 @@ class TransactionalTally:
     async def release_all(self) -> None:
         """Commit what is open and give every partition up (rebalance listener, stop)."""
         async with self._lock:
-            await self._commit()
+            if not self._halted:
+                await self._commit()
             for partition in list(self._tasks):
                 await self._forget(partition)
             self._recovering.clear()
