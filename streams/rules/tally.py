@@ -20,7 +20,6 @@ from operator import attrgetter
 
 from rapidfuzz.fuzz import ratio as _similarity_percent
 
-from ratifier.core.debate import NextStep, RoundTally, after_round, peers_of
 from ratifier.core.fastinit import fast_init
 from ratifier.core.models import (
     TIMEOUT_REASON_CODE,
@@ -43,6 +42,7 @@ from ratifier.core.models import (
 from ratifier.core.policy import Policy, Threshold
 from ratifier.core.signing import SignatureMode
 from ratifier.streams.rules.consensus import Evidence, posterior
+from ratifier.streams.rules.debate import NextStep, RoundTally, after_round, peers_of
 from ratifier.streams.rules.state import AttemptState, CaseState, CaseStatus, HeldVerdict, SourceRef
 from ratifier.streams.rules.stubs import stub_attempt, stub_verdict
 from ratifier.streams.rules.verification import verdict_signature_problem

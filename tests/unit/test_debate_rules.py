@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ratifier.core.config import Settings
-from ratifier.core.debate import NextStep, RoundTally, after_round, peers_of
 from ratifier.core.errors import ConfigError, PolicyError
 from ratifier.core.models import (
     Candidate,
@@ -26,6 +25,7 @@ from ratifier.core.models import (
 )
 from ratifier.core.policy import Debate, Policy
 from ratifier.schemas import codec
+from ratifier.streams.rules.debate import NextStep, RoundTally, after_round, peers_of
 from ratifier.streams.rules.limits import MAX_VERDICT_BYTES, SizeLimits
 from ratifier.streams.rules.state import CaseState, CaseStatus, decode_state, encode_state
 from ratifier.streams.rules.tally import (
