@@ -9,7 +9,7 @@ enough; the time bound keeps it from reading a partition's whole history.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 
@@ -18,11 +18,11 @@ from ratifier.core.errors import WireFormatError
 from ratifier.core.models import Candidate
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
+from ratifier.io.partition_scan import first_match
 from ratifier.schemas import codec
 
 __all__ = ["find_candidate"]
 
-_POLL_MS = 500
 # A lookup that has not reached the partition's end by then gives up (the round's window is
 # the validator's real limit; a missing candidate is reported, not waited for).
 _LOOKUP_S = 10.0
@@ -40,23 +40,22 @@ async def find_candidate(
     await consumer.start()
     try:
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
         found = (await consumer.offsets_for_times({tp: max(0, since_ms)}))[tp]
         if found is None:
             return None  # nothing on the partition since then
-        consumer.seek(tp, found.offset)
-        give_up = time.monotonic() + _LOOKUP_S
-        while await consumer.position(tp) < end and time.monotonic() < give_up:
-            batch = await consumer.getmany(tp, timeout_ms=_POLL_MS)
-            for record in batch.get(tp, ()):
-                if record.key != key or record.value is None:
-                    continue
-                try:
-                    candidate = codec.decode_as(record.value, Candidate)
-                except WireFormatError:
-                    continue
-                if candidate.candidate_id == candidate_id:
-                    return candidate
-        return None
+        return await first_match(
+            consumer, tp, found.offset, key, _candidate_named(candidate_id), give_up_s=_LOOKUP_S
+        )
     finally:
         await consumer.stop()
+
+
+def _candidate_named(candidate_id: str) -> Callable[[bytes], Candidate | None]:
+    def match(value: bytes) -> Candidate | None:
+        try:
+            candidate = codec.decode_as(value, Candidate)
+        except WireFormatError:
+            return None
+        return candidate if candidate.candidate_id == candidate_id else None
+
+    return match

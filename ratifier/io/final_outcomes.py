@@ -12,7 +12,7 @@ read of the whole partition when even that misses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
@@ -22,6 +22,7 @@ from ratifier.core.errors import RatifierError, WireFormatError
 from ratifier.core.models import EscalationPacket, FinalOutcomeRef, PassDecision
 from ratifier.core.topics import TopicNames
 from ratifier.io.kafka import make_consumer
+from ratifier.io.partition_scan import first_match
 from ratifier.schemas import codec
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ FinalOutcome = PassDecision | EscalationPacket
 
 # How far before the decision time the read starts: clock differences between machines.
 CLOCK_SLACK_MS = 10 * 60 * 1000
-_FETCH_TIMEOUT_MS = 500
 _PARTITIONER = DefaultPartitioner()
 
 
@@ -63,8 +63,11 @@ async def fetch_final_outcome(
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         found = await _offsets_for(consumer, tp, ref.decided_at_ms - CLOCK_SLACK_MS)
+        key = case_id.encode()
         for start in found:
-            decision = await _scan(consumer, tp, start, case_id, ref.decision_id)
+            decision: FinalOutcome | None = await first_match(
+                consumer, tp, start, key, _decision_named(ref)
+            )
             if decision is not None:
                 return decision
     finally:
@@ -85,24 +88,19 @@ async def _offsets_for(consumer: AIOKafkaConsumer, tp: TopicPartition, at_ms: in
     return starts
 
 
-async def _scan(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, case_id: str, decision_id: str
-) -> FinalOutcome | None:
-    end = (await consumer.end_offsets([tp]))[tp]
-    consumer.seek(tp, start)
-    key = case_id.encode()
-    while await consumer.position(tp) < end:
-        batch = await consumer.getmany(tp, timeout_ms=_FETCH_TIMEOUT_MS)
-        for record in batch.get(tp, []):
-            if record.key != key:
-                continue
-            try:
-                decision = codec.decode(record.value or b"")
-            except WireFormatError:
-                continue
-            if (
-                isinstance(decision, PassDecision | EscalationPacket)
-                and decision.decision_id == decision_id
-            ):
-                return decision
-    return None
+def _decision_named(ref: FinalOutcomeRef) -> Callable[[bytes], FinalOutcome | None]:
+    """The final decision ``ref`` names, out of a record of its case's decision topic."""
+
+    def match(value: bytes) -> FinalOutcome | None:
+        try:
+            decision = codec.decode(value)
+        except WireFormatError:
+            return None
+        if (
+            isinstance(decision, PassDecision | EscalationPacket)
+            and decision.decision_id == ref.decision_id
+        ):
+            return decision
+        return None
+
+    return match
