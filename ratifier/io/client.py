@@ -106,12 +106,7 @@ async def read_from_beginning(
 
     Stops once none has arrived for ``idle_s``; with ``None``, follows the topics for good.
     """
-    consumer = make_consumer(source, group_id=None, client_id=client_id)
-    await consumer.start()
-    try:
-        await assign_all(
-            consumer, topics, from_beginning=True, bootstrap_servers=source.bootstrap_servers
-        )
+    async with _reading_from_beginning(source, topics, client_id) as consumer:
         timeout_ms = 1_000 if idle_s is None else int(idle_s * 1000)
         while True:
             batch = await consumer.getmany(timeout_ms=timeout_ms)
@@ -120,8 +115,6 @@ async def read_from_beginning(
             for records in batch.values():
                 for record in records:
                     yield record
-    finally:
-        await consumer.stop()
 
 
 async def read_to_end(
@@ -130,12 +123,7 @@ async def read_to_end(
     """Every committed record on ``topics`` up to each partition's end when the read began
     (read_committed: the last stable offset), as a group-less reader; a one-shot read, done
     when every partition's position reached its end however busy the topics are."""
-    consumer = make_consumer(source, group_id=None, client_id=client_id)
-    await consumer.start()
-    try:
-        await assign_all(
-            consumer, topics, from_beginning=True, bootstrap_servers=source.bootstrap_servers
-        )
+    async with _reading_from_beginning(source, topics, client_id) as consumer:
         partitions = list(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
@@ -148,6 +136,20 @@ async def read_to_end(
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+
+
+@contextlib.asynccontextmanager
+async def _reading_from_beginning(
+    source: KafkaConnection | Settings, topics: Iterable[str], client_id: str
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started group-less consumer with every partition of ``topics`` at its beginning."""
+    consumer = make_consumer(source, group_id=None, client_id=client_id)
+    await consumer.start()
+    try:
+        await assign_all(
+            consumer, topics, from_beginning=True, bootstrap_servers=source.bootstrap_servers
+        )
+        yield consumer
     finally:
         await consumer.stop()
 
