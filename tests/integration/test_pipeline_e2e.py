@@ -158,7 +158,18 @@ async def test_cases_reach_exactly_one_final_outcome_with_bad_input_dead_lettere
         later = [d for d in by_case[retry.case_id] if d.attempt == retry.next_attempt]
         assert later, f"no decision for attempt {retry.next_attempt} of {retry.case_id}"
 
-    for case_id in doomed:
+    # A doomed attempt passes only when three of the four voters and the red team all err
+    # (p ~ 0.00035 per attempt with the demo's error rates): a pass of a doomed case must show
+    # those accepts, and at most one in twenty may happen; the rest must escalate.
+    escalated = [c for c in doomed if any(isinstance(d, EscalationPacket) for d in by_case[c])]
+    assert len(escalated) >= DOOMED_CASES - 1, f"only {len(escalated)} of {DOOMED_CASES} escalated"
+    for case_id in set(doomed) - set(escalated):
+        (passed,) = [d for d in by_case[case_id] if isinstance(d, PassDecision)]
+        accepts = {v.validator_id for v in passed.votes if v.vote is Vote.ACCEPT}
+        assert policy.threshold.accepts is not None
+        assert len(accepts - set(policy.red_team_ids)) >= policy.threshold.accepts, passed
+        assert set(policy.red_team_ids) <= accepts, passed
+    for case_id in escalated:
         (packet,) = [d for d in by_case[case_id] if isinstance(d, EscalationPacket)]
         assert len(packet.attempts) == policy.max_attempts
         assert [a.candidate.attempt for a in packet.attempts] == [1, 2, 3]
