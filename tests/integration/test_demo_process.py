@@ -31,7 +31,11 @@ def test_the_demo_keeps_running_then_a_signal_stops_it_and_all_its_children(
     command = [sys.executable, "-m", "ratifier", "--prefix", settings.topic_prefix, "demo"]
     options = ["--cases", "4", "--metrics-port", "0", "--review-port", "0", "--keep-running"]
     demo = subprocess.Popen(
-        [*command, *options, "--summary-json", str(summary)], env=env, stdout=out, stderr=out
+        [*command, *options, "--summary-json", str(summary)],
+        env=env,
+        stdout=out,
+        stderr=out,
+        preexec_fn=_interruptible,
     )
     children: list[psutil.Process] = []
     try:
@@ -59,6 +63,13 @@ def test_the_demo_keeps_running_then_a_signal_stops_it_and_all_its_children(
     text = (tmp_path / "demo.out").read_text()
     assert text.startswith(f"demo: 4 cases on topics {settings.topic_prefix}.*")
     assert "Traceback" not in text
+
+
+def _interruptible() -> None:
+    """In the demo's process before it starts: SIGINT as a terminal delivers it. A suite started
+    in the background by a shell without job control (``make test &``) has SIGINT ignored, and
+    children inherit that, so the demo would never see its Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _tail(folder: Path) -> str:
