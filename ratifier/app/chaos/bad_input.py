@@ -30,10 +30,11 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from ratifier.app.chaos.checker import InjectedRecord, SourceRef
 from ratifier.app.chaos.forged import Forger
@@ -135,18 +136,44 @@ class BadInput:
     async def write(
         self, kind: str, topic: str, key: bytes, value: bytes, expected: str | None
     ) -> None:
+        headers = [(INJECTED_HEADER, kind.encode())]
+        sending = self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        await self._remember(kind, topic, sending, expected)
+
+    async def flood(
+        self, kind: str, topic: str, key: bytes, count: int, expected: str
+    ) -> set[SourceRef]:
+        """``count`` random records under one key, sent together: back to back on one partition,
+        as a broken producer writes them. Returns where they landed."""
+        headers = [(INJECTED_HEADER, kind.encode())]
+        sending = []
+        for _ in range(count):
+            try:
+                value = self._rng.randbytes(64)
+                sending.append(await self._producer.send(topic, value, key=key, headers=headers))
+            except KafkaError as exc:
+                self._not_written(kind, exc)
+        first = len(self.injected)
+        for future in sending:
+            await self._remember(kind, topic, future, expected)
+        return {record.source for record in self.injected[first:]}
+
+    async def _remember(
+        self, kind: str, topic: str, sending: Awaitable[RecordMetadata], expected: str | None
+    ) -> None:
         try:
-            meta = await self._producer.send_and_wait(
-                topic, value, key=key, headers=[(INJECTED_HEADER, kind.encode())]
-            )
+            meta = await sending
         except KafkaError as exc:
-            # Not retried: a retry could write it twice, with one copy unaccounted for.
-            self.send_failures += 1
-            logger.warning("could not write %s: %r", kind, exc)
+            self._not_written(kind, exc)
             return
         self.injected.append(
             InjectedRecord(kind, SourceRef(topic, meta.partition, meta.offset), expected)
         )
+
+    def _not_written(self, kind: str, exc: KafkaError) -> None:
+        # Not retried: a retry could write it twice, with one copy unaccounted for.
+        self.send_failures += 1
+        logger.warning("could not write %s: %r", kind, exc)
 
     async def round(self) -> str:
         """One of each kind of bad record; returns a note for the report."""

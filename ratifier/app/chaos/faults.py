@@ -13,13 +13,14 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Protocol
 
 from ratifier.app.chaos.bad_input import BadInput
 from ratifier.app.chaos.observe import Observer
 from ratifier.core.config import Settings
 from ratifier.core.models import DeadLetterReason
+from ratifier.core.polling import wait_until
 from ratifier.core.topics import TopicNames
 from ratifier.io.admin import admin_client, set_group_offsets
 from ratifier.ops.fleet import Fleet, ProcessSpec
@@ -39,6 +40,15 @@ BROKER_DOWN_S = 5.0
 # expire while it cannot answer.
 BROKER_STALL_S = 13.0
 LATE_REPLAY_SHARE = 0.10  # of the cases final (and pruned) by a fault: resubmitted
+# brake-trip: the tally's brake limit, the flood that trips it, and how long each step may take.
+BRAKE_LIMIT = 20
+FLOOD_RECORDS = 200
+BRAKE_TRIP_TIMEOUT_S = 60.0
+FLOOD_DRAIN_TIMEOUT_S = 120.0
+BRAKE_ON = (("RATIFIER_POISON_MAX_CONSECUTIVE", str(BRAKE_LIMIT)),)
+# The operator's way through a flood once it is understood: dead-letter it all (docs/delivery.md).
+BRAKE_OFF = (("RATIFIER_POISON_MAX_CONSECUTIVE", "0"), ("RATIFIER_POISON_MAX_RATIO", "0"))
+STOPPING_LINE = b"stopping: "  # the brake's one log line (io/consume/poison.py)
 # After a case's final decision, its state is pruned a retention later, at the next tick: wait
 # this much more before resubmitting it, so the resubmission meets the marker alone.
 PRUNE_MARGIN_S = 3.0
@@ -46,6 +56,10 @@ PRUNE_MARGIN_S = 3.0
 
 class Fault(Protocol):
     name: str
+
+    @property
+    def supervises(self) -> frozenset[str]:
+        """The processes this fault stops and starts itself: the run's supervisor leaves them."""
 
     async def prepare(self) -> None:
         """Before the load: set up what the pattern needs (a second worker)."""
@@ -95,6 +109,7 @@ class FleetFault:
 
     settings: Settings
     fleet: Fleet
+    supervises: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def names(self) -> TopicNames:
@@ -264,6 +279,7 @@ class BadInputRounds:
 
     bad: BadInput
     name: str = "bad-input"
+    supervises: ClassVar[frozenset[str]] = frozenset()
 
     async def prepare(self) -> None:
         return None
@@ -384,3 +400,70 @@ class BrokerStallRebalance(FleetFault):
         if pid is None:
             raise RuntimeError(f"no pid file for broker {node.name}: is the local stack up?")
         return pid
+
+
+@dataclass
+class BrakeTrip(FleetFault):
+    """A flood of unreadable candidates trips the tally's poison brake; the operator drains it.
+
+    The tally runs with a brake limit of ``BRAKE_LIMIT`` unreadable records in a row. Each fault
+    writes ``FLOOD_RECORDS`` random records back to back on one candidates partition. The tally
+    must stop (non-zero, one ``stopping:`` line) without committing them; a tally started with
+    the brake off must dead-letter each exactly once (the checker's rule), and the next one,
+    brake on again, carries on with the load. The supervisor leaves the tally to this fault.
+    """
+
+    bad: BadInput
+    observer: Observer
+    name: str = "brake-trip"
+    supervises: ClassVar[frozenset[str]] = frozenset({TALLY})
+
+    async def prepare(self) -> None:
+        await self.fleet.stop_process(TALLY)
+        await self._start(BRAKE_ON)
+
+    async def apply(self, index: int) -> str:
+        log = self.fleet.log_dir / f"{TALLY}.log"
+        lines_before = log.read_bytes().count(STOPPING_LINE)
+        flood = await self.bad.flood(
+            "flood-candidate",
+            self.names.candidates,
+            f"chaos-flood-{index}".encode(),
+            FLOOD_RECORDS,
+            DeadLetterReason.MALFORMED.value,
+        )
+        code: dict[str, int] = {}
+
+        async def stopped() -> bool:
+            code.update(self.fleet.exited())
+            return TALLY in code
+
+        tripped = await wait_until(stopped, BRAKE_TRIP_TIMEOUT_S, "the brake to stop the tally")
+        lines = log.read_bytes().count(STOPPING_LINE) - lines_before
+        if code[TALLY] == 0 or lines != 1:
+            raise RuntimeError(
+                f"the tally exited {code[TALLY]} with {lines} '{STOPPING_LINE.decode()}' line(s)"
+                f" for a flood of {len(flood)}; expected non-zero and one line (see {log})"
+            )
+        await self.fleet.kill_process(TALLY)  # reaps it; it is gone already
+        await self.fleet.start(_tally(BRAKE_OFF))
+
+        async def drained() -> bool:
+            return flood <= self.observer.dead_lettered
+
+        took = await wait_until(drained, FLOOD_DRAIN_TIMEOUT_S, "the flood dead-lettered")
+        await self.fleet.stop_process(TALLY)
+        back = await self._start(BRAKE_ON)
+        return (
+            f"{len(flood)} unreadable candidates: the brake stopped the tally in {tripped:.1f}s "
+            f"(exit {code[TALLY]}); brake off, dead-lettered in {took:.1f}s; brake on, "
+            f"in after {back:.1f}s"
+        )
+
+    async def _start(self, env: tuple[tuple[str, str], ...]) -> float:
+        await self.fleet.start(_tally(env))
+        return await wait_members(self.settings, self.names.tally_app_id, 1, REJOIN_TIMEOUT_S)
+
+
+def _tally(env: tuple[tuple[str, str], ...]) -> ProcessSpec:
+    return replace(ProcessSpec.tally(TALLY), env=env)

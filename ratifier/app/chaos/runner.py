@@ -122,7 +122,9 @@ async def run_scenario(
                 fault = scenario.make_fault(context)
                 await fault.prepare()
                 async with contextlib.AsyncExitStack() as stack:
-                    await stack.enter_async_context(supervising(fleet, notes, progress))
+                    await stack.enter_async_context(
+                        supervising(fleet, notes, progress, leave=fault.supervises)
+                    )
                     if scenario.bad_input:
                         await stack.enter_async_context(following(bad, observer))
 
@@ -235,15 +237,20 @@ async def settle(
 
 
 @contextlib.asynccontextmanager
-async def supervising(fleet: Fleet, notes: list[str], progress: Progress) -> AsyncIterator[None]:
+async def supervising(
+    fleet: Fleet, notes: list[str], progress: Progress, leave: frozenset[str] = frozenset()
+) -> AsyncIterator[None]:
     """Start again any process that ends on its own, as a deployment's supervisor would.
 
-    A process that dies of a fault (a broker away too long) is itself a finding: noted.
+    A process that dies of a fault (a broker away too long) is itself a finding: noted. The
+    processes in ``leave`` are the fault's to stop and start (brake-trip's tally).
     """
 
     async def watch() -> None:
         while True:
             for name, code in fleet.exited().items():
+                if name in leave:
+                    continue
                 spec = fleet.spec_of(name)
                 await fleet.kill_process(name)  # reaps it; it is gone already
                 await fleet.start(spec)

@@ -9,6 +9,7 @@ from typing import Any
 from ratifier.app.chaos.bad_input import BadInput
 from ratifier.app.chaos.faults import (
     BadInputRounds,
+    BrakeTrip,
     BrokerRestart,
     BrokerStallRebalance,
     ClusterBounce,
@@ -145,6 +146,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         faults=5,
         quick_faults=2,
         outcomes=True,
+    ),
+    Scenario(
+        "brake-trip",
+        "a flood of 200 unreadable candidates trips the tally's poison brake (limit 20 in a "
+        "row); the tally is started with the brake off to dead-letter it, then with it on "
+        "(transactional engine only)",
+        lambda ctx: BrakeTrip(ctx.settings, ctx.fleet, ctx.bad_input, ctx.observer),
+        faults=3,
     ),
     Scenario(
         "broker-stall",
