@@ -161,8 +161,6 @@ class TransactionalTally:
         self._last_tick = 0.0
         self._caught_up = False  # every owned input read to its last stable offset
         self._started = False
-        # The poison brake tripped: nothing more is committed (the batch in hand is half done).
-        self._halted = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -198,6 +196,12 @@ class TransactionalTally:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    @property
+    def _halted(self) -> bool:
+        """The poison brake tripped: nothing more is committed (the batch in hand is half done)."""
+        gate = self.processor.gate
+        return gate is not None and gate.tripped is not None
 
     def observability(self) -> Observability:
         """Its /metrics series and /readyz (read at scrape time: no work per record)."""
@@ -244,7 +248,6 @@ class TransactionalTally:
             except PoisonLimitExceeded:
                 # Stop with the open transactions uncommitted: after the fix, this input is
                 # read again from the last commit (docs/delivery.md, "Bad input").
-                self._halted = True
                 raise
             except Exception as exc:
                 await self._lose(partition, exc)
