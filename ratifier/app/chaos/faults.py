@@ -123,34 +123,27 @@ class FleetFault:
 
 
 @dataclass
-class TallyKill(FleetFault):
-    """kill -9 the tally, start it again at once (the same command: a successor)."""
+class ProcessKill(FleetFault):
+    """kill -9 a process (``victims`` in turn), start it again at once with the same spec: a
+    successor, in the consumer group once the fault returns."""
 
+    victims: tuple[str, ...] = (TALLY,)
     name: str = "tally-kill"
 
     async def apply(self, index: int) -> str:
-        group = self.names.tally_app_id
+        victim = self.victims[index % len(self.victims)]
+        spec = self.fleet.spec_of(victim)
+        group = spec.group(self.names)
+        members = sum(
+            1 for n in self.fleet.running() if self.fleet.spec_of(n).group(self.names) == group
+        )
         before = await stable_members(self.settings, group) or frozenset()
-        await self.fleet.kill_process(TALLY)
-        await self.fleet.start(ProcessSpec.tally(TALLY))
-        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S, other_than=before)
-        return f"tally killed and restarted; group whole after {took:.1f}s"
-
-
-@dataclass
-class OutcomesKill(FleetFault):
-    """kill -9 the outcomes writer mid-transaction, start it again at once (a successor that
-    fences the killed one's transaction and reads the outcomes back)."""
-
-    name: str = "outcomes-kill"
-
-    async def apply(self, index: int) -> str:
-        group = self.names.outcomes_group
-        before = await stable_members(self.settings, group) or frozenset()
-        await self.fleet.kill_process(OUTCOMES)
-        await self.fleet.start(ProcessSpec.outcomes(OUTCOMES))
-        took = await wait_members(self.settings, group, 1, REJOIN_TIMEOUT_S, other_than=before)
-        return f"outcomes writer killed and restarted; group whole after {took:.1f}s"
+        await self.fleet.kill_process(victim)
+        await self.fleet.start(spec)
+        took = await wait_members(
+            self.settings, group, members, REJOIN_TIMEOUT_S, other_than=before
+        )
+        return f"{victim} killed and restarted; group whole after {took:.1f}s"
 
 
 @dataclass
@@ -200,23 +193,6 @@ class TallyPause(FleetFault):
             f"{paused} stopped; partner alone after {taken_over:.1f}s; "
             f"resumed, both in after {back:.1f}s"
         )
-
-
-@dataclass
-class ValidatorKill(FleetFault):
-    """kill -9 one of the two sim-a instances (in turn), start it again at once."""
-
-    name: str = "validator-kill"
-
-    async def apply(self, index: int) -> str:
-        victim = f"validator-{SIM_A}-{index % 2}"
-        spec = self.fleet.spec_of(victim)
-        group = self.names.validator_group(SIM_A)
-        before = await stable_members(self.settings, group) or frozenset()
-        await self.fleet.kill_process(victim)
-        await self.fleet.start(spec)
-        took = await wait_members(self.settings, group, 2, REJOIN_TIMEOUT_S, other_than=before)
-        return f"{victim} killed and restarted; group whole after {took:.1f}s"
 
 
 @dataclass

@@ -8,6 +8,8 @@ from typing import Any
 
 from ratifier.app.chaos.bad_input import BadInput
 from ratifier.app.chaos.faults import (
+    OUTCOMES,
+    SIM_A,
     BadInputRounds,
     BrakeTrip,
     BrokerRestart,
@@ -16,11 +18,9 @@ from ratifier.app.chaos.faults import (
     Fault,
     LateReplay,
     OffsetRewind,
-    OutcomesKill,
-    TallyKill,
+    ProcessKill,
     TallyPause,
     TallyScale,
-    ValidatorKill,
 )
 from ratifier.app.chaos.observe import Observer
 from ratifier.core.config import Settings
@@ -72,7 +72,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "tally-kill",
         "kill -9 the tally, restarted at once",
-        lambda ctx: TallyKill(ctx.settings, ctx.fleet),
+        lambda ctx: ProcessKill(ctx.settings, ctx.fleet),
         faults=10,
         quick_faults=2,
     ),
@@ -100,7 +100,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "validator-kill",
         "kill -9 one instance of sim-a (two instances), restarted at once",
-        lambda ctx: ValidatorKill(ctx.settings, ctx.fleet),
+        lambda ctx: ProcessKill(
+            ctx.settings,
+            ctx.fleet,
+            (f"validator-{SIM_A}-0", f"validator-{SIM_A}-1"),
+            "validator-kill",
+        ),
         faults=5,
     ),
     Scenario(
@@ -116,7 +121,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "debate-tally-kill",
         "kill -9 the tally under a [debate] policy (2 to 3 rounds), restarted at once "
         "(transactional engine only)",
-        lambda ctx: TallyKill(ctx.settings, ctx.fleet),
+        lambda ctx: ProcessKill(ctx.settings, ctx.fleet),
         faults=10,
         policy="debate",
     ),
@@ -142,7 +147,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "outcomes-kill",
         "kill -9 the outcomes writer under load, restarted at once; every passed case must get "
         "exactly one outcome",
-        lambda ctx: OutcomesKill(ctx.settings, ctx.fleet),
+        lambda ctx: ProcessKill(ctx.settings, ctx.fleet, (OUTCOMES,), "outcomes-kill"),
         faults=5,
         quick_faults=2,
         outcomes=True,
