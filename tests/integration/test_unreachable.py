@@ -146,3 +146,28 @@ async def test_submit_to_a_prefix_without_topics_fails_at_once(settings: Setting
         "(`ratifier stack up` creates them)"
     ]
     assert elapsed < TIMEOUT_S + STARTUP_S
+
+
+async def test_every_command_without_its_topics_fails_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A wrong prefix, or validators started before the tally of a release that adds a topic
+    (`<prefix>.rounds`): the worker names the topics at once instead of a traceback after the
+    consumer's metadata wait. Each command is refused for the topic its needs name first."""
+    prefix = f"{settings.topic_prefix}-none"
+    samples = sample_args(tmp_path)
+    workers = {path: samples[path] for path, needs in NEEDS.items() if needs.topics}
+    assert {"validator run", "generator run", "outcomes run", "monitor run", "review serve"} <= set(
+        workers
+    )
+    results = await _walk(workers, _env(settings, RATIFIER_TOPIC_PREFIX=prefix))
+    for path, (code, output, elapsed) in results.items():
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 2, f"{path}: exit {code}\n{output}"
+        assert "Traceback" not in output, f"{path}:\n{output}"
+        assert len(lines) == 1, f"{path}: {len(lines)} lines\n{output}"
+        missing = NEEDS[path].topic_names(settings.with_overrides(topic_prefix=prefix))
+        assert lines[0].startswith(
+            f"ratifier: error: topics {', '.join(missing)} do not exist at "
+        ), f"{path}: {output}"
+        assert elapsed < TIMEOUT_S + STARTUP_S, f"{path} took {elapsed:.1f} s"

@@ -47,24 +47,26 @@ REDIS = Needs(kafka=False, redis=True)
 BOTH = Needs(redis=True)
 
 NEEDS: dict[str, Needs] = {
-    "tally run": KAFKA,
+    "tally run": KAFKA,  # creates the topics it misses (admin.ensure_topics)
     "tally status": KAFKA,
-    "validator run": KAFKA,
-    "generator run": KAFKA,
+    # Workers wait for their topics' metadata at start: without them they would fail after the
+    # request timeout, with a traceback. `rounds` too: the tally of this release creates it.
+    "validator run": Needs(topics=("candidates", "rounds", "verdicts")),
+    "generator run": Needs(topics=("retry", "candidates")),
     "submit": Needs(topics=("candidates",)),
     "watch": Needs(topics=("decisions",)),
     "deadletters tail": Needs(topics=("deadletter",)),
     "deadletters replay": Needs(topics=("deadletter",)),
-    "outcomes run": BOTH,
+    "outcomes run": Needs(redis=True, topics=("passed", "outcomes", "deadletter")),
     "outcomes tail": Needs(topics=("outcomes",)),
     "outcomes show": Needs(topics=("outcomes",)),
     "replay": KAFKA,
-    "review serve": BOTH,
+    "review serve": Needs(redis=True, topics=("escalate",)),
     "review list": REDIS,
     "review show": REDIS,
     "review resolve": REDIS,
     "answer": REDIS,
-    "monitor run": BOTH,
+    "monitor run": Needs(redis=True, topics=("decisions", "alerts")),
     "case": REDIS,
     "scoreboard": REDIS,
     "demo": BOTH,
