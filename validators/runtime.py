@@ -378,7 +378,7 @@ class ValidatorWorker(RuntimeWorker):
         except WireFormatError as exc:
             raise InvalidRecord(DeadLetterReason.MALFORMED, f"not a candidate: {exc}") from None
         policy = self.routing.policy(candidate.policy)
-        if policy is not None and policy.debate is not None:
+        if policy is not None and policy.debate is not None and self.routing.judges(policy.name):
             self.candidates.put(candidate)  # its later rounds need it
         await self._judge_one(candidate)
 

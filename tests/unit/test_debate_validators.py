@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from aiokafka import ConsumerRecord
+
+from ratifier.core.config import Settings
 from ratifier.core.models import Candidate, Judgement, PeerVerdict, RoundRequest, Vote
+from ratifier.schemas import codec
 from ratifier.validators.builtin.simulated import SimulatedValidator
 from ratifier.validators.runtime import (
     CandidateCache,
     Peers,
+    ValidatorWorker,
     judge_safely,
     peer_verdicts,
     takes_peers,
@@ -96,3 +103,27 @@ def test_herding_at_h_copies_about_h_of_the_time_and_rounds_are_fresh_draws() ->
     assert first != second  # a round is a fresh draw, not the round-1 vote again
     again = [noisy.decide(candidate("accept", f"c{n}"), Peers(2, ())).vote for n in range(200)]
     assert second == again  # but the same round replays the same vote
+
+
+async def test_a_validator_keeps_only_the_debated_candidates_it_judges(tmp_path: Path) -> None:
+    """The round cache holds candidates for this validator's later rounds: one of a debate
+    policy that does not list it never has a round for it, so it is not kept."""
+    (tmp_path / "p.toml").write_text(
+        'name = "p"\nversion = "1"\nmax_attempts = 1\nwindow_seconds = 30\n'
+        "[threshold]\naccepts = 1\n[debate]\nmin_rounds = 2\nmax_rounds = 3\n"
+        'supermajority = 0.75\n[[validators]]\nid = "a"\n'
+    )
+
+    async def judge(c: Candidate) -> Judgement:
+        raise AssertionError("a validator the policy does not list is never called")
+
+    worker = ValidatorWorker(Settings(policy_dir=tmp_path), "b", judge)
+    try:
+        record = ConsumerRecord(
+            "ratifier.candidates", 0, 7, 0, 0, b"case", codec.encode(candidate()), None, 4, 100, ()
+        )
+        await worker._handle(record)
+        assert worker.not_listed == 1
+        assert worker.candidates.get("cand") is None
+    finally:
+        await worker.stop()  # never started: closes the clients it made
